@@ -1,0 +1,1 @@
+"""Analyses of stored revisions: SQL through DuckDB, diversity, plots."""

@@ -1,0 +1,46 @@
+"""`alpaca-data`: one command, thin subcommands over the library.
+
+Each module in `alpaca_data.commands` registers its subcommands on the shared app.
+User mistakes (UserError) become one line on stderr and a non-zero exit, never a traceback.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from alpaca_data.commands import ALL_COMMAND_MODULES
+from alpaca_data.errors import UserError
+from alpaca_data.progress import set_quiet
+
+app = typer.Typer(
+    name="alpaca-data",
+    help="Make, version, filter, query and publish Alpaca-style instruction datasets.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+
+@app.callback()
+def _options(
+    store: str = typer.Option(None, "--store", envvar="ALPACA_STORE", help="Store folder (default ./alpaca-store)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or chatter; results only."),
+) -> None:
+    if store:
+        os.environ["ALPACA_STORE"] = store
+    set_quiet(quiet)
+
+
+for module in ALL_COMMAND_MODULES:
+    module.register(app)
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)

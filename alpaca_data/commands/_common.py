@@ -1,0 +1,44 @@
+"""Shared bits for CLI commands: opening the store, printing tables and JSON."""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Iterable, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from alpaca_data.errors import UsageError
+from alpaca_data.records import parse_field_map
+from alpaca_data.store import Store
+
+stdout_console = Console(soft_wrap=True)
+
+
+def open_store(create: bool = True) -> Store:
+    return Store.open(create=create)
+
+
+def field_map_option(pairs: list[str] | None) -> dict[str, str]:
+    try:
+        return parse_field_map(pairs or [])
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def print_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> None:
+    table = Table(title=title, show_lines=False, header_style="bold")
+    for column in columns:
+        table.add_column(str(column), overflow="fold")
+    for row in rows:
+        table.add_row(*("" if value is None else str(value) for value in row))
+    stdout_console.print(table)
+
+
+def shorten(text: str, width: int = 70) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -1,0 +1,149 @@
+"""Record validation: the JSON Schema in `schemas/`, plus checks JSON Schema cannot express.
+
+Every problem in a record is reported (not just the first), each naming its field.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping
+
+import jsonschema
+
+from alpaca_data.io import json_type
+from alpaca_data.records import CORE_FIELDS, KNOWN_ALIASES
+
+SCHEMA_VERSION = 1
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+RECORD_SCHEMA_FILE = "alpaca-record.schema.json"
+MANIFEST_SCHEMA_FILE = "revision-manifest.schema.json"
+
+# C0 controls other than tab / newline / carriage return, DEL and C1 controls break tokenisers and viewers.
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Invalid UTF-8 bytes survive decoding as lone surrogates (surrogateescape); JSON "\ud800" escapes too.
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+@lru_cache(maxsize=None)
+def load_schema(name: str) -> dict:
+    path = SCHEMA_DIR / name
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+@lru_cache(maxsize=None)
+def validator_for(name: str) -> jsonschema.protocols.Validator:
+    schema = load_schema(name)
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    field: str
+    reason: str
+
+
+class RecordChecker:
+    """Checks one record at a time against the record schema and the extra rules.
+
+    strict: unknown (provenance) fields and empty outputs are errors too.
+    """
+
+    def __init__(self, strict: bool = False):
+        self.strict = strict
+        self.validator = validator_for(RECORD_SCHEMA_FILE)
+        self.known_fields = set(load_schema(RECORD_SCHEMA_FILE)["properties"])
+
+    def check(self, record: Any, duplicate_keys: tuple[str, ...] = ()) -> list[FieldProblem]:
+        if not isinstance(record, dict):
+            return [FieldProblem("", f"expected a record object, got {json_type(record)}")]
+        problems = [FieldProblem(key, "key appears more than once in the object") for key in duplicate_keys]
+        if not self.validator.is_valid(record):
+            problems.extend(self._schema_problems(record))
+        problems.extend(self._text_problems(record))
+        if self.strict:
+            problems.extend(self._strict_problems(record))
+        return problems
+
+    def _schema_problems(self, record: Mapping[str, Any]) -> list[FieldProblem]:
+        problems = []
+        for error in sorted(self.validator.iter_errors(record), key=lambda e: list(e.absolute_path)):
+            field = str(error.absolute_path[0]) if error.absolute_path else ""
+            problems.extend(_explain(error, field, record))
+        return problems
+
+    def _text_problems(self, record: Mapping[str, Any]) -> list[FieldProblem]:
+        problems = []
+        for name, value in record.items():
+            for text in _strings_in(value):
+                if _LONE_SURROGATE.search(text):
+                    problems.append(FieldProblem(name, "contains invalid UTF-8 (undecodable bytes or lone surrogates)"))
+                    break
+                match = _CONTROL_CHARS.search(text)
+                if match:
+                    problems.append(FieldProblem(
+                        name, f"contains control character U+{ord(match.group()):04X} at offset {match.start()}"))
+                    break
+            if isinstance(value, float) and not math.isfinite(value):
+                problems.append(FieldProblem(name, "NaN/Infinity is not valid JSON"))
+            elif isinstance(value, list) and any(isinstance(v, float) and not math.isfinite(v) for v in value):
+                problems.append(FieldProblem(name, "NaN/Infinity is not valid JSON"))
+        return problems
+
+    def _strict_problems(self, record: Mapping[str, Any]) -> list[FieldProblem]:
+        problems = [FieldProblem(name, "unknown field (strict mode; map it with --map or drop it)")
+                    for name in record if name not in self.known_fields]
+        output = record.get("output")
+        if isinstance(output, str) and not output.strip():
+            problems.append(FieldProblem("output", "is empty (strict mode)"))
+        return problems
+
+
+def _strings_in(value: Any):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, str):
+                yield item
+
+
+def _explain(error: jsonschema.ValidationError, field: str, record: Mapping[str, Any]) -> list[FieldProblem]:
+    """Turn a jsonschema error into short field-level reasons a person can act on."""
+    instance = error.instance
+    kind = error.validator
+    if kind == "required":
+        return [FieldProblem(name, "is missing (required)" + _alias_hint(name, record))
+                for name in error.validator_value if name not in record]
+    if kind == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        hint = ' (use "" for none)' if field == "input" and instance is None else ""
+        return [FieldProblem(field, f"expected {expected}, got {json_type(instance)}{hint}")]
+    if kind in ("minLength", "pattern") and field == "instruction":
+        return [FieldProblem(field, "must not be empty")]
+    if kind == "maxLength":
+        return [FieldProblem(field, f"is {len(instance):,} characters, over the {error.validator_value:,} limit")]
+    if kind == "oneOf" and field not in CORE_FIELDS:
+        return [FieldProblem(field, f"provenance field must be a scalar or a flat list, got {json_type(instance)}"
+                             + (" with nested values" if isinstance(instance, list) else ""))]
+    if kind == "type" or not field:
+        return [FieldProblem(field, error.message)]
+    return [FieldProblem(field, error.message.splitlines()[0][:200])]
+
+
+def _alias_hint(name: str, record: Mapping[str, Any]) -> str:
+    aliases = [source for source, target in KNOWN_ALIASES.items() if target == name and source in record]
+    return f"; the record has {aliases[0]!r}: add --map {aliases[0]}={name}" if aliases else ""
+
+
+def validate_manifest(manifest: Mapping[str, Any]) -> list[str]:
+    validator = validator_for(MANIFEST_SCHEMA_FILE)
+    return [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message.splitlines()[0][:200]}"
+            for e in validator.iter_errors(manifest)]
