@@ -29,6 +29,11 @@ class Problem:
     field: str  # "" when the problem is not about one field
     reason: str
 
+    def sort_key(self) -> tuple[str, int]:
+        """Problems are reported in file order."""
+        digits = self.location.split()[1] if self.location.count(" ") >= 1 else "0"
+        return (self.path, int(digits) if digits.isdigit() else 0)
+
     def __str__(self) -> str:
         parts = [self.path + (f":{self.location}" if self.location else "")]
         if self.field:
@@ -102,17 +107,11 @@ def _unwrap(value: Any) -> tuple[Any, tuple[str, ...]]:
     return value, ()
 
 
-def _decode_utf8(data: bytes, path: str, problems: list[Problem]) -> str:
-    """Decode, keeping invalid bytes as lone surrogates so later checks can point at the record."""
+def _decode_utf8(data: bytes) -> str:
+    """Decode, keeping invalid bytes as lone surrogates: the record check then names the record and field."""
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
-        problems.append(Problem(path, f"line {line} col {column}", "", "invalid UTF-8 byte sequence"))
-        return data.decode("utf-8", errors="surrogateescape")
+    return data.decode("utf-8", errors="surrogateescape")
 
 
 def read_file(path_str: str) -> ReadResult:
@@ -147,7 +146,7 @@ def read_file(path_str: str) -> ReadResult:
 
 
 def _read_json_array(data: bytes, result: ReadResult) -> None:
-    text = _decode_utf8(data, result.path, result.problems)
+    text = _decode_utf8(data)
     try:
         value = _loads(text)
     except json.JSONDecodeError as error:
@@ -181,12 +180,7 @@ def _read_jsonl(data: bytes, result: ReadResult) -> None:
     for number, raw_line in enumerate(data.split(b"\n"), start=1):
         if not raw_line.strip():
             continue
-        try:
-            line = raw_line.decode("utf-8")
-        except UnicodeDecodeError as error:
-            result.problems.append(
-                Problem(result.path, f"line {number} col {error.start + 1}", "", "invalid UTF-8 byte sequence"))
-            line = raw_line.decode("utf-8", errors="surrogateescape")
+        line = raw_line.decode("utf-8", errors="surrogateescape")
         try:
             value = _loads(line)
         except json.JSONDecodeError as error:
@@ -215,7 +209,7 @@ def _read_parquet(path: Path, result: ReadResult) -> None:
 
 
 def _read_csv(data: bytes, result: ReadResult) -> None:
-    text = _decode_utf8(data, result.path, result.problems)
+    text = _decode_utf8(data)
     reader = csv.DictReader(text.splitlines(keepends=True))
     try:
         for index, row in enumerate(reader, start=1):

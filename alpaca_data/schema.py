@@ -75,7 +75,7 @@ class RecordChecker:
         problems = []
         for error in sorted(self.validator.iter_errors(record), key=lambda e: list(e.absolute_path)):
             field = str(error.absolute_path[0]) if error.absolute_path else ""
-            problems.extend(_explain(error, field, record))
+            problems.extend(p for p in _explain(error, field, record) if p not in problems)
         return problems
 
     def _text_problems(self, record: Mapping[str, Any]) -> list[FieldProblem]:

@@ -51,6 +51,7 @@ def validate_file(path: str, field_map: Mapping[str, str] | None = None, strict:
             elif not conflicts:
                 report.records.append(record)
             tick()
+    report.problems.sort(key=Problem.sort_key)
     if not raws and not report.problems:
         report.problems.append(Problem(path, "", "", "holds no records"))
     return report

@@ -12,7 +12,8 @@ from alpaca_data.errors import UsageError
 from alpaca_data.records import parse_field_map
 from alpaca_data.store import Store
 
-stdout_console = Console(soft_wrap=True)
+# Piped output is not cut to 80 columns: tables stay readable in logs and CI.
+stdout_console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 
 def open_store(create: bool = True) -> Store:

@@ -12,7 +12,7 @@ from alpaca_data.errors import UserError
 from alpaca_data.io import atomic_write, dumps_json_array, dumps_jsonl
 from alpaca_data.records import CORE_FIELDS, content_hash, key_of
 from alpaca_data.schema import validate_manifest
-from alpaca_data.store.store import DATA_FILE, MANIFEST_FILE, Manifest, Store, sha256_file
+from alpaca_data.store.store import DATA_FILE, MANIFEST_FILE, MANIFEST_HASH_FILE, Manifest, Store, sha256_file
 from alpaca_data.store.tables import records_to_table, table_to_records
 
 EXPORT_FORMATS = ("json", "jsonl", "parquet")
@@ -122,13 +122,18 @@ def _check_revision(store: Store, dataset: str, revision_id: str, deep: bool) ->
         return [f"{where}: manifest.json is missing"]
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         return [f"{where}: manifest.json is not valid JSON ({error})"]
+    hash_file = folder / MANIFEST_HASH_FILE
+    if not hash_file.exists():
+        return [f"{where}: {MANIFEST_HASH_FILE} is missing"]
+    if hash_file.read_text().strip() != sha256_file(folder / MANIFEST_FILE):
+        return [f"{where}: manifest.json does not match its hash (edited or corrupt)"]
     problems = [f"{where}: manifest: {p}" for p in validate_manifest(data)]
     if problems:
         return problems
     if data["id"] != revision_id or data["dataset"] != dataset:
         problems.append(f"{where}: manifest names {data['dataset']}@{data['id'][:12]}, not this revision")
     expected = data["files"]
-    present = {p.name for p in folder.iterdir()} - {MANIFEST_FILE}
+    present = {p.name for p in folder.iterdir()} - {MANIFEST_FILE, MANIFEST_HASH_FILE}
     for name in sorted(set(expected) - present):
         problems.append(f"{where}: {name} is missing")
     for name in sorted(present - set(expected)):

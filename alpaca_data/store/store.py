@@ -39,6 +39,7 @@ from alpaca_data.store.tables import compute_stats, records_to_table, table_to_r
 STORE_FORMAT = 1
 DATA_FILE = "data.parquet"
 MANIFEST_FILE = "manifest.json"
+MANIFEST_HASH_FILE = "manifest.sha256"  # lets fsck notice an edited manifest
 DEFAULT_STORE = "alpaca-store"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 HEX_PATTERN = re.compile(r"^[0-9a-f]{4,64}$")
@@ -314,7 +315,9 @@ class Store:
         if problems:
             shutil.rmtree(tmp, ignore_errors=True)
             raise ValueError(f"internal error: manifest does not match its schema: {problems[0]}")
-        fsync_write(tmp / MANIFEST_FILE, json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True).encode())
+        manifest_bytes = json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True).encode()
+        fsync_write(tmp / MANIFEST_FILE, manifest_bytes)
+        fsync_write(tmp / MANIFEST_HASH_FILE, (hashlib.sha256(manifest_bytes).hexdigest() + "\n").encode())
         fsync_dir(tmp)
         final = self.revision_dir(dataset, revision_id)
         final.parent.mkdir(parents=True, exist_ok=True)

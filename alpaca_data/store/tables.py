@@ -49,7 +49,7 @@ def _summary(values: list[int]) -> dict[str, float]:
         return {"mean": 0.0, "median": 0.0, "p95": 0.0, "max": 0}
     array = np.asarray(values)
     return {"mean": round(float(array.mean()), 3), "median": float(np.median(array)),
-            "p95": float(np.percentile(array, 95)), "max": int(array.max())}
+            "p95": round(float(np.percentile(array, 95)), 2), "max": int(array.max())}
 
 
 def compute_stats(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

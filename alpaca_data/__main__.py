@@ -1,0 +1,3 @@
+from alpaca_data.cli import main
+
+main()
