@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     except click_exceptions.ClickException as error:
         print(f"error: {error.format_message()}", file=sys.stderr)
         sys.exit(error.exit_code)
-    except click_exceptions.Abort:
+    except KeyboardInterrupt:
         print("aborted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,77 @@
+"""`filter` and `dedup` on real corpora: new revisions whose rejections are queryable with SQL."""
+from __future__ import annotations
+
+import json
+
+from alpaca_data.filters.rouge import RougeNoveltyIndex
+from alpaca_data.store import Store
+from tests.conftest import CORPORA, SEEDS
+
+
+def _sql(cli, query: str, rev: str):
+    result = cli("sql", query, "--rev", rev, "-f", "json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_filter_makes_a_revision_with_queryable_rejections(cli, store_path):
+    cli("import", "--map", "response=output", CORPORA / "gpteacher_roleplay.json", "-d", "rp")
+    cli("import", SEEDS, "-d", "seeds")
+    source = Store.open(store_path).resolve("rp@main")
+    result = cli("filter", "rp@main", "--pool", "seeds", "-m", "clean roleplay")
+    assert result.returncode == 0, result.stderr
+    store = Store.open(store_path)
+    filtered = store.resolve(result.last_line[:12].join(["rp@", ""]))
+    assert filtered.parents == [source.id] and filtered.data["recipe"]["command"] == "filter"
+    summary = filtered.data["extra"]["filter"]
+    rows = _sql(cli, "SELECT reason, count(*) AS n FROM rejections GROUP BY reason", "rp@main")
+    assert {row["reason"]: row["n"] for row in rows} == summary["counts"]
+    assert summary["kept"] + summary["dropped"] == source.record_count == 1923
+    assert filtered.record_count == summary["kept"]
+    # Every ROUGE drop names a kept (or pool) instruction that really is that similar.
+    drops = _sql(cli, "SELECT instruction, score, most_similar FROM rejections WHERE reason = 'rouge_too_similar'",
+                 "rp@main")
+    assert drops, "roleplay has near-duplicate instructions"
+    checker = RougeNoveltyIndex()
+    for row in drops[:20]:
+        checker.add([row["most_similar"]])
+        assert abs(float(checker.scores(row["instruction"])[-1]) - row["score"]) < 1e-12
+        assert row["score"] > 0.7
+
+
+def test_filter_options_no_rouge_and_rules(cli, store_path):
+    cli("import", CORPORA / "gsm8k_train_alpaca.json", "-d", "gsm")
+    result = cli("filter", "gsm", "--no-rouge", "--rules", "too_long.max_words=60")
+    assert result.returncode == 0, result.stderr
+    reasons = _sql(cli, "SELECT DISTINCT reason FROM rejections", "gsm@main")
+    assert reasons == [{"reason": "too_long"}]
+    kept = Store.open(store_path).read_records("gsm@main")
+    assert kept and max(len(r["instruction"].split()) for r in kept) <= 60
+    bad = cli("filter", "gsm", "--rules", "default,-no_such_rule")
+    assert bad.returncode == 2 and "no_such_rule" in bad.stderr and "Traceback" not in bad.stderr
+    assert cli("filter", "gsm", "--rouge-threshold", "1.5").returncode == 2
+
+
+def test_non_english_records_get_a_named_reason(cli):
+    original = cli("import", CORPORA / "alpaca_zh_10000.json", "-d", "zh").last_line
+    result = cli("filter", "zh", "--rules", "none")
+    assert result.returncode == 0, result.stderr
+    counts = _sql(cli, "SELECT reason, count(*) AS n FROM rejections GROUP BY 1", "zh@main")
+    assert {row["reason"] for row in counts} <= {"rouge_no_tokens", "rouge_too_similar"}
+    assert any(row["reason"] == "rouge_no_tokens" and row["n"] > 1000 for row in counts)
+    kept = cli("filter", f"zh@{original[:12]}", "--rules", "none", "--rouge-no-tokens", "keep", "-d", "zh-kept")
+    assert kept.returncode == 0
+    assert not [r for r in _sql(cli, "SELECT reason FROM rejections", "zh-kept") if r["reason"] == "rouge_no_tokens"]
+
+
+def test_dedup_exact_and_minhash(cli):
+    cli("import", "--map", "response=output", CORPORA / "gpteacher_toolformer.json", "-d", "tf")
+    exact = cli("dedup", "tf", "--method", "exact")
+    assert exact.returncode == 0, exact.stderr
+    rows = _sql(cli, "SELECT reason, count(*) AS n FROM rejections GROUP BY 1", "tf@main")
+    assert rows and rows[0]["reason"] == "exact_duplicate" and rows[0]["n"] > 0
+    near = cli("dedup", "tf", "--method", "minhash", "--threshold", "0.9")
+    assert near.returncode == 0, near.stderr
+    near_rows = _sql(cli, "SELECT min(score) AS lo FROM rejections", "tf@main")
+    assert near_rows[0]["lo"] >= 0.9
+    assert cli("dedup", "tf", "--method", "fuzzy").returncode == 2
