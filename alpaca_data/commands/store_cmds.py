@@ -248,8 +248,42 @@ def datasets(as_json: bool = typer.Option(False, "--json")) -> None:
                      for r in rows], title=str(store.root))
 
 
+def diversity(
+    ref: str = typer.Argument(...),
+    verbs: int = typer.Option(20, "--verbs", help="How many root verbs to show."),
+    nouns: int = typer.Option(4, "--nouns", help="Direct objects per verb."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the verb/object chart to this PNG."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Root verb / direct object diversity of the instructions (spaCy), as in the Alpaca analysis."""
+    from alpaca_data.analyze.diversity import plot_verb_noun, verb_noun_stats
+    from alpaca_data.progress import progress_bar
+
+    store = open_store(create=False)
+    manifest = store.resolve(ref)
+    instructions = [r["instruction"] for r in store.read_records(manifest)]
+    with progress_bar("parsing instructions", total=len(instructions), enabled=not is_quiet()) as tick:
+        stats = verb_noun_stats(instructions, tick=tick)
+    top = stats.top(verbs, nouns)
+    summary = {"instructions": stats.total, "distinct_root_verbs": stats.distinct_verbs,
+               "distinct_verb_object_pairs": len(stats.pairs), "no_verb_root": stats.no_verb_root,
+               "verb_without_object": stats.no_object,
+               "top": [{"verb": v, "count": c, "objects": dict(o)} for v, c, o in top]}
+    if plot is not None:
+        plot_verb_noun(stats, plot, verbs, nouns, title=f"{manifest.dataset}@{manifest.short_id}: root verbs and objects")
+    if as_json:
+        print_json(summary)
+        return
+    print(f"{stats.total} instructions: {stats.distinct_verbs} distinct root verbs, {len(stats.pairs)} verb-object "
+          f"pairs; {stats.no_verb_root} without a verb root, {stats.no_object} verbs without a direct object")
+    print_table(["verb", "count", "top direct objects"],
+                [(v, c, ", ".join(f"{noun} ({n})" for noun, n in o)) for v, c, o in top])
+    if plot is not None and not is_quiet():
+        stderr_console.print(f"chart written to {plot}")
+
+
 def register(app: typer.Typer) -> None:
     app.command()(validate)
     app.command("import")(import_)
-    for command in (log, show, tag, diff, export, fsck, sql, datasets):
+    for command in (log, show, tag, diff, export, fsck, sql, datasets, diversity):
         app.command()(command)
