@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> None:
     except click_exceptions.ClickException as error:
         print(f"error: {error.format_message()}", file=sys.stderr)
         sys.exit(error.exit_code)
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        os._exit(0)
     except KeyboardInterrupt:
         print("aborted", file=sys.stderr)
         sys.exit(130)

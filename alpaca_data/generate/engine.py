@@ -1,0 +1,319 @@
+"""The generation run loop: bounded concurrency, rate limits, retries, in-order processing, budget.
+
+Determinism under concurrency and across kill/resume rests on three rules:
+1. request i's prompt is a pure function of (seed, i) (and, with machine demos, of tasks kept from
+   requests <= i - lag - 1, which are fixed before request i is built);
+2. answers are journalled (fsynced) as they arrive but *processed* (parsed, filtered, kept) strictly in
+   request-index order; out-of-order arrivals wait in a buffer;
+3. the kept list stops at exactly N in index order, so requests issued beyond what was needed never
+   change the result. On resume the journal is replayed through the same in-order path, and only
+   indices without a journalled outcome are sent.
+"""
+from __future__ import annotations
+
+import asyncio
+import bisect
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from alpaca_data.errors import UserError
+from alpaca_data.generate.journal import AsyncJournalWriter, Journal
+from alpaca_data.generate.parse import parse_response
+from alpaca_data.generate.pricing import Price
+from alpaca_data.generate.prompt import Prompt, SeedTask, build_prompt, request_seed
+from alpaca_data.generate.ratelimit import TokenBucket, backoff_delay
+from alpaca_data.generate.teachers import TeacherError
+
+
+@dataclass
+class EngineSettings:
+    num: int
+    seed: int = 0
+    num_prompt_instructions: int = 3
+    machine_demos: int = 0
+    machine_lag: int = 64
+    concurrency: int = 8
+    rpm: float | None = None
+    tpm: float | None = None
+    max_cost: float | None = None
+    max_retries: int = 5
+    backoff_base: float = 0.5
+    max_requests: int | None = None
+    request_id_prefix: str = "req"
+    generator: str = "unknown"
+
+
+@dataclass
+class Stats:
+    started: float = field(default_factory=time.monotonic)
+    requests_sent: int = 0           # HTTP attempts made in this process (retries included)
+    requests_answered: int = 0       # request indices with an answer (journal replay included)
+    requests_failed: int = 0         # request indices that failed after all retries
+    replayed: int = 0                # outcomes taken from the journal instead of the network
+    finish_length: int = 0           # answers cut by the token limit (finish_reason == "length")
+    in_flight: int = 0
+    processed: int = 0
+    parsed: int = 0
+    kept: int = 0
+    errors: Counter = field(default_factory=Counter)          # failed attempts by kind
+    parse_failures: Counter = field(default_factory=Counter)
+    dropped: Counter = field(default_factory=Counter)         # heuristic rule names and rouge reasons
+    normalised: Counter = field(default_factory=Counter)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    status: str = "running"
+    network_started: float | None = None
+    network_answers: int = 0
+    finished: float | None = None
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+class _Fatal(Exception):
+    pass
+
+
+class Engine:
+    def __init__(self, settings: EngineSettings, seeds: list[SeedTask], teacher: Any, journal: Journal,
+                 rules: Any, rouge: Any, price: Price | None, replay: dict[int, dict[str, Any]] | None = None,
+                 on_tick: Callable[[Stats], None] | None = None):
+        self.s, self.seeds, self.teacher, self.journal = settings, seeds, teacher, journal
+        self.rules, self.rouge, self.price = rules, rouge, price
+        self.outcomes: dict[int, dict[str, Any]] = dict(replay or {})
+        self.stats = Stats()
+        self.kept: list[dict[str, Any]] = []
+        self._kept_index: list[int] = []     # request index of each kept record (sorted)
+        self._buffer: dict[int, dict[str, Any]] = {}
+        self._seen_drops: dict[tuple[str, str, str], str] = {}
+        self._rouge_seen: dict[str, str] = {}  # instruction -> the ROUGE verdict a repeat of it gets
+        self._next_issue = 0
+        self._next_process = 0
+        self._tasks: dict[asyncio.Task, int] = {}
+        self._stop_issuing: str | None = None
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._writer: AsyncJournalWriter | None = None
+        self._rpm = TokenBucket(settings.rpm) if settings.rpm else None
+        self._tpm = TokenBucket(settings.tpm, capacity=max(settings.tpm / 60.0, 1.0)) if settings.tpm else None
+        self._avg_completion = float(getattr(getattr(teacher, "decoding", None), "max_tokens", 1024) or 1024)
+        self.on_tick = on_tick
+        self.max_requests = settings.max_requests or (4 * settings.num + 16)
+        for entry in self.outcomes.values():  # money already spent counts against the budget
+            self._account(entry)
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _account(self, entry: dict[str, Any]) -> None:
+        if entry.get("type") != "answer":
+            self.stats.requests_failed += 1
+            return
+        self.stats.requests_answered += 1
+        if entry.get("finish_reason") == "length":
+            self.stats.finish_length += 1
+        pt, ct = int(entry.get("prompt_tokens") or 0), int(entry.get("completion_tokens") or 0)
+        self.stats.prompt_tokens += pt
+        self.stats.completion_tokens += ct
+        if self.price:
+            self.stats.cost_usd += self.price.cost(pt, ct)
+        n = self.stats.requests_answered
+        self._avg_completion += (ct - self._avg_completion) / n if n else 0
+
+    def _done(self) -> bool:
+        return len(self.kept) >= self.s.num
+
+    def _prompt(self, index: int) -> Prompt:
+        pool: list[dict[str, Any]] = []
+        if self.s.machine_demos:
+            cut = bisect.bisect_left(self._kept_index, index - self.s.machine_lag)
+            pool = self.kept[:cut]
+        return build_prompt(index, self.s.seed, self.seeds, self.s.num_prompt_instructions,
+                            machine_pool=pool, machine_demos=self.s.machine_demos)
+
+    def _can_issue(self) -> bool:
+        if self._stop_issuing or self._done():
+            return False
+        index = self._next_issue
+        if index in self.outcomes:
+            return True  # replayed from the journal: costs nothing
+        if index >= self.max_requests:
+            return False
+        if len(self._tasks) >= self.s.concurrency:
+            return False
+        if self.s.machine_demos and self._next_process < index - self.s.machine_lag:
+            return False  # its prompt depends on answers not processed yet
+        pending = len(self._tasks) + len(self._buffer)
+        processed = self.stats.processed
+        if processed == 0:
+            return pending < self.s.concurrency
+        rate = len(self.kept) / processed
+        if rate > 0 and len(self.kept) + rate * pending >= self.s.num:
+            return False  # enough on the way to reach N (if they keep as well as so far)
+        if self.s.max_cost is not None:
+            answered = max(self.stats.requests_answered, 1)
+            per_request = self.stats.cost_usd / answered
+            if self.stats.cost_usd + per_request * (len(self._tasks) + 1) > self.s.max_cost:
+                self._stop_issuing = "budget_exhausted"
+                return False
+        return True
+
+    # ------------------------------------------------------------------ processing (index order)
+    def _process_ready(self) -> None:
+        while self._next_process in self._buffer and not self._done():
+            entry = self._buffer.pop(self._next_process)
+            self._process(self._next_process, entry)
+            self._next_process += 1
+        if self._done():
+            self._buffer.clear()
+
+    def _process(self, index: int, entry: dict[str, Any]) -> None:
+        stats = self.stats
+        stats.processed += 1
+        if entry.get("type") != "answer":
+            return
+        prompt = self._prompt(index)
+        result = parse_response(entry.get("text"), entry.get("finish_reason"), open_index=prompt.num_demos + 1)
+        stats.parse_failures.update(result.failures)
+        stats.normalised.update(result.normalised)
+        stats.parsed += len(result.tasks)
+        for position, task in enumerate(result.tasks):
+            if self._done():
+                break
+            key = (task["instruction"], task["input"], task["output"])
+            if key in self._seen_drops:  # an exact repeat gets the same heuristic verdict
+                stats.dropped[self._seen_drops[key]] += 1
+                continue
+            outcome = self.rules.check(task)
+            if outcome.dropped_by:
+                self._seen_drops[key] = outcome.dropped_by
+                stats.dropped[outcome.dropped_by] += 1
+                continue
+            record = outcome.record
+            instruction = record["instruction"]
+            if instruction in self._rouge_seen:
+                # already kept or already too similar: the pool only grows, so ROUGE would drop it again
+                stats.dropped[self._rouge_seen[instruction]] += 1
+                continue
+            decision = self.rouge.offer(instruction, with_stats=True)
+            self._rouge_seen[instruction] = "rouge_too_similar" if decision.keep else (decision.reason or "rouge_too_similar")
+            if not decision.keep:
+                stats.dropped[decision.reason or "rouge_too_similar"] += 1
+                continue
+            self.kept.append({
+                "instruction": record["instruction"], "input": record.get("input") or "",
+                "output": record["output"],
+                "request_id": f"{self.s.request_id_prefix}-{index:06d}-{position:02d}",
+                "prompt_seeds": list(prompt.seed_ids),
+                "rouge_max": round(float(decision.max_score), 6),
+                "rouge_most_similar": decision.most_similar or "",
+                "generator": self.s.generator,
+            })
+            self._kept_index.append(index)
+            stats.kept = len(self.kept)
+
+    # ------------------------------------------------------------------ one request
+    async def _send(self, index: int) -> dict[str, Any]:
+        prompt = self._prompt(index)
+        seed = request_seed(self.s.seed, index)
+        attempts = 0
+        errors: list[str] = []
+        estimate = len(prompt.text) / 4 + self._avg_completion
+        while True:
+            if self._rpm:
+                await self._rpm.acquire(1)
+            if self._tpm:
+                await self._tpm.acquire(estimate)
+            attempts += 1
+            self.stats.requests_sent += 1
+            started = time.monotonic()
+            try:
+                completion = await self.teacher.complete(prompt, seed=seed)
+            except TeacherError as error:
+                self.stats.errors[error.kind] += 1
+                errors.append(error.kind)
+                if error.kind == "fatal":
+                    raise _Fatal(str(error)) from None
+                if not error.retryable or attempts > self.s.max_retries:
+                    entry = {"type": "failed", "index": index, "error": error.kind, "message": str(error)[:200],
+                             "attempts": attempts, "errors": errors}
+                    break
+                await asyncio.sleep(backoff_delay(attempts - 1, base=self.s.backoff_base,
+                                                  retry_after=error.retry_after))
+                continue
+            if self._tpm:
+                self._tpm.adjust(completion.prompt_tokens + completion.completion_tokens - estimate)
+            entry = {"type": "answer", "index": index, "text": completion.text,
+                     "finish_reason": completion.finish_reason, "prompt_tokens": completion.prompt_tokens,
+                     "completion_tokens": completion.completion_tokens, "model": completion.model,
+                     "attempts": attempts, "errors": errors, "latency_s": round(time.monotonic() - started, 4)}
+            break
+        if self._writer is None:
+            self._writer = AsyncJournalWriter(self.journal, self._io)
+        await self._writer.write(entry)
+        return entry
+
+    # ------------------------------------------------------------------ the loop
+    async def run(self) -> Stats:
+        stats = self.stats
+        ticker = asyncio.create_task(self._tick()) if self.on_tick else None
+        try:
+            while True:
+                while self._can_issue():
+                    index = self._next_issue
+                    self._next_issue += 1
+                    if index in self.outcomes:
+                        stats.replayed += 1
+                        self._buffer[index] = self.outcomes[index]
+                        self._process_ready()
+                        continue
+                    if stats.network_started is None:
+                        stats.network_started = time.monotonic()
+                    self._tasks[asyncio.create_task(self._send(index))] = index
+                stats.in_flight = len(self._tasks)
+                self._process_ready()
+                if self._done() or not self._tasks:
+                    if not self._done() and self._can_issue():
+                        continue
+                    break
+                finished, _ = await asyncio.wait(list(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+                for task in finished:
+                    index = self._tasks.pop(task)
+                    try:
+                        entry = task.result()
+                    except _Fatal as error:
+                        raise UserError(f"teacher refused the request: {error}") from None
+                    self.outcomes[index] = entry
+                    self._account(entry)
+                    stats.network_answers += 1
+                    self._buffer[index] = entry
+                # back to the top: refill the free slots first, then process (keeps the pipe full)
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._tasks.clear()
+            stats.in_flight = 0
+            stats.finished = time.monotonic()
+            if ticker:
+                ticker.cancel()
+            self._io.shutdown(wait=True)
+        if self._done():
+            stats.status = "done"
+        elif self._stop_issuing:
+            stats.status = self._stop_issuing
+        else:
+            stats.status = "request_limit"
+        if self.on_tick:
+            self.on_tick(stats)
+        return stats
+
+    async def _tick(self) -> None:
+        while True:
+            self.stats.in_flight = len(self._tasks)
+            self.on_tick(self.stats)
+            await asyncio.sleep(0.25)

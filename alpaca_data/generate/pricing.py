@@ -1,0 +1,70 @@
+"""Token prices in USD per million tokens, and the cost of a run.
+
+A price table file (TOML or JSON) maps model names to {input, output} (per 1M tokens), e.g.
+    [gpt-4o-mini]
+    input = 0.15
+    output = 0.60
+Entries override the defaults below. Lookup is exact, then the longest default/entry that prefixes the
+model name (so "gpt-4o-mini-2024-07-18" is priced as "gpt-4o-mini").
+"""
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from alpaca_data.errors import UserError
+
+DEFAULT_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-3.5-turbo": (0.50, 1.50),
+    "gpt-3.5-turbo-instruct": (1.50, 2.00),
+    # the demo teacher's fake price, so budget caps can be exercised without spending anything
+    "alpaca-demo-teacher": (0.50, 1.50),
+}
+
+
+@dataclass(frozen=True)
+class Price:
+    input_per_m: float
+    output_per_m: float
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.input_per_m + completion_tokens * self.output_per_m) / 1_000_000
+
+
+def load_price_table(path: str | Path | None) -> dict[str, Price]:
+    table = {name: Price(*prices) for name, prices in DEFAULT_PRICES.items()}
+    if path is None:
+        return table
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        data = tomllib.loads(raw.decode()) if path.suffix.lower() == ".toml" else json.loads(raw)
+    except OSError as error:
+        raise UserError(f"{path}: cannot read price table: {error.strerror or error}") from None
+    except (ValueError, tomllib.TOMLDecodeError) as error:
+        raise UserError(f"{path}: not valid {'TOML' if path.suffix.lower() == '.toml' else 'JSON'}: {error}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a table of model -> {{input, output}}")
+    for model, entry in data.items():
+        if not isinstance(entry, dict):
+            raise UserError(f"{path}: {model}: expected {{input, output}} prices per 1M tokens")
+        try:
+            input_price = float(entry.get("input", entry.get("input_per_1m", 0.0)))
+            output_price = float(entry.get("output", entry.get("output_per_1m", 0.0)))
+        except (TypeError, ValueError):
+            raise UserError(f"{path}: {model}: prices must be numbers") from None
+        table[model] = Price(input_price, output_price)
+    return table
+
+
+def price_for(model: str, table: dict[str, Price]) -> Price | None:
+    if model in table:
+        return table[model]
+    candidates = [name for name in table if model.startswith(name)]
+    return table[max(candidates, key=len)] if candidates else None

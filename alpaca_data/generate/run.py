@@ -1,0 +1,273 @@
+"""A generation run from options to a committed revision: run folder, resume, teacher set-up, commit.
+
+Run folder: `<store>/runs/<dataset>/<run-id>/` with `config.json` (the settings that fix the output),
+`journal.jsonl` (every answer, fsynced) and `run.json` (status). The run id is
+`<UTC time>-<config hash[:10]>`; `--resume` picks the newest unfinished run of the dataset with the same
+config hash (or `--run-dir`), replays its journal and continues.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alpaca_data.errors import UsageError, UserError
+from alpaca_data.generate.engine import Engine, EngineSettings, Stats
+from alpaca_data.generate.journal import Journal, answered_indices
+from alpaca_data.generate.pricing import load_price_table, price_for
+from alpaca_data.generate.prompt import file_sha256, load_seed_tasks, template_hash
+from alpaca_data.generate.teachers import Decoding, HFTeacher, OpenAITeacher, parse_teacher_spec
+
+DETERMINING_KEYS = ("teacher", "model", "api", "decoding", "seed", "num_prompt_instructions", "machine_demos",
+                    "machine_lag", "prompt_template_sha256", "seed_file_sha256", "rules", "rouge_threshold",
+                    "send_seed")
+
+
+@dataclass
+class GenerateConfig:
+    seeds: str
+    num: int
+    teacher: str
+    dataset: str
+    api: str = "chat"
+    model: str | None = None
+    base_url: str | None = None
+    concurrency: int = 8
+    rpm: float | None = None
+    tpm: float | None = None
+    max_cost: float | None = None
+    seed: int = 0
+    resume: bool = False
+    run_dir: str | None = None
+    num_prompt_instructions: int = 3
+    machine_demos: int = 0
+    machine_lag: int = 64
+    request_batch_size: int = 1
+    timeout: float = 120.0
+    max_retries: int = 5
+    backoff_base: float = 0.5
+    max_requests: int | None = None
+    price_table: str | None = None
+    message: str = ""
+    store: str | None = None
+    quiet: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 3072
+    stop: tuple[str, ...] = ("\n20", "20.", "20.")
+    rules: str = "default"
+    rouge_threshold: float = 0.7
+    send_seed: bool = True
+    demo_options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class GenerateResult:
+    status: str                      # done | request_limit | budget_exhausted
+    stats: Stats
+    run_dir: Path
+    revision_id: str | None = None
+    manifest: Any = None
+    kept: int = 0
+
+
+def _validate(cfg: GenerateConfig) -> None:
+    checks = [(cfg.num >= 1, "--num must be at least 1"), (cfg.concurrency >= 1, "--concurrency must be at least 1"),
+              (cfg.num_prompt_instructions >= 1, "--num-prompt-instructions must be at least 1"),
+              (cfg.max_retries >= 0, "--max-retries must be 0 or more"), (cfg.timeout > 0, "--timeout must be positive"),
+              (cfg.rpm is None or cfg.rpm > 0, "--rpm must be positive"), (cfg.tpm is None or cfg.tpm > 0, "--tpm must be positive"),
+              (cfg.max_cost is None or cfg.max_cost > 0, "--max-cost must be positive"),
+              (0 <= cfg.machine_demos <= cfg.num_prompt_instructions, "--machine-demos must be between 0 and --num-prompt-instructions"),
+              (cfg.machine_lag >= 0, "--machine-lag must be 0 or more"),
+              (cfg.api in ("chat", "completions"), f"--api {cfg.api!r}: expected chat or completions"),
+              (cfg.max_tokens >= 1, "--max-tokens must be at least 1"), (0 < cfg.rouge_threshold <= 1, "--rouge-threshold must be in (0, 1]")]
+    for ok, message in checks:
+        if not ok:
+            raise UsageError(message)
+
+
+def determining_config(cfg: GenerateConfig, decoding: Decoding, seeds_hash: str, model: str) -> dict[str, Any]:
+    return {"teacher": cfg.teacher, "model": model, "api": cfg.api, "decoding": decoding.as_dict(), "seed": cfg.seed,
+            "num_prompt_instructions": cfg.num_prompt_instructions, "machine_demos": cfg.machine_demos,
+            "machine_lag": cfg.machine_lag if cfg.machine_demos else 0, "prompt_template_sha256": template_hash(),
+            "seed_file_sha256": seeds_hash, "rules": cfg.rules, "rouge_threshold": cfg.rouge_threshold,
+            "send_seed": cfg.send_seed}
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _find_run(runs_root: Path, digest: str) -> Path | None:
+    if not runs_root.is_dir():
+        return None
+    candidates = []
+    for run_json in runs_root.glob("*/run.json"):
+        try:
+            state = json.loads(run_json.read_text())
+        except (OSError, ValueError):
+            continue
+        if state.get("config_hash") == digest and state.get("status") != "committed":
+            candidates.append(run_json.parent)
+    return max(candidates, key=lambda p: p.name) if candidates else None
+
+
+def _prepare_run_dir(cfg: GenerateConfig, store_root: Path, config: dict[str, Any], digest: str) -> tuple[Path, bool]:
+    runs_root = store_root / "runs" / cfg.dataset
+    if cfg.run_dir:
+        run_dir = Path(cfg.run_dir)
+        existing = (run_dir / "config.json").exists()
+        if existing and not cfg.resume:
+            raise UsageError(f"{run_dir}: holds a run already; pass --resume to continue it")
+        if existing:
+            saved = json.loads((run_dir / "config.json").read_text())
+            if config_hash(saved) != digest:
+                diff = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
+                raise UsageError(f"{run_dir}: cannot resume with different settings: {', '.join(diff)}")
+        return run_dir, existing
+    if cfg.resume:
+        found = _find_run(runs_root, digest)
+        if found is not None:
+            return found, True
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return runs_root / f"{stamp}-{digest[:10]}", False
+
+
+def _make_teacher(cfg: GenerateConfig, decoding: Decoding):
+    kind, target = parse_teacher_spec(cfg.teacher)
+    demo_server = None
+    if kind == "hf":
+        return HFTeacher(target, api=cfg.api, decoding=decoding, batch_size=max(cfg.request_batch_size, 1),
+                         spec=cfg.teacher), None
+    model = cfg.model or target
+    base_url = cfg.base_url
+    if kind == "demo" and not base_url:
+        from alpaca_data.generate.demo_server import DemoConfig, DemoServer
+
+        demo_server = DemoServer(DemoConfig(**cfg.demo_options)).start()
+        base_url = demo_server.base_url
+    teacher = OpenAITeacher(model, api=cfg.api, base_url=base_url,
+                            api_key=None if kind == "openai" else (os.environ.get("OPENAI_API_KEY") or "demo"),
+                            timeout=cfg.timeout, decoding=decoding, send_seed=cfg.send_seed, spec=cfg.teacher,
+                            kind=kind)
+    return teacher, demo_server
+
+
+def _load_filters(cfg: GenerateConfig, seed_instructions: list[str]):
+    from alpaca_data.filters.heuristics import RuleSet
+    from alpaca_data.filters.rouge import RougeNoveltyIndex
+
+    rules = RuleSet.from_spec(cfg.rules)
+    rouge = RougeNoveltyIndex(threshold=cfg.rouge_threshold)
+    rouge.add(seed_instructions)
+    return rules, rouge
+
+
+def run_generation(cfg: GenerateConfig, progress: Any = None) -> GenerateResult:
+    """Run (or resume) a generation and commit the revision when N tasks are kept."""
+    from alpaca_data.store import Store
+
+    _validate(cfg)
+    wall_start = time.time()
+    seeds = load_seed_tasks(cfg.seeds)
+    seeds_hash = file_sha256(cfg.seeds)
+    decoding = Decoding(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens, stop=tuple(cfg.stop))
+    kind, target = parse_teacher_spec(cfg.teacher)
+    model = target if kind == "hf" else (cfg.model or target)
+    store = Store.open(cfg.store)
+    config = determining_config(cfg, decoding, seeds_hash, model)
+    digest = config_hash(config)
+    run_dir, resuming = _prepare_run_dir(cfg, store.root, config, digest)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not resuming:
+        _write_json(run_dir / "config.json", config)
+    state = {"config_hash": digest, "dataset": cfg.dataset, "status": "running", "num": cfg.num}
+    _write_json(run_dir / "run.json", state)
+    price_table = load_price_table(cfg.price_table)
+    price = None if kind == "hf" else price_for(model, price_table)
+    if cfg.max_cost is not None and price is None and kind != "hf":
+        raise UsageError(f"--max-cost: no price known for model {model!r}; give one with --price-table")
+    rules, rouge = _load_filters(cfg, [s.instruction for s in seeds])
+
+    journal = Journal.open(run_dir / "journal.jsonl")
+    replay = answered_indices(journal.entries()) if resuming else {}
+    journal.event("resume" if resuming else "start", replayable=len(replay))
+    teacher, demo_server = _make_teacher(cfg, decoding)
+    settings = EngineSettings(num=cfg.num, seed=cfg.seed, num_prompt_instructions=cfg.num_prompt_instructions,
+                              machine_demos=cfg.machine_demos, machine_lag=cfg.machine_lag,
+                              concurrency=cfg.concurrency, rpm=cfg.rpm, tpm=cfg.tpm, max_cost=cfg.max_cost,
+                              max_retries=cfg.max_retries, backoff_base=cfg.backoff_base, max_requests=cfg.max_requests,
+                              request_id_prefix=digest[:10], generator=cfg.teacher)
+    engine = Engine(settings, seeds, teacher, journal, rules, rouge, price, replay=replay,
+                    on_tick=progress.update if progress is not None else None)
+
+    async def _main() -> Stats:
+        try:
+            return await engine.run()
+        finally:
+            await teacher.aclose()
+
+    try:
+        stats = asyncio.run(_main())
+    finally:
+        journal.close()
+        if demo_server is not None:
+            demo_server.stop()
+    state.update(status=stats.status, kept=len(engine.kept))
+    result = GenerateResult(status=stats.status, stats=stats, run_dir=run_dir, kept=len(engine.kept))
+    if stats.status == "budget_exhausted":
+        _write_json(run_dir / "run.json", state)
+        return result
+    if not engine.kept:
+        _write_json(run_dir / "run.json", state)
+        raise UserError(f"no task was kept after {stats.processed} requests "
+                        f"(parse failures: {dict(stats.parse_failures)}, dropped: {dict(stats.dropped)}); "
+                        f"nothing committed (run folder {run_dir})")
+    info = teacher.info
+    generation = {
+        "teacher": info.kind, "teacher_spec": info.spec, "model": info.model, "api": info.api,
+        "endpoint_host": info.endpoint_host, "decoding": decoding.as_dict(), "seed": cfg.seed,
+        "num_prompt_instructions": cfg.num_prompt_instructions, "machine_demos": cfg.machine_demos,
+        "machine_lag": cfg.machine_lag if cfg.machine_demos else None, "send_request_seed": cfg.send_seed,
+        "prompt_template_sha256": template_hash(), "seed_file_sha256": seeds_hash,
+        "filters": {"rules": cfg.rules, "rouge_threshold": cfg.rouge_threshold, "rouge_pool": "seed instructions + kept"},
+        "counts": {
+            "target": cfg.num, "kept": len(engine.kept), "requests_answered": stats.requests_answered,
+            "requests_failed": stats.requests_failed, "requests_processed": stats.processed,
+            "requests_replayed": stats.replayed, "finish_length": stats.finish_length, "http_attempts_this_session": stats.requests_sent,
+            "parsed": stats.parsed, "parse_failures": dict(stats.parse_failures),
+            "dropped": dict(stats.dropped), "normalised": dict(stats.normalised), "errors": dict(stats.errors),
+        },
+        "tokens": {"prompt": stats.prompt_tokens, "completion": stats.completion_tokens},
+        "cost_usd": round(stats.cost_usd, 6), "priced_as": None if price is None else asdict(price),
+        "wall_time_s": round(time.time() - wall_start, 3), "status": stats.status,
+        "run_id": run_dir.name, "config_hash": digest,
+    }
+    options = {k: v for k, v in asdict(cfg).items() if k not in ("store", "quiet", "resume", "run_dir", "message")}
+    options["stop"] = list(cfg.stop)
+    if options.get("base_url"):
+        options["base_url"] = info.endpoint_host
+    recipe = {"command": "generate", "options": options,
+              "sources": [{"path": str(cfg.seeds), "sha256": seeds_hash}]}
+    message = cfg.message or f"generate {len(engine.kept)} tasks with {cfg.teacher}"
+    manifest = store.commit(cfg.dataset, engine.kept[: cfg.num], message=message, recipe=recipe,
+                            extra={"teacher": info.kind, "generation": generation})
+    state.update(status="committed", revision=manifest.id)
+    _write_json(run_dir / "run.json", state)
+    closing = Journal.open(run_dir / "journal.jsonl")
+    closing.event("committed", revision=manifest.id, kept=len(engine.kept[: cfg.num]))
+    closing.close()
+    result.revision_id, result.manifest = manifest.id, manifest
+    return result
