@@ -181,11 +181,24 @@ def diff(
 def export(
     ref: str = typer.Argument(...),
     fmt: str = typer.Option("json", "--format", "-f", help="json (Alpaca-style array), jsonl or parquet."),
-    out: Path = typer.Option(..., "-o", "--output", help="File to write."),
+    out: Optional[Path] = typer.Option(None, "-o", "--output", help="File to write."),
     core_only: bool = typer.Option(False, "--core-only", help="Only instruction, input, output."),
+    hub_layout: Optional[Path] = typer.Option(None, "--hub-layout",
+                                              help="Write the files a Hub push would (shards, card, manifest) here."),
 ) -> None:
-    """Write a revision to a file."""
-    manifest, count = export_revision(open_store(create=False), ref, fmt, out, core_only=core_only)
+    """Write a revision to a file, or to a folder in the Hub's dataset layout."""
+    if (out is None) == (hub_layout is None):
+        raise UsageError("give either -o FILE or --hub-layout DIR")
+    store = open_store(create=False)
+    if hub_layout is not None:
+        from alpaca_data.hub import write_hub_layout
+
+        layout = write_hub_layout(store, ref, hub_layout)
+        if not is_quiet():
+            stderr_console.print(f"wrote {len(layout.files)} files to {hub_layout} "
+                                 f"(load with datasets.load_dataset({str(hub_layout)!r}))")
+        return
+    manifest, count = export_revision(store, ref, fmt, out, core_only=core_only)
     if not is_quiet():
         stderr_console.print(f"wrote {count} records of {manifest.dataset}@{manifest.short_id} to {out}")
 

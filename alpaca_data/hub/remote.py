@@ -1,0 +1,93 @@
+"""Talking to the Hub: endpoint and token, and turning client errors into one-line UserErrors.
+
+The token is read from HF_TOKEN (or the huggingface_hub login) and is never written anywhere: every message
+that leaves this module goes through `redact`, in case a server or client echoes it back.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator
+
+from alpaca_data.errors import UserError
+
+REPO_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+REPO_TYPE = "dataset"
+
+
+def endpoint() -> str:
+    from huggingface_hub import constants
+
+    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+
+
+def token(required: bool) -> str | None:
+    from huggingface_hub import get_token
+
+    value = os.environ.get("HF_TOKEN") or get_token()
+    if required and not value:
+        raise UserError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (a token with write access)")
+    return value or None
+
+
+def check_repo_id(repo_id: str) -> str:
+    if not REPO_PATTERN.match(repo_id or ""):
+        raise UserError(f"{repo_id!r}: expected a Hub dataset repo as USER/NAME", exit_code=2)
+    return repo_id
+
+
+def api(secret: str | None):
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=endpoint(), token=secret if secret else False, library_name="alpaca-kit")
+
+
+def redact(text: str, secret: str | None) -> str:
+    text = " ".join(str(text).split())
+    if secret:
+        text = text.replace(secret, "***")
+    return re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", text)
+
+
+@contextlib.contextmanager
+def hub_errors(repo_id: str, secret: str | None, revision: str | None = None) -> Iterator[None]:
+    """Client and HTTP failures as one line (no token, no traceback)."""
+    import httpx2
+    from huggingface_hub import errors
+
+    where = endpoint()
+    at = f"{repo_id}@{revision}" if revision else repo_id
+    try:
+        yield
+    except UserError as error:
+        raise UserError(redact(str(error), secret), exit_code=error.exit_code) from None
+    except errors.OfflineModeIsEnabled:
+        raise UserError("HF_HUB_OFFLINE is set: unset it to reach the Hub") from None
+    except errors.RevisionNotFoundError:
+        raise UserError(f"{at}: no such revision (branch, tag or commit) in the dataset repo on {where}") from None
+    except errors.RepositoryNotFoundError:
+        raise UserError(f"{repo_id}: no such dataset repo on {where} (or it is private and the token cannot "
+                        "see it)") from None
+    except errors.LocalEntryNotFoundError:
+        raise UserError(f"cannot reach the Hub at {where} and the files are not cached") from None
+    except errors.RemoteEntryNotFoundError:
+        raise UserError(f"{at}: a file is missing from the dataset repo on {where}") from None
+    except errors.HfHubHTTPError as error:
+        status = error.response.status_code if error.response is not None else None
+        detail = redact(error.server_message or "", secret)
+        if status == 401:
+            message = f"{where} refused the token (401 Unauthorized); check HF_TOKEN"
+        elif status == 403:
+            message = (f"{repo_id}: permission denied (403 Forbidden): the repo belongs to another user or "
+                       "organisation, or the token has no write access")
+        elif status == 404:
+            message = f"{at}: not found on {where} (404)"
+        elif status == 409:
+            message = f"{at}: conflict on {where} (409)"
+        else:
+            message = f"{at}: the Hub at {where} answered {status}"
+        raise UserError(message + (f": {detail}" if detail and status not in (401, 403) else "")) from None
+    except (httpx2.TransportError, ConnectionError) as error:
+        raise UserError(f"cannot reach the Hub at {where}: {redact(type(error).__name__, secret)}"
+                        f" ({redact(str(error), secret) or 'no answer'})") from None
