@@ -1,0 +1,420 @@
+"""The training loop: Stanford Alpaca's recipe, single process or FSDP under torchrun, with exact resume.
+
+One optimizer step = `effective_batch_size` consecutive examples of the epoch's random order (so the
+number of optimizer steps is Alpaca's, whatever the batching), dealt to ranks and micro-batches. The
+loss of a step is the sum of token cross-entropies divided by the number of trained tokens of the whole
+global step (all micro-batches, all ranks) -- the same loss for every way of cutting the step up, which
+is what makes padded, padding-free and length-grouped batching interchangeable.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alpaca_data.errors import UserError
+
+TRAINER_STATE = "trainer_state.pt"
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""
+    model: str = ""
+    out: str = ""
+    tokenizer: str | None = None  # default: the model's
+    store: str | None = None  # default: $ALPACA_STORE or ./alpaca-store
+    epochs: int = 3
+    lr: float = 2e-5
+    effective_batch_size: int = 128  # micro_batch_size x grad accumulation x world size
+    micro_batch_size: int = 4
+    warmup_ratio: float = 0.03
+    lr_scheduler: str = "cosine"  # cosine | linear | constant
+    weight_decay: float = 0.0
+    max_length: int = 512
+    max_grad_norm: float = 1.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    precision: str = "auto"  # auto (bf16 on GPUs that support it, else fp32) | bf16 | fp32
+    batching: str = "padfree"  # padfree | padded (Alpaca's) | grouped (padded, length-sorted within a step)
+    pad_token: str = "eos"  # eos | add (see alpaca_train.modeling)
+    seed: int = 42
+    max_steps: int | None = None  # overrides epochs x steps-per-epoch for the schedule
+    save_steps: int = 0  # intermediate checkpoints every N steps (0: only the final model)
+    stop_after_steps: int | None = None  # save a checkpoint and stop at this step, schedule unchanged
+    resume: str | None = None  # a checkpoint directory, or "latest" (the newest checkpoint-N under out)
+    cache_dir: str | None = None  # tokenisation cache; "" disables
+    logging_steps: int = 1
+    attn_implementation: str | None = None
+    gradient_checkpointing: bool = False
+    fsdp: str = "auto"  # auto (on when world size > 1) | on | off
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def validate(self) -> None:
+        for name in ("data", "model", "out"):
+            if not getattr(self, name):
+                raise UserError(f"--{name} is required")
+        positive = {"epochs": self.epochs, "effective-batch-size": self.effective_batch_size,
+                    "micro-batch-size": self.micro_batch_size, "max-length": self.max_length}
+        for name, value in positive.items():
+            if value is None or value < 1:
+                raise UserError(f"--{name} must be at least 1, got {value}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise UserError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.lr <= 0:
+            raise UserError(f"--lr must be positive, got {self.lr}")
+        choices = {"precision": ("auto", "bf16", "fp32"), "batching": ("padfree", "padded", "grouped"),
+                   "pad_token": ("eos", "add"), "lr_scheduler": ("cosine", "linear", "constant"),
+                   "fsdp": ("auto", "on", "off")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: expected one of {', '.join(allowed)}")
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    global_step: int
+    total_steps: int
+    losses: list[float] = field(default_factory=list)  # mean token loss of each step run in this call
+    lrs: list[float] = field(default_factory=list)
+    checkpoint: Path | None = None
+    stopped_early: bool = False
+
+
+# ------------------------------------------------------------------------------------------ helpers
+class _Dist:
+    def __init__(self):
+        import torch
+        import torch.distributed as dist
+
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        cuda = torch.cuda.is_available()
+        self.device = torch.device(f"cuda:{self.local_rank}") if cuda else torch.device("cpu")
+        if cuda:
+            torch.cuda.set_device(self.device)
+        self.initialised_here = False
+        if self.world_size > 1 and not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if cuda else "gloo")
+            self.initialised_here = True
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def sum(self, value: float) -> float:
+        if self.world_size == 1:
+            return value
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor([value], dtype=torch.float64, device=self.device if self.device.type == "cuda" else "cpu")
+        dist.all_reduce(t)
+        return float(t.item())
+
+    def close(self) -> None:
+        if self.initialised_here:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _log(dist: _Dist, message: str) -> None:
+    if dist.is_main:
+        print(f"alpaca-train: {message}", file=sys.stderr, flush=True)
+
+
+def _latest_checkpoint(out: Path) -> Path | None:
+    found = []
+    for path in out.glob("checkpoint-*"):
+        m = re.fullmatch(r"checkpoint-(\d+)", path.name)
+        if m and (path / TRAINER_STATE).is_file():
+            found.append((int(m.group(1)), path))
+    return max(found)[1] if found else None
+
+
+def _resolve_resume(cfg: TrainConfig) -> Path | None:
+    if not cfg.resume:
+        return None
+    if cfg.resume == "latest":
+        found = _latest_checkpoint(Path(cfg.out))
+        if found is None:
+            raise UserError(f"--resume latest: no checkpoint-N with {TRAINER_STATE} under {cfg.out}")
+        return found
+    path = Path(cfg.resume)
+    if not (path / TRAINER_STATE).is_file():
+        raise UserError(f"--resume {cfg.resume}: not a checkpoint directory (no {TRAINER_STATE})")
+    return path
+
+
+def _options_for_lineage(cfg: TrainConfig, world_size: int, accumulation: int, precision: str,
+                         batching_note: str) -> dict[str, Any]:
+    keep = {k: v for k, v in dataclasses.asdict(cfg).items()
+            if k not in {"data", "model", "out", "tokenizer", "store", "resume", "cache_dir"}}
+    keep.update({"world_size": world_size, "gradient_accumulation_steps": accumulation,
+                 "precision_used": precision, "optimizer": "AdamW (torch)", "loss": batching_note})
+    return keep
+
+
+# --------------------------------------------------------------------------------------------- train
+def train(cfg: TrainConfig) -> TrainResult:
+    cfg.validate()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
+
+    from alpaca_train import data as D
+    from alpaca_train.lineage import code_version, write_card, write_lineage
+    from alpaca_train.modeling import apply_fsdp, setup_pad_token, token_losses
+    from alpaca_train.prompts import TEMPLATE_VERSION
+
+    dist = _Dist()
+    try:
+        out = Path(cfg.out)
+        resume_dir = _resolve_resume(cfg)
+        world = dist.world_size
+        micro_world = cfg.micro_batch_size * world
+        if cfg.effective_batch_size % micro_world:
+            raise UserError(f"--effective-batch-size {cfg.effective_batch_size} is not a multiple of "
+                            f"micro-batch size {cfg.micro_batch_size} x world size {world}")
+        accumulation = cfg.effective_batch_size // micro_world
+        use_fsdp = cfg.fsdp == "on" or (cfg.fsdp == "auto" and world > 1)
+        if use_fsdp and world == 1 and cfg.fsdp == "on":
+            raise UserError("--fsdp on needs several processes: use `alpaca-train launch --nproc N`")
+        cuda = dist.device.type == "cuda"
+        if cfg.precision == "auto":
+            precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+        else:
+            precision = cfg.precision
+        torch.manual_seed(cfg.seed)
+
+        # ---- data and tokenizer
+        source = D.load_source(cfg.data, cfg.store)
+        tok_id = cfg.tokenizer or cfg.model
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(tok_id)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot load tokenizer {tok_id}: {str(exc).splitlines()[0]}") from exc
+        pad_info = setup_pad_token(tokenizer, None, cfg.pad_token)
+        if dist.is_main:
+            tokenized = D.load_or_tokenize(source.records, source.revision_id, tokenizer, cfg.max_length, cfg.cache_dir)
+        dist.barrier()
+        if not dist.is_main:
+            tokenized = D.load_or_tokenize(source.records, source.revision_id, tokenizer, cfg.max_length,
+                                           cfg.cache_dir, write=cfg.cache_dir == "")
+        stats = tokenized.stats
+        _log(dist, f"data {source.ref} ({source.kind}, revision {source.revision_id[:12]}): {stats['examples']} "
+                   f"examples, {stats['dropped']} dropped, {stats['prompt_truncated']} prompts and "
+                   f"{stats['response_truncated']} responses truncated to {cfg.max_length} tokens"
+                   f"{' (cache hit)' if tokenized.cache_hit else ''}")
+
+        # ---- model
+        load_from = str(resume_dir) if resume_dir else cfg.model
+        kwargs: dict[str, Any] = {"dtype": torch.float32}
+        if cfg.attn_implementation:
+            kwargs["attn_implementation"] = cfg.attn_implementation
+        try:
+            model = AutoModelForCausalLM.from_pretrained(load_from, **kwargs)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot load model {load_from}: {str(exc).splitlines()[0]}") from exc
+        setup_pad_token(tokenizer, model, cfg.pad_token)
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+        autocast = None
+        if use_fsdp:  # fully_shard moves each unit to the GPU as it shards it: no full fp32 copy on a GPU
+            model = apply_fsdp(model, dist.device, bf16=precision == "bf16")
+        else:
+            model.to(dist.device)
+            if precision == "bf16":
+                autocast = torch.autocast(device_type=dist.device.type, dtype=torch.bfloat16)
+        model.train()
+
+        decay, no_decay = [], []
+        for name, param in model.named_parameters():
+            if param.requires_grad:
+                (decay if param.ndim >= 2 and "norm" not in name.lower() else no_decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon)
+
+        n = len(tokenized)
+        spe = D.steps_per_epoch(n, cfg.effective_batch_size)
+        total_steps = cfg.max_steps or cfg.epochs * spe
+        warmup_steps = math.ceil(cfg.warmup_ratio * total_steps)
+        scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=warmup_steps,
+                                  num_training_steps=total_steps)
+
+        global_step = 0
+        if resume_dir is not None:
+            global_step = _load_training_state(resume_dir, cfg, source, model, optimizer, scheduler, dist)
+            _log(dist, f"resumed from {resume_dir} at step {global_step}/{total_steps}, lr {scheduler.get_last_lr()[0]:.3e}")
+
+        response_lens = tokenized.response_lens
+        lengths = tokenized.lengths
+        collate = D.make_collator(cfg.batching, tokenizer.pad_token_id)
+        lineage_base = {
+            "dataset": source.lineage(),
+            "base_model": {"id": cfg.model},
+            "tokenizer": {"id": tok_id, "fingerprint": D.tokenizer_fingerprint(tokenizer), "pad": pad_info,
+                          "eos_token_id": tokenizer.eos_token_id, "vocab_size": len(tokenizer)},
+            "tokenization": {**stats, "template_version": TEMPLATE_VERSION,
+                             "truncation_version": D.TRUNCATION_VERSION, "cache": tokenized.cache_path},
+            "training": _options_for_lineage(cfg, world, accumulation, precision,
+                                             "sum of response-token CE / trained tokens of the global step"),
+            "code": code_version(),
+            "output_dir": str(out),
+        }
+        lineage_base["training"]["steps_per_epoch"] = spe
+        lineage_base["training"]["total_steps"] = total_steps
+        lineage_base["training"]["warmup_steps"] = warmup_steps
+        if dist.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            _log(dist, f"{n} examples, {spe} steps/epoch, {total_steps} steps, warmup {warmup_steps}, "
+                       f"accumulation {accumulation} x micro-batch {cfg.micro_batch_size} x world {world}, "
+                       f"{precision}, batching {cfg.batching}{', FSDP full shard' if use_fsdp else ''}")
+
+        def save(directory: Path, final: bool) -> None:
+            _save_checkpoint(directory, final=final, model=model, optimizer=optimizer, scheduler=scheduler,
+                             tokenizer=tokenizer, dist=dist, cfg=cfg, source=source, global_step=global_step,
+                             total_steps=total_steps, lineage=lineage_base, write_lineage=write_lineage,
+                             write_card=write_card)
+
+        result = TrainResult(out=out, global_step=global_step, total_steps=total_steps)
+        log_path = out / "train_log.jsonl"
+        started = time.perf_counter()
+        tokens_seen = 0
+        fsdp_sync = hasattr(model, "set_requires_gradient_sync")
+        while global_step < total_steps:
+            epoch, step_in_epoch = divmod(global_step, spe)
+            order = D.epoch_order(n, cfg.seed, epoch)
+            plan = D.plan_step(order, step_in_epoch, cfg.effective_batch_size, cfg.micro_batch_size, dist.rank,
+                               world, response_lens, lengths, grouped=cfg.batching == "grouped")
+            denominator = plan.label_tokens / world  # FSDP averages gradients over ranks
+            loss_sum = 0.0
+            for k, micro in enumerate(plan.micro_batches):
+                weight = 1.0 if micro else 0.0  # a rank with nothing left runs a zero-weight dummy pass
+                batch = collate(tokenized.examples(micro or [int(order[0])]))
+                if fsdp_sync:
+                    model.set_requires_gradient_sync(k == len(plan.micro_batches) - 1)
+                ce, _ = token_losses(model, batch, dist.device, autocast)
+                loss = ce.sum() * (weight / denominator)
+                loss.backward()
+                loss_sum += float(ce.detach().sum()) * weight
+                tokens_seen += int(batch["input_ids"].numel()) if micro else 0
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm) \
+                if cfg.max_grad_norm and cfg.max_grad_norm > 0 else None
+            if grad_norm is not None and hasattr(grad_norm, "full_tensor"):
+                grad_norm = grad_norm.full_tensor()
+            lr = scheduler.get_last_lr()[0]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            global_step += 1
+            step_loss = dist.sum(loss_sum) / plan.label_tokens
+            result.losses.append(step_loss)
+            result.lrs.append(lr)
+            result.global_step = global_step
+            if dist.is_main and (global_step % max(1, cfg.logging_steps) == 0 or global_step == total_steps):
+                elapsed = time.perf_counter() - started
+                record = {"step": global_step, "epoch": round(global_step / spe, 4), "loss": round(step_loss, 6),
+                          "lr": lr, "grad_norm": None if grad_norm is None else round(float(grad_norm), 6),
+                          "tokens_per_s_rank0": round(tokens_seen / elapsed, 1) if elapsed > 0 else None}
+                with log_path.open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(record) + "\n")
+                _log(dist, json.dumps(record))
+            if cfg.save_steps and global_step % cfg.save_steps == 0 and global_step < total_steps:
+                result.checkpoint = out / f"checkpoint-{global_step}"
+                save(result.checkpoint, final=False)
+            if cfg.stop_after_steps and global_step >= cfg.stop_after_steps and global_step < total_steps:
+                target = out / f"checkpoint-{global_step}"
+                if result.checkpoint != target:
+                    save(target, final=False)
+                result.checkpoint = target
+                result.stopped_early = True
+                _log(dist, f"stopped after step {global_step}; resume with --resume {target}")
+                return result
+        save(out, final=True)
+        result.checkpoint = out
+        _log(dist, f"saved {out}")
+        return result
+    finally:
+        dist.close()
+
+
+def _save_checkpoint(directory: Path, *, final: bool, model, optimizer, scheduler, tokenizer, dist: _Dist,
+                     cfg: TrainConfig, source, global_step: int, total_steps: int, lineage: dict,
+                     write_lineage, write_card) -> None:
+    """Every rank takes part in gathering the full state dict (offloaded to CPU, kept on rank 0 only);
+    rank 0 writes an ordinary `from_pretrained` directory plus lineage, card and trainer state."""
+    import torch
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    state = get_model_state_dict(model, options=options)
+    optim_state = None if final else get_optimizer_state_dict(model, optimizer, options=options)
+    if dist.is_main:
+        directory.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(directory, state_dict=state, safe_serialization=True)
+        tokenizer.save_pretrained(directory)
+        payload = dict(lineage)
+        spe = lineage["training"]["steps_per_epoch"]
+        payload["checkpoint"] = {"global_step": global_step, "total_steps": total_steps, "final": final,
+                                 "epoch": round(global_step / spe, 4)}
+        write_lineage(directory, payload)
+        write_card(directory, payload)
+        if not final:
+            tmp = directory / (TRAINER_STATE + ".tmp")
+            torch.save({"global_step": global_step, "optimizer": optim_state, "scheduler": scheduler.state_dict(),
+                        "revision_id": source.revision_id, "total_steps": total_steps,
+                        "config": dataclasses.asdict(cfg), "torch_rng": torch.get_rng_state()}, tmp)
+            os.replace(tmp, directory / TRAINER_STATE)
+    dist.barrier()
+
+
+_MUST_MATCH = ("effective_batch_size", "epochs", "seed", "max_length", "max_steps", "lr", "lr_scheduler",
+               "warmup_ratio")
+
+
+def _load_training_state(resume_dir: Path, cfg: TrainConfig, source, model, optimizer, scheduler, dist) -> int:
+    import torch
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    state = torch.load(resume_dir / TRAINER_STATE, map_location="cpu", weights_only=False)
+    if state["revision_id"] != source.revision_id:
+        raise UserError(f"--resume {resume_dir}: trained on revision {state['revision_id'][:12]}, "
+                        f"but --data {cfg.data} is revision {source.revision_id[:12]}")
+    saved = state.get("config", {})
+    changed = [k for k in _MUST_MATCH if k in saved and saved[k] != getattr(cfg, k)]
+    if changed:
+        raise UserError(f"--resume {resume_dir}: options differ from the interrupted run: "
+                        + ", ".join(f"{k} {saved[k]} -> {getattr(cfg, k)}" for k in changed))
+    set_optimizer_state_dict(model, optimizer, optim_state_dict=state["optimizer"],
+                             options=StateDictOptions(full_state_dict=True))
+    scheduler.load_state_dict(state["scheduler"])
+    if "torch_rng" in state:
+        torch.set_rng_state(state["torch_rng"])
+    return int(state["global_step"])
+
