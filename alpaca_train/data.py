@@ -58,12 +58,20 @@ class DataSource:
 _HUB_REF = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 
 
-def load_hub_dataset(repo_id: str, revision: str | None) -> DataSource:
-    """Hook for Hub datasets (`user/name@rev`). Not implemented yet: the intended implementation is
-    `datasets.load_dataset(repo_id, revision=revision, split="train")`, with `revision_id` the resolved
-    commit sha and `manifest_hash` None."""
-    raise UserError(f"Hub datasets are not supported yet ({repo_id}@{revision or 'main'}); "
-                    f"export it to a JSON/JSONL file or commit it to the store (alpaca-data) first")
+def load_hub_dataset(repo_id: str, revision: str | None, store_path=None) -> DataSource:
+    """`user/name@rev`: pulled into the local store first (verified against its manifest when it was
+    published by alpaca-kit), so the checkpoint's lineage names a store revision and the Hub commit."""
+    from alpaca_data.hub.pull import pull
+    from alpaca_data.store import Store
+
+    store = Store.open(store_path)
+    pulled = pull(f"{repo_id}@{revision or 'main'}", store=store)
+    manifest = pulled.result.manifest
+    return DataSource(ref=f"{repo_id}@{revision or 'main'}", kind="hub", dataset=manifest.dataset,
+                      revision_id=manifest.id, manifest_hash=store.manifest_hash(manifest),
+                      records=normalise_records(store.read_records(manifest), repo_id),
+                      extra={"hub": {"repo": repo_id, "revision": revision or "main", "commit": pulled.commit,
+                                     "verified": pulled.verified}, "store": str(store.root)})
 
 
 def load_source(ref: str, store_path: str | os.PathLike | None = None) -> DataSource:
@@ -75,7 +83,7 @@ def load_source(ref: str, store_path: str | os.PathLike | None = None) -> DataSo
         raise UserError(f"--data {ref}: no such file")
     if _HUB_REF.match(ref):
         repo, _, rev = ref.partition("@")
-        return load_hub_dataset(repo, rev or None)
+        return load_hub_dataset(repo, rev or None, store_path)
     return _load_store(ref, store_path)
 
 
@@ -96,21 +104,17 @@ def _load_store(ref: str, store_path) -> DataSource:
 
 
 def _load_file(path: Path, ref: str) -> DataSource:
-    raw = path.read_bytes()
-    text = raw.decode("utf-8-sig")
-    try:
-        if path.suffix.lower() == ".jsonl" or (not text.lstrip().startswith("[")):
-            values = [json.loads(line) for line in text.splitlines() if line.strip()]
-        else:
-            values = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON/JSONL ({exc.msg} at line {exc.lineno})") from exc
-    if not isinstance(values, list):
-        raise UserError(f"{path}: expected a JSON array of records or JSONL")
-    records = normalise_records(values, str(path))
-    return DataSource(ref=ref, kind="file", dataset=path.stem, revision_id=content_hash(records),
+    """A local JSON/JSONL/Parquet file, checked by the same validator as `alpaca-data validate`."""
+    from alpaca_data.validate import validate_file
+
+    report = validate_file(str(path), dict(KNOWN_ALIASES), show_progress=False)
+    if report.problems:
+        more = f" (and {len(report.problems) - 1} more problems; see `alpaca-data validate`)" if len(report.problems) > 1 else ""
+        raise UserError(f"{report.problems[0]}{more}")
+    records = normalise_records(report.records, str(path))
+    return DataSource(ref=ref, kind="file", dataset=path.stem, revision_id=content_hash(report.records),
                       manifest_hash=None, records=records,
-                      extra={"path": str(path.resolve()), "file_sha256": hashlib.sha256(raw).hexdigest()})
+                      extra={"path": str(path.resolve()), "file_sha256": report.sha256})
 
 
 def normalise_records(values: Iterable[Any], where: str) -> list[dict[str, str]]:

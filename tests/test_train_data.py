@@ -134,8 +134,8 @@ def test_tokenisation_is_cached_per_revision_tokenizer_and_max_length(tokenizer,
     assert len(list(tmp_path.glob("*.npz"))) == 3
 
 
-def test_sources_file_json_jsonl_alias_and_errors(tmp_path):
-    rows = [{"instruction": "a", "input": "", "response": "b"}, {"instruction": "c", "output": "d"}]
+def test_sources_file_json_jsonl_alias_and_errors(tmp_path, monkeypatch):
+    rows = [{"instruction": "a", "input": "", "response": "b"}, {"instruction": "c", "input": "", "output": "d"}]
     (tmp_path / "r.json").write_text(json.dumps(rows))
     (tmp_path / "r.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     a = D.load_source(str(tmp_path / "r.json"))
@@ -145,9 +145,13 @@ def test_sources_file_json_jsonl_alias_and_errors(tmp_path):
     assert a.revision_id == b.revision_id and a.extra["file_sha256"] != b.extra["file_sha256"]
     with pytest.raises(UserError, match="no such file"):
         D.load_source(str(tmp_path / "missing.json"))
-    with pytest.raises(UserError, match="Hub datasets are not supported yet"):
-        D.load_source("tatsu-lab/alpaca@main")
-    (tmp_path / "bad.json").write_text(json.dumps([{"instruction": "x"}]))
+    # a Hub ref goes through `alpaca-data pull`; with no Hub reachable that is one clear error
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(UserError, match="cannot reach the Hub"):
+        D.load_source("tatsu-lab/alpaca@main", store_path=tmp_path / "store")
+    (tmp_path / "bad.json").write_text(json.dumps([{"instruction": "x", "input": ""}]))
     with pytest.raises(UserError, match="record 1: output"):
         D.load_source(str(tmp_path / "bad.json"))
 
