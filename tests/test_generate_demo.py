@@ -81,6 +81,11 @@ def test_both_endpoints_commit_a_revision_with_provenance(tmp_path, api):
     assert generation["counts"]["kept"] == 25 and generation["tokens"]["completion"] > 0
     assert generation["cost_usd"] > 0 and len(generation["prompt_template_sha256"]) == 64
     assert data["recipe"]["command"] == "generate" and data["recipe"]["sources"][0]["sha256"] == generation["seed_file_sha256"]
+    # every dropped task is in the revision's rejections table, with its reason
+    import pyarrow.parquet as pq
+
+    rejections = pq.read_table(result.manifest.sidecar_path("rejections")).to_pylist()
+    assert dict(Counter(row["reason"] for row in rejections)) == generation["counts"]["dropped"]
 
 
 def test_same_seed_same_revision_under_any_concurrency(tmp_path):

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alpaca_data.errors import UserError
+from alpaca_data.filters.heuristics import make_rejection
 from alpaca_data.generate.journal import AsyncJournalWriter, Journal
 from alpaca_data.generate.parse import parse_response
 from alpaca_data.generate.pricing import Price
@@ -92,6 +93,7 @@ class Engine:
         self._kept_index: list[int] = []     # request index of each kept record (sorted)
         self._buffer: dict[int, dict[str, Any]] = {}
         self._seen_drops: dict[tuple[str, str, str], str] = {}
+        self.rejections: list[dict[str, Any]] = []  # one row per dropped task (the revision's `rejections` table)
         self._rouge_seen: dict[str, str] = {}  # instruction -> the ROUGE verdict a repeat of it gets
         self._next_issue = 0
         self._next_process = 0
@@ -184,24 +186,26 @@ class Engine:
             if self._done():
                 break
             key = (task["instruction"], task["input"], task["output"])
+            where = (index, position)
             if key in self._seen_drops:  # an exact repeat gets the same heuristic verdict
-                stats.dropped[self._seen_drops[key]] += 1
+                self._reject(self._seen_drops[key], task, where)
                 continue
             outcome = self.rules.check(task)
             if outcome.dropped_by:
                 self._seen_drops[key] = outcome.dropped_by
-                stats.dropped[outcome.dropped_by] += 1
+                self._reject(outcome.dropped_by, outcome.record, where)
                 continue
             record = outcome.record
             instruction = record["instruction"]
             if instruction in self._rouge_seen:
                 # already kept or already too similar: the pool only grows, so ROUGE would drop it again
-                stats.dropped[self._rouge_seen[instruction]] += 1
+                self._reject(self._rouge_seen[instruction], record, where, score=1.0, most_similar=instruction)
                 continue
             decision = self.rouge.offer(instruction, with_stats=True)
             self._rouge_seen[instruction] = "rouge_too_similar" if decision.keep else (decision.reason or "rouge_too_similar")
             if not decision.keep:
-                stats.dropped[decision.reason or "rouge_too_similar"] += 1
+                self._reject(decision.reason or "rouge_too_similar", record, where,
+                             score=float(decision.max_score), most_similar=decision.most_similar)
                 continue
             self.kept.append({
                 "instruction": record["instruction"], "input": record.get("input") or "",
@@ -214,6 +218,14 @@ class Engine:
             })
             self._kept_index.append(index)
             stats.kept = len(self.kept)
+
+    def _reject(self, reason: str, record: dict[str, Any], where: tuple[int, int], *, score: float | None = None,
+                most_similar: str | None = None) -> None:
+        index, position = where
+        self.stats.dropped[reason] += 1
+        row = make_rejection(reason, record, index, score=score, most_similar=most_similar)
+        row["request_id"] = f"{self.s.request_id_prefix}-{index:06d}-{position:02d}"
+        self.rejections.append(row)
 
     # ------------------------------------------------------------------ one request
     async def _send(self, index: int) -> dict[str, Any]:

@@ -263,7 +263,8 @@ def run_generation(cfg: GenerateConfig, progress: Any = None) -> GenerateResult:
               "sources": [{"path": str(cfg.seeds), "sha256": seeds_hash}]}
     message = cfg.message or f"generate {len(engine.kept)} tasks with {cfg.teacher}"
     manifest = store.commit(cfg.dataset, engine.kept[: cfg.num], message=message, recipe=recipe,
-                            extra={"teacher": info.kind, "generation": generation})
+                            extra={"teacher": info.kind, "generation": generation},
+                            sidecars={"rejections": engine.rejections})
     state.update(status="committed", revision=manifest.id)
     _write_json(run_dir / "run.json", state)
     closing = Journal.open(run_dir / "journal.jsonl")
