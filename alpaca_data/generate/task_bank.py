@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from alpaca_data.generate.task_bank_more import MORE_TASKS  # more original tasks, in their own module
+
 N = ""  # no input
 
 # (instruction, input, output)
@@ -393,4 +395,6 @@ def all_tasks() -> tuple[tuple[str, str, str, str], ...]:
         for filler_index, (slot, output) in enumerate(fillers):
             variants = "\x1f".join(p.format(x=slot) for p in phrasings)
             tasks.append((f"f{family_index}.{filler_index}", variants, "", output))
+    for index, (instruction, input_text, output) in enumerate(MORE_TASKS):
+        tasks.append((f"m{index}", instruction, input_text, output))
     return tuple(tasks)
