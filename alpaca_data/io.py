@@ -212,7 +212,7 @@ def _read_csv(data: bytes, result: ReadResult) -> None:
     text = _decode_utf8(data)
     reader = csv.DictReader(text.splitlines(keepends=True))
     try:
-        for index, row in enumerate(reader, start=1):
+        for row in reader:
             if None in row:
                 result.problems.append(Problem(result.path, f"line {reader.line_num}", "", "more cells than headers"))
                 row.pop(None)

@@ -102,7 +102,7 @@ def train_command(
         result = train(cfg)
     except UserError as exc:
         typer.echo(f"alpaca-train: error: {exc}", err=True)
-        raise typer.Exit(exc.exit_code)
+        raise typer.Exit(exc.exit_code) from None
     if int(os.environ.get("RANK", "0")) == 0:
         where = result.checkpoint or result.out
         typer.echo(f"{'stopped at' if result.stopped_early else 'done:'} step {result.global_step}/"

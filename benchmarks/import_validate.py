@@ -6,11 +6,9 @@ Each phase runs in a fresh subprocess so the peak memory is that of one CLI run.
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +38,7 @@ def timed(args: list[str], env_store: Path) -> tuple[float, int]:
             " file=sys.stderr)")
     completed = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
                                env={"ALPACA_STORE": str(env_store), "PATH": "/usr/bin:/bin"})
-    line = [l for l in completed.stderr.splitlines() if l.startswith("BENCH")][-1].split()
+    line = [text for text in completed.stderr.splitlines() if text.startswith("BENCH")][-1].split()
     if line[3] not in ("0", "None"):
         raise SystemExit(f"command failed: {args}\n{completed.stderr}")
     return float(line[1]), int(line[2]) * 1024

@@ -58,7 +58,7 @@ def test_kill_at_random_moments(tmp_path):
     store_path = tmp_path / "store"
     rng = random.Random(7)
     target = run_cli("import", CORPORA / "gsm8k_train_alpaca.json", "-d", "probe", store=tmp_path / "probe").last_line
-    for attempt in range(6):
+    for _ in range(6):
         process = _start_import(CORPORA / "gsm8k_train_alpaca.json", store_path, "d")
         time.sleep(rng.uniform(0.2, 1.6))
         process.send_signal(signal.SIGKILL)
