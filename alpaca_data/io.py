@@ -239,7 +239,17 @@ def json_type(value: Any) -> str:
     return type(value).__name__
 
 
-# ---------------------------------------------------------------- writing
+# ---------------------------------------------------------------- hashing and writing
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, read in blocks (files may be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
 
 
 def fsync_write(path: Path, data: bytes) -> None:

@@ -91,14 +91,6 @@ def load_seed_tasks(path: str | Path) -> list[SeedTask]:
     return tasks
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @dataclass
 class Prompt:
     index: int

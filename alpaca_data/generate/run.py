@@ -21,8 +21,9 @@ from alpaca_data.errors import UsageError, UserError
 from alpaca_data.generate.engine import Engine, EngineSettings, Stats
 from alpaca_data.generate.journal import Journal, answered_indices
 from alpaca_data.generate.pricing import load_price_table, price_for
-from alpaca_data.generate.prompt import file_sha256, load_seed_tasks, template_hash
+from alpaca_data.generate.prompt import load_seed_tasks, template_hash
 from alpaca_data.generate.teachers import Decoding, HFTeacher, OpenAITeacher, parse_teacher_spec
+from alpaca_data.io import sha256_file
 
 DETERMINING_KEYS = ("teacher", "model", "api", "decoding", "seed", "num_prompt_instructions", "machine_demos",
                     "machine_lag", "prompt_template_sha256", "seed_file_sha256", "rules", "rouge_threshold",
@@ -182,7 +183,7 @@ def run_generation(cfg: GenerateConfig, progress: Any = None) -> GenerateResult:
     _validate(cfg)
     wall_start = time.time()
     seeds = load_seed_tasks(cfg.seeds)
-    seeds_hash = file_sha256(cfg.seeds)
+    seeds_hash = sha256_file(cfg.seeds)
     decoding = Decoding(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens, stop=tuple(cfg.stop))
     kind, target = parse_teacher_spec(cfg.teacher)
     model = target if kind == "hf" else (cfg.model or target)

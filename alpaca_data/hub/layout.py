@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -20,7 +19,7 @@ import pyarrow.parquet as pq
 
 from alpaca_data.errors import UserError
 from alpaca_data.hub.card import CardOptions, render_card
-from alpaca_data.io import fsync_dir
+from alpaca_data.io import fsync_dir, sha256_file
 from alpaca_data.store import Manifest, Store
 
 LAYOUT_FORMAT = "alpaca-kit/hub-layout@1"
@@ -32,14 +31,6 @@ MAX_SHARD_BYTES = 256 * 1024**2  # Arrow bytes per shard; the Hub viewer and `da
 
 def shard_name(index: int, count: int) -> str:
     return f"{DATA_DIR}/train-{index:05d}-of-{count:05d}.parquet"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -69,7 +60,7 @@ def build_layout(store: Store, manifest: Manifest, folder: Path, options: CardOp
         part = table.slice(index * per_shard, per_shard) if rows else table
         pq.write_table(part, folder / name, compression="zstd")
         shards.append({"path": name, "num_records": part.num_rows, "size": (folder / name).stat().st_size,
-                       "sha256": _sha256(folder / name)})
+                       "sha256": sha256_file(folder / name)})
     card = render_card(store, manifest, schema=table.schema, num_bytes=table.nbytes,
                        download_size=sum(s["size"] for s in shards), shards=[s["path"] for s in shards],
                        options=options)

@@ -7,7 +7,6 @@ one that was pushed. Nothing touches the store until everything has been downloa
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import tempfile
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import pyarrow.parquet as pq
 from alpaca_data.errors import UserError
 from alpaca_data.hub import remote
 from alpaca_data.hub.layout import DATA_DIR, HUB_MANIFEST, LAYOUT_FORMAT
+from alpaca_data.io import sha256_file
 from alpaca_data.records import content_hash
 from alpaca_data.schema import RecordChecker
 from alpaca_data.store import CommitResult, Store
@@ -39,14 +39,6 @@ class PullResult:
 def parse_spec(spec: str) -> tuple[str, str]:
     repo_id, _, revision = spec.strip().partition("@")
     return remote.check_repo_id(repo_id), revision or "main"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def pull(spec: str, *, dataset: str | None = None, store: Store | None = None, message: str = "") -> PullResult:
@@ -76,7 +68,7 @@ def pull(spec: str, *, dataset: str | None = None, store: Store | None = None, m
         tables, sources = [], []
         for shard in shards:
             path = download(shard["path"])
-            digest = _sha256(path)
+            digest = sha256_file(path)
             if shard.get("sha256") and digest != shard["sha256"]:
                 raise UserError(f"{where}: {shard['path']} does not match the sha256 in {HUB_MANIFEST}; nothing imported")
             try:

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
 from alpaca_data.errors import UserError
-from alpaca_data.io import atomic_write, fsync_dir, fsync_write
+from alpaca_data.io import atomic_write, fsync_dir, fsync_write, sha256_file
 from alpaca_data.records import content_hash
 from alpaca_data.schema import SCHEMA_VERSION, validate_manifest
 from alpaca_data.store.tables import compute_stats, records_to_table, table_to_records
@@ -51,14 +51,6 @@ def tool_version() -> str:
         return metadata.version("alpaca-kit")
     except metadata.PackageNotFoundError:
         return "0+unknown"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _test_pause(stage: str) -> None:
