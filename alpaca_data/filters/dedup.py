@@ -38,7 +38,7 @@ from typing import Any, Self, TypeVar
 import numpy as np
 
 from alpaca_data.errors import UserError
-from alpaca_data.filters.heuristics import FilterReport, make_rejection
+from alpaca_data.filters.report import FilterReport, make_rejection
 from alpaca_data.records import key_of, normalise_text
 
 __all__ = [

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from alpaca_data.errors import UsageError
-from alpaca_data.filters.heuristics import FilterReport, RuleSet, make_rejection
+from alpaca_data.filters.heuristics import RuleSet
+from alpaca_data.filters.report import FilterReport, make_rejection
 from alpaca_data.store import CommitResult, Store
 
 DEDUP_METHODS = ("exact", "minhash", "semantic")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alpaca_data.errors import UserError
-from alpaca_data.filters.heuristics import make_rejection
+from alpaca_data.filters.report import make_rejection
 from alpaca_data.generate.journal import AsyncJournalWriter, Journal
 from alpaca_data.generate.parse import parse_response
 from alpaca_data.generate.pricing import Price
