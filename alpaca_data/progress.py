@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import Callable, Iterator
+from collections.abc import Iterable, Sized
+from typing import Callable, Iterator, TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -42,3 +43,17 @@ def progress_bar(description: str, total: int | None, enabled: bool = True) -> I
 
         yield tick
         progress.advance(task, batch[0])
+
+
+T = TypeVar("T")
+TRACK_MIN_ITEMS = 2000  # shorter passes finish before a bar is worth drawing
+
+
+def track(items: Iterable[T], description: str, enabled: bool = True) -> Iterator[T]:
+    """Iterate `items` with a progress bar for passes of TRACK_MIN_ITEMS or more."""
+    if not isinstance(items, Sized):
+        items = list(items)
+    with progress_bar(description, total=len(items), enabled=enabled and len(items) >= TRACK_MIN_ITEMS) as tick:
+        for item in items:
+            yield item
+            tick()

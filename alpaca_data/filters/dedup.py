@@ -30,29 +30,27 @@ far, so a record similar only to an already *dropped* record is kept.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
 from alpaca_data.errors import UserError
 from alpaca_data.filters.report import FilterReport, make_rejection
+from alpaca_data.progress import TRACK_MIN_ITEMS, progress_bar, track
 from alpaca_data.records import key_of, normalise_text
 
 __all__ = [
-    "PROGRESS_MIN_RECORDS",
     "DedupReport",
     "dedup_exact",
     "dedup_minhash",
     "dedup_semantic",
     "minhash_signatures",
-    "track",
 ]
 
 #: Passes over at least this many records show a progress bar (unless progress=False).
-PROGRESS_MIN_RECORDS = 2000
 
 DEFAULT_FIELDS: tuple[str, ...] = ("instruction", "input")
 
@@ -62,56 +60,6 @@ T = TypeVar("T")
 @dataclass
 class DedupReport(FilterReport):
     """kept, rejections, counts (and kept_indices); ``normalised`` is always empty."""
-
-
-# --------------------------------------------------------------------------------------------
-# Progress
-
-
-def _progress_bar():
-    """A transient rich progress bar on stderr, or None when stderr is not a terminal (logs, CI)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    console = Console(stderr=True)
-    if not (console.is_terminal or console.is_jupyter):
-        return None
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console, transient=True)
-
-
-class _Bar:
-    """A rich progress bar that is only shown for big passes; `advance(n)` is cheap when hidden."""
-
-    def __init__(self, description: str, total: int, enabled: bool):
-        self._progress = _progress_bar() if enabled and total >= PROGRESS_MIN_RECORDS else None
-        self._description = description
-        self._total = total
-        self._task = None
-
-    def __enter__(self) -> Self:
-        if self._progress is not None:
-            self._progress.__enter__()
-            self._task = self._progress.add_task(self._description, total=self._total)
-        return self
-
-    def advance(self, amount: int = 1) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._task, amount)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
-
-
-def track(items: Iterable[T], description: str, progress: bool = True) -> Iterator[T]:
-    """Iterate `items`, with a transient progress bar on stderr for passes of >= 2,000 items."""
-    if not isinstance(items, Sized):
-        items = list(items)
-    with _Bar(description, len(items), progress) as bar:
-        for item in items:
-            yield item
-            bar.advance()
 
 
 def _text(record: Mapping[str, Any], name: str) -> str:
@@ -277,12 +225,12 @@ def dedup_minhash(records: Iterable[Mapping[str, Any]], threshold: float = 0.8, 
     if not records:
         return report
     texts = [_joined(record, fields) for record in records]
-    with _Bar("minhash signatures", len(texts), progress) as bar:
+    with progress_bar("minhash signatures", len(texts), enabled=progress and len(texts) >= TRACK_MIN_ITEMS) as advance:
         signatures = minhash_signatures(texts, num_perm=num_perm, ngram=ngram, seed=seed,
-                                        advance=bar.advance)
+                                        advance=advance)
 
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-    with _Bar("near-duplicate search", len(records), progress) as bar:
+    with progress_bar("near-duplicate search", len(records), enabled=progress and len(records) >= TRACK_MIN_ITEMS) as advance:
         for index, record in enumerate(records):
             sketch = LeanMinHash(seed=seed, hashvalues=signatures[index], scheme="affine32")
             candidates = lsh.query(sketch)
@@ -295,12 +243,12 @@ def dedup_minhash(records: Iterable[Mapping[str, Any]], threshold: float = 0.8, 
                     report.rejections.append(make_rejection(
                         "near_duplicate", record, index, score=round(float(scores[best]), 4),
                         most_similar=_text(records[kept_at], "instruction")))
-                    bar.advance()
+                    advance()
                     continue
             lsh.insert(index, sketch, check_duplication=False)
             report.kept.append(dict(record))
             report.kept_indices.append(index)
-            bar.advance()
+            advance()
     return _finish(report, "near_duplicate")
 
 
@@ -384,21 +332,21 @@ def dedup_semantic(records: Iterable[Mapping[str, Any]], threshold: float = 0.95
     texts = [_semantic_text(record, fields) for record in records]
 
     parts = []
-    with _Bar("embedding", len(texts), progress) as bar:
+    with progress_bar("embedding", len(texts), enabled=progress and len(texts) >= TRACK_MIN_ITEMS) as advance:
         step = max(batch_size * 16, 1)
         for start in range(0, len(texts), step):
             batch = texts[start:start + step]
             vectors = encoder.encode(batch, batch_size=batch_size, convert_to_numpy=True,
                                      normalize_embeddings=True, show_progress_bar=False)
             parts.append(np.asarray(vectors, dtype=np.float32))
-            bar.advance(len(batch))
+            advance(len(batch))
     embeddings = np.concatenate(parts)
     norms = np.linalg.norm(embeddings, axis=1, keepdims=True)  # encoders that ignore normalize_*
     embeddings = embeddings / np.maximum(norms, 1e-12)
 
     kept_vectors = np.empty_like(embeddings)
     kept_rows: list[int] = []  # record index of each kept vector
-    with _Bar("semantic dedup", len(records), progress) as bar:
+    with progress_bar("semantic dedup", len(records), enabled=progress and len(records) >= TRACK_MIN_ITEMS) as advance:
         for start in range(0, len(records), chunk_size):
             chunk = embeddings[start:start + chunk_size]
             size = len(chunk)
@@ -431,7 +379,7 @@ def dedup_semantic(records: Iterable[Mapping[str, Any]], threshold: float = 0.95
             count = len(kept_rows)
             kept_vectors[count:count + len(kept_here)] = chunk[kept_here]
             kept_rows.extend(start + j for j in kept_here)
-            bar.advance(size)
+            advance(size)
     for index in kept_rows:
         report.kept.append(dict(records[index]))
         report.kept_indices.append(index)

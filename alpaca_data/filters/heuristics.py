@@ -97,6 +97,7 @@ from alpaca_data.filters.rules import (
     WriteAProgram,
     _plain,
 )
+from alpaca_data.progress import track
 
 __all__ = [
     "RULES",
@@ -310,7 +311,6 @@ class RuleSet:
 
     def apply(self, records: Iterable[Mapping[str, Any]], *, progress: bool = True) -> FilterReport:
         """Run the rules on every record. Rejections hold the (normalised) record's text and key."""
-        from alpaca_data.filters.dedup import track  # local: dedup imports this module
 
         report = FilterReport()
         for index, record in enumerate(track(records, "heuristic rules", progress)):

@@ -49,6 +49,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from alpaca_data.progress import track
+
 __all__ = ["NoveltyDecision", "RougeNoveltyIndex", "rouge_tokenize"]
 
 # Same patterns as rouge_score/tokenize.py (no stemmer).
@@ -59,7 +61,6 @@ REASON_TOO_SIMILAR = "rouge_too_similar"
 REASON_NO_TOKENS = "rouge_no_tokens"
 
 _TOP_K = 10
-_PROGRESS_MIN = 2000
 # pool sizes below which one thread beats a thread hand-off (full score vectors / threshold-only)
 _PARALLEL_MIN_STATS = 8_000
 _PARALLEL_MIN_BEST = 40_000
@@ -382,20 +383,4 @@ class RougeNoveltyIndex:
 
         Shows a rich progress bar for more than ~2000 texts unless ``progress=False``.
         """
-        texts = list(texts)
-        if not (progress and len(texts) > _PROGRESS_MIN):
-            return [self.offer(t, with_stats) for t in texts]
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        out: list[NoveltyDecision] = []
-        with Progress(
-            TextColumn("rouge-L novelty"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            transient=True,
-        ) as bar:  # fmt: skip
-            task = bar.add_task("filter", total=len(texts))
-            for k, t in enumerate(texts):
-                out.append(self.offer(t, with_stats))
-                if k % 256 == 255:
-                    bar.update(task, completed=k + 1)
-            bar.update(task, completed=len(texts))
-        return out
+        return [self.offer(text, with_stats) for text in track(texts, "ROUGE-L novelty", enabled=progress)]
