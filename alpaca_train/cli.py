@@ -23,6 +23,7 @@ from alpaca_data.errors import UserError
 train_app = typer.Typer(add_completion=False, rich_markup_mode=None,
                         help="Fine-tune a causal LM on an Alpaca-style dataset (Stanford Alpaca's recipe).")
 launch_app = typer.Typer(add_completion=False, rich_markup_mode=None)
+tiny_app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
 
 def load_toml(path: str) -> dict[str, Any]:
@@ -135,10 +136,30 @@ def launch_command(
     raise typer.Exit(subprocess.call(cmd))
 
 
+@tiny_app.command()
+def tiny_model_command(
+    out: Path = typer.Argument(..., help="folder to write the model and tokenizer to"),
+    layers: int = typer.Option(2, "--layers"),
+    hidden: int = typer.Option(64, "--hidden"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Write a tiny randomly initialised LLaMA with GPT-2's tokenizer (offline), to try the trainer."""
+    from alpaca_train.tiny import make_tiny_llama
+
+    try:
+        model = make_tiny_llama(out, layers=layers, hidden=hidden, seed=seed)
+    except UserError as exc:
+        typer.echo(f"alpaca-train: error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    typer.echo(f"wrote a {sum(p.numel() for p in model.parameters()):,}-parameter LLaMA to {out}")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "launch":
         launch_app(args=args[1:], prog_name="alpaca-train launch")
+    elif args and args[0] == "tiny-model":
+        tiny_app(args=args[1:], prog_name="alpaca-train tiny-model")
     else:
         train_app(args=args, prog_name="alpaca-train")
 

