@@ -90,6 +90,8 @@ def dedup_revision(store: Store, ref: str, *, method: str = "exact", threshold: 
 
     if method not in DEDUP_METHODS:
         raise UsageError(f"--method {method!r}: expected one of {', '.join(DEDUP_METHODS)}")
+    if threshold is not None and not 0.0 < threshold <= 1.0:
+        raise UsageError(f"--threshold {threshold}: expected a number in (0, 1]")
     source = store.resolve(ref)
     records = store.read_records(source)
     if method == "exact":

@@ -29,6 +29,8 @@ from alpaca_data.generate.prompt import Prompt, SeedTask, build_prompt, request_
 from alpaca_data.generate.ratelimit import TokenBucket, backoff_delay
 from alpaca_data.generate.teachers import TeacherError
 
+UNREACHABLE_AFTER = 3  # requests failing to connect, with none answered, before the run gives up
+
 
 @dataclass
 class EngineSettings:
@@ -300,6 +302,7 @@ class Engine:
                         raise UserError(f"teacher refused the request: {error}") from None
                     self.outcomes[index] = entry
                     self._account(entry)
+                    self._check_reachable(entry)
                     stats.network_answers += 1
                     self._buffer[index] = entry
                 # back to the top: refill the free slots first, then process (keeps the pipe full)
@@ -323,6 +326,14 @@ class Engine:
         if self.on_tick:
             self.on_tick(stats)
         return stats
+
+    def _check_reachable(self, entry: dict[str, Any]) -> None:
+        """Fail fast on a wrong endpoint instead of spending every retry of every request on it."""
+        stats = self.stats
+        if (entry["type"] == "failed" and entry.get("error") == "connection" and stats.requests_answered == 0
+                and stats.requests_failed >= UNREACHABLE_AFTER):
+            raise UserError(f"cannot reach the teacher ({entry.get('message', 'connection failed')}); "
+                            f"{stats.requests_failed} requests failed and none was answered")
 
     async def _tick(self) -> None:
         while True:

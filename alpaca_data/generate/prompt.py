@@ -7,7 +7,6 @@ what makes a run reproducible under any concurrency and across kill/resume.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from alpaca_data.errors import UserError
+from alpaca_data.records import KNOWN_ALIASES
 
 NO_INPUT = "<noinput>"
 NUM_TASKS = 20
@@ -60,34 +60,28 @@ class SeedTask:
 
 
 def load_seed_tasks(path: str | Path) -> list[SeedTask]:
-    """Read a self-instruct seed file (JSONL of {id, name, instruction, instances[], is_classification})."""
+    """Seed tasks from a self-instruct seed file ({id, name, instruction, instances[], is_classification})
+    or any Alpaca-format file the validator reads (JSON, JSONL, Parquet, CSV; `response` taken for `output`).
+    A seed task with several instances is shown by its first one, as in self-instruct."""
+    from alpaca_data.validate import validate_file
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: seed file not found")
+    report = validate_file(str(path), dict(KNOWN_ALIASES), show_progress=False)
+    if report.problems:
+        more = f" (and {len(report.problems) - 1} more; see `alpaca-data validate {path}`)" if len(report.problems) > 1 else ""
+        raise UserError(f"{report.problems[0]}{more}")
     tasks: list[SeedTask] = []
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise UserError(f"{path}:{line_no}: not JSON: {error.msg}") from None
-            if not isinstance(row, dict) or not isinstance(row.get("instruction"), str):
-                raise UserError(f"{path}:{line_no}: instruction: missing or not a string")
-            instances = row.get("instances") or [{}]
-            if not isinstance(instances, list) or not isinstance(instances[0], dict):
-                raise UserError(f"{path}:{line_no}: instances: expected a list of {{input, output}}")
-            first = instances[0]
-            tasks.append(SeedTask(
-                id=str(row.get("id", f"seed_{line_no - 1}")),
-                instruction=row["instruction"].strip(),
-                input=str(first.get("input") or "").strip(),
-                output=str(first.get("output") or "").strip(),
-                is_classification=bool(row.get("is_classification", False)),
-            ))
-    if not tasks:
-        raise UserError(f"{path}: no seed tasks")
+    seen: set[str] = set()
+    for number, record in enumerate(report.records):
+        task_id = str(record.get("seed_id") or f"{path.stem}_{number}")
+        if task_id in seen:
+            continue
+        seen.add(task_id)
+        tasks.append(SeedTask(id=task_id, instruction=record["instruction"].strip(), input=record["input"].strip(),
+                              output=record["output"].strip(),
+                              is_classification=bool(record.get("is_classification", False))))
     return tasks
 
 

@@ -233,8 +233,9 @@ def run_generation(cfg: GenerateConfig, progress: Any = None) -> GenerateResult:
         return result
     if not engine.kept:
         _write_json(run_dir / "run.json", state)
-        raise UserError(f"no task was kept after {stats.processed} requests "
-                        f"(parse failures: {dict(stats.parse_failures)}, dropped: {dict(stats.dropped)}); "
+        raise UserError(f"no task was kept after {stats.processed} requests ({stats.requests_failed} failed; "
+                        f"errors: {dict(stats.errors)}, parse failures: {dict(stats.parse_failures)}, "
+                        f"dropped: {dict(stats.dropped)}); "
                         f"nothing committed (run folder {run_dir})")
     info = teacher.info
     generation = {
