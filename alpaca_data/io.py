@@ -221,6 +221,12 @@ def _read_csv(data: bytes, result: ReadResult) -> None:
         result.problems.append(Problem(result.path, f"line {reader.line_num}", "", f"malformed CSV: {error}"))
 
 
+def is_missing_local_path(ref: str) -> bool:
+    """A model/tokenizer reference written as a path (/x, ./x, ~/x) that does not exist: say so plainly
+    instead of letting the Hub client complain that it is not a valid repo id."""
+    return ref.startswith(("/", ".", "~")) and not Path(ref).expanduser().exists()
+
+
 def json_type(value: Any) -> str:
     if value is None:
         return "null"

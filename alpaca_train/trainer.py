@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from alpaca_data.errors import UserError
+from alpaca_data.io import is_missing_local_path
 
 TRAINER_STATE = "trainer_state.pt"
 
@@ -209,6 +210,9 @@ def train(cfg: TrainConfig) -> TrainResult:
         # ---- data and tokenizer
         source = D.load_source(cfg.data, cfg.store)
         tok_id = cfg.tokenizer or cfg.model
+        for ref in {tok_id, cfg.model}:
+            if is_missing_local_path(ref):
+                raise UserError(f"{ref}: no such model folder")
         try:
             tokenizer = AutoTokenizer.from_pretrained(tok_id)
         except (OSError, ValueError) as exc:

@@ -186,12 +186,15 @@ class HFTeacher:
             return
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from alpaca_data.errors import UserError
+        from alpaca_data.io import is_missing_local_path
+
+        if is_missing_local_path(self.path):
+            raise UserError(f"hf:{self.path}: no such model folder")
         try:
             tokenizer = AutoTokenizer.from_pretrained(self.path)
             model = AutoModelForCausalLM.from_pretrained(self.path)
         except (OSError, ValueError) as error:
-            from alpaca_data.errors import UserError
-
             raise UserError(f"hf:{self.path}: cannot load model: {str(error).splitlines()[0]}") from None
         tokenizer.padding_side = "left"
         if tokenizer.pad_token is None:
