@@ -16,9 +16,10 @@ import jsonschema
 
 from alpaca_data.io import json_type
 from alpaca_data.records import CORE_FIELDS, KNOWN_ALIASES
+from alpaca_data.resources import resource_dir
 
 SCHEMA_VERSION = 1
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMA_DIR = resource_dir("schemas")
 RECORD_SCHEMA_FILE = "alpaca-record.schema.json"
 MANIFEST_SCHEMA_FILE = "revision-manifest.schema.json"
 

@@ -10,12 +10,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from alpaca_data.resources import resource_dir
 from alpaca_train import __version__
 from alpaca_train.prompts import PROMPT_INPUT, PROMPT_NO_INPUT
 
 LINEAGE_FILE = "alpaca_lineage.json"
 LINEAGE_SCHEMA = "alpaca-train/lineage/v1"
-CARD_TEMPLATE = Path(__file__).resolve().parents[1] / "cards" / "model_card.md.j2"
+CARD_TEMPLATE = resource_dir("cards") / "model_card.md.j2"
 
 _FALLBACK_CARD = """# {{ title }}
 

@@ -15,9 +15,10 @@ import duckdb
 import pyarrow as pa
 
 from alpaca_data.errors import UserError
+from alpaca_data.resources import resource_dir
 from alpaca_data.store import Manifest, Store
 
-ANALYSES_DIR = Path(os.environ.get("ALPACA_ANALYSES") or Path(__file__).resolve().parents[2] / "analyses")
+ANALYSES_DIR = Path(os.environ.get("ALPACA_ANALYSES") or resource_dir("analyses"))
 
 
 @dataclass

@@ -15,9 +15,10 @@ from typing import Any
 import pyarrow as pa
 
 from alpaca_data.errors import UserError
+from alpaca_data.resources import resource_dir
 from alpaca_data.store import Manifest, Store
 
-CARD_TEMPLATE = Path(__file__).resolve().parents[2] / "cards" / "dataset_card.md.j2"
+CARD_TEMPLATE = resource_dir("cards") / "dataset_card.md.j2"
 DEFAULT_LICENSE = "cc-by-nc-4.0"
 DEFAULT_LANGUAGE = "en"
 MAX_LINEAGE = 25
