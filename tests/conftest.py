@@ -1,6 +1,7 @@
 """Shared fixtures: the real shared data, a fresh store per test, and the real CLI in a subprocess."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -54,6 +55,15 @@ def cli(store_path: Path):
 def load_corpus(name: str) -> list[dict]:
     with open(CORPORA / name, encoding="utf-8") as handle:
         return json.load(handle)
+
+
+@functools.cache
+def shared_corpus(name: str) -> tuple[dict, ...]:
+    """A shared corpus (name with or without .json) with GPTeacher's `response` read as `output`; cached."""
+    path = CORPORA / (name if name.endswith(".json") else f"{name}.json")
+    if not path.is_file():
+        pytest.skip(f"shared corpus {path} not available")
+    return tuple({("output" if k == "response" else k): v for k, v in r.items()} for r in load_corpus(path.name))
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

@@ -3,10 +3,7 @@ near-duplicates, semantic with the real all-MiniLM-L6-v2 model."""
 from __future__ import annotations
 
 import copy
-import functools
-import json
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -15,18 +12,11 @@ from alpaca_data.filters import dedup
 from alpaca_data.filters.dedup import DedupReport, dedup_exact, dedup_minhash, dedup_semantic
 from alpaca_data.filters.heuristics import FilterReport
 from alpaca_data.records import key_of
+from tests.conftest import shared_corpus as _load
 
-CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "corpora"
 ROW_KEYS = {"reason", "action", "key", "instruction", "input", "output", "score", "most_similar", "index"}
 
 
-@functools.cache
-def _load(name: str) -> tuple[dict, ...]:
-    path = CORPORA / f"{name}.json"
-    if not path.is_file():
-        pytest.skip(f"shared corpus {path} not available")
-    records = json.loads(path.read_text(encoding="utf-8"))
-    return tuple({("output" if k == "response" else k): v for k, v in r.items()} for r in records)
 
 
 def corpus(name: str) -> list[dict]:

@@ -5,26 +5,18 @@ from __future__ import annotations
 import copy
 import functools
 import json
-from pathlib import Path
 
 import pytest
 
 from alpaca_data.errors import UsageError
 from alpaca_data.filters.heuristics import RULES, FilterReport, RuleOutcome, RuleSet
 from alpaca_data.records import key_of
+from tests.conftest import SHARED_DATA
+from tests.conftest import shared_corpus as _load
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-CORPORA = SHARED / "corpora"
+SHARED = SHARED_DATA
 
 
-@functools.cache
-def _load(name: str) -> tuple[dict, ...]:
-    path = CORPORA / f"{name}.json"
-    if not path.is_file():
-        pytest.skip(f"shared corpus {path} not available")
-    records = json.loads(path.read_text(encoding="utf-8"))
-    # GPTeacher calls the answer `response`
-    return tuple({("output" if k == "response" else k): v for k, v in r.items()} for r in records)
 
 
 @functools.cache
