@@ -16,6 +16,12 @@ from alpaca_data.store import CommitResult, Store
 DEDUP_METHODS = ("exact", "minhash", "semantic")
 
 
+def _as_source(manifest, role: str = "") -> dict[str, str]:
+    """A revision read by a step, as a recipe source (its id is the sha256 of its records)."""
+    label = f"{manifest.dataset}@{manifest.short_id}" + (f" ({role})" if role else "")
+    return {"revision": manifest.id, "sha256": manifest.id, "path": label}
+
+
 @dataclass
 class StepResult:
     commit: CommitResult
@@ -73,9 +79,7 @@ def filter_revision(store: Store, ref: str, *, rules: str | None = "default", ro
     summary = {"input_records": len(records), "kept": len(report.kept), "dropped": len(report.rejections),
                "counts": dict(sorted(report.counts.items())), "normalised": dict(sorted(report.normalised.items())),
                "rules": ruleset.names, "rouge": rouge_info}
-    sources = [{"revision": source.id, "sha256": source.id, "path": f"{source.dataset}@{source.short_id}"}]
-    if pool:
-        sources.append({"revision": pool.id, "sha256": pool.id, "path": f"{pool.dataset}@{pool.short_id} (pool)"})
+    sources = [_as_source(source)] + ([_as_source(pool, "pool")] if pool else [])
     commit = store.commit(dataset or source.dataset, report.kept, parents=[source.id],
                           message=message or f"filter {source.dataset}@{source.short_id}: "
                                              f"kept {len(report.kept)} of {len(records)}",
@@ -107,8 +111,6 @@ def dedup_revision(store: Store, ref: str, *, method: str = "exact", threshold: 
     commit = store.commit(dataset or source.dataset, report.kept, parents=[source.id],
                           message=message or f"dedup ({method}) {source.dataset}@{source.short_id}: "
                                              f"kept {len(report.kept)} of {len(records)}",
-                          recipe={"command": "dedup", "options": options,
-                                  "sources": [{"revision": source.id, "sha256": source.id,
-                                               "path": f"{source.dataset}@{source.short_id}"}]},
+                          recipe={"command": "dedup", "options": options, "sources": [_as_source(source)]},
                           extra={"dedup": summary}, sidecars={"rejections": report.rejections})
     return StepResult(commit, report, len(records))

@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -206,11 +206,9 @@ def run_generation(cfg: GenerateConfig, progress: Any = None) -> GenerateResult:
     replay = answered_indices(journal.entries()) if resuming else {}
     journal.event("resume" if resuming else "start", replayable=len(replay))
     teacher, demo_server = _make_teacher(cfg, decoding)
-    settings = EngineSettings(num=cfg.num, seed=cfg.seed, num_prompt_instructions=cfg.num_prompt_instructions,
-                              machine_demos=cfg.machine_demos, machine_lag=cfg.machine_lag,
-                              concurrency=cfg.concurrency, rpm=cfg.rpm, tpm=cfg.tpm, max_cost=cfg.max_cost,
-                              max_retries=cfg.max_retries, backoff_base=cfg.backoff_base, max_requests=cfg.max_requests,
-                              request_id_prefix=digest[:10], generator=cfg.teacher)
+    # the engine's settings are the config's fields of the same names, plus what the run derives
+    shared = {f.name: getattr(cfg, f.name) for f in fields(EngineSettings) if hasattr(cfg, f.name)}
+    settings = EngineSettings(**shared, request_id_prefix=digest[:10], generator=cfg.teacher)
     engine = Engine(settings, seeds, teacher, journal, rules, rouge, price, replay=replay,
                     on_tick=progress.update if progress is not None else None)
 

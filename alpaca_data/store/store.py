@@ -255,7 +255,8 @@ class Store:
         if not NAME_PATTERN.match(dataset):
             raise UserError(f"{dataset!r}: invalid dataset name (letters, digits, . _ -; up to 100)", exit_code=2)
         table = records_to_table(list(records))
-        revision_id = content_hash(table_to_records(table))
+        rows = table_to_records(table)  # as they will read back from Parquet: what the id and stats describe
+        revision_id = content_hash(rows)
         with self._acquire():
             self._clean_tmp()
             final = self.revision_dir(dataset, revision_id)
@@ -267,12 +268,13 @@ class Store:
             if parents is None:
                 main = self.main_id(dataset)
                 parents = [main] if main else []
-            manifest = self._write_revision(dataset, revision_id, table, message, parents, recipe, extra, sidecars)
+            manifest = self._write_revision(dataset, revision_id, table, rows, message, parents, recipe, extra,
+                                           sidecars)
             _test_pause("before-ref")
             self._set_ref(dataset, "main", revision_id)
         return CommitResult(manifest, created=True, moved_main=True)
 
-    def _write_revision(self, dataset, revision_id, table, message, parents, recipe, extra, sidecars) -> Manifest:
+    def _write_revision(self, dataset, revision_id, table, rows, message, parents, recipe, extra, sidecars) -> Manifest:
         tmp = self.root / "tmp" / f"{revision_id[:12]}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir(parents=True)
         files: dict[str, str] = {}
@@ -299,7 +301,7 @@ class Store:
             "schema_version": SCHEMA_VERSION,
             "columns": table.column_names,
             "recipe": recipe,
-            "stats": compute_stats(table_to_records(table.select(["instruction", "input", "output"]))),
+            "stats": compute_stats(rows),
             "files": files,
             "extra": dict(extra or {}),
         }
