@@ -19,6 +19,7 @@ quickstart: setup
 	ALPACA_STORE=$${ALPACA_STORE:-alpaca-store} bash scripts/quickstart.sh
 
 test: setup
+	bash scripts/install-browser.sh
 	$(BIN)/python -m pytest
 
 bench: setup

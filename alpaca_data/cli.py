@@ -6,17 +6,11 @@ User mistakes (UserError) become one line on stderr and a non-zero exit, never a
 from __future__ import annotations
 
 import os
-import sys
 
 import typer
 
-try:  # typer >= 0.20 vendors click
-    from typer._click import exceptions as click_exceptions
-except ImportError:  # pragma: no cover
-    from click import exceptions as click_exceptions
-
+from alpaca_data.cli_runner import run_app
 from alpaca_data.commands import ALL_COMMAND_MODULES
-from alpaca_data.errors import UserError
 from alpaca_data.progress import set_quiet
 
 app = typer.Typer(
@@ -44,23 +38,4 @@ for module in ALL_COMMAND_MODULES:
 
 
 def main(argv: list[str] | None = None) -> None:
-    command = typer.main.get_command(app)
-    try:
-        code = command.main(args=argv, prog_name="alpaca-data", standalone_mode=False)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(error.exit_code)
-    except click_exceptions.UsageError as error:  # plain one line, not a decorated box
-        path = error.ctx.command_path if error.ctx else "alpaca-data"
-        print(f"error: {error.format_message()} (see `{path} --help`)", file=sys.stderr)
-        sys.exit(2)
-    except click_exceptions.ClickException as error:
-        print(f"error: {error.format_message()}", file=sys.stderr)
-        sys.exit(error.exit_code)
-    except BrokenPipeError:  # output piped into `head` and the like
-        sys.stderr.close()
-        os._exit(0)
-    except KeyboardInterrupt:
-        print("aborted", file=sys.stderr)
-        sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)
+    run_app(app, "alpaca-data", argv)

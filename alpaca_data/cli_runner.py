@@ -1,0 +1,38 @@
+"""Run a typer app the project's way (`alpaca-data`, `alpaca-train`): a user's mistake is one line on
+stderr and a defined exit code (1: bad input, 2: wrong usage), never a traceback."""
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+try:  # typer >= 0.20 vendors click
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exceptions
+
+from alpaca_data.errors import UserError
+
+
+def run_app(app: typer.Typer, prog_name: str, argv: list[str] | None = None) -> None:
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name=prog_name, standalone_mode=False)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)
+    except click_exceptions.UsageError as error:  # plain one line, not a decorated box
+        path = error.ctx.command_path if error.ctx else prog_name
+        print(f"error: {error.format_message()} (see `{path} --help`)", file=sys.stderr)
+        sys.exit(2)
+    except click_exceptions.ClickException as error:
+        print(f"error: {error.format_message()}", file=sys.stderr)
+        sys.exit(error.exit_code)
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        os._exit(0)
+    except KeyboardInterrupt:
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

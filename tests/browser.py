@@ -1,0 +1,31 @@
+"""A real headless Chromium (Debian's `chromium`) driven by Playwright's Python client, for page tests.
+
+`scripts/install-browser.sh` (run by `make test`) installs Chromium; where it cannot be installed the
+tests that need it skip and say why, the only skip in the suite.
+"""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+def chromium_path() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A session-wide headless Chromium; each test opens its own context (`browser.new_context()`)."""
+    from playwright.sync_api import sync_playwright
+
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("Debian's chromium is not installed (scripts/install-browser.sh could not install it here)")
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        yield instance
+        instance.close()
