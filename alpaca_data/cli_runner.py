@@ -13,6 +13,7 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_exceptions
 
 from alpaca_data.errors import UserError
+from alpaca_data.secrets import redact
 
 
 def run_app(app: typer.Typer, prog_name: str, argv: list[str] | None = None) -> None:
@@ -20,14 +21,14 @@ def run_app(app: typer.Typer, prog_name: str, argv: list[str] | None = None) -> 
     try:
         code = command.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {redact(str(error))}", file=sys.stderr)
         sys.exit(error.exit_code)
     except click_exceptions.UsageError as error:  # plain one line, not a decorated box
         path = error.ctx.command_path if error.ctx else prog_name
         print(f"error: {error.format_message()} (see `{path} --help`)", file=sys.stderr)
         sys.exit(2)
     except click_exceptions.ClickException as error:
-        print(f"error: {error.format_message()}", file=sys.stderr)
+        print(f"error: {redact(error.format_message())}", file=sys.stderr)
         sys.exit(error.exit_code)
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()

@@ -17,3 +17,12 @@ class UsageError(UserError):
     """Wrong command-line usage (bad option values, conflicting flags). Exit code 2."""
 
     exit_code = 2
+
+
+def refuse_missing_model_path(ref: str, label: str | None = None) -> None:
+    """A model/tokenizer reference written as a path (/x, ./x, ~/x) that does not exist: say so plainly
+    instead of letting the Hub client complain that it is not a valid repo id."""
+    from pathlib import Path
+
+    if ref.startswith(("/", ".", "~")) and not Path(ref).expanduser().exists():
+        raise UserError(f"{label or ref}: no such model folder")

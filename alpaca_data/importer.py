@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
-from alpaca_data.io import Problem
+from alpaca_data.readers import Problem
 from alpaca_data.store import CommitResult, Store
 from alpaca_data.validate import validate_file
 

@@ -13,7 +13,6 @@ from typing import Any, Mapping
 
 import jsonschema
 
-from alpaca_data.io import json_type
 from alpaca_data.records import CORE_FIELDS, KNOWN_ALIASES
 from alpaca_data.resources import resource_dir
 
@@ -147,3 +146,21 @@ def validate_manifest(manifest: Mapping[str, Any]) -> list[str]:
     validator = validator_for(MANIFEST_SCHEMA_FILE)
     return [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message.splitlines()[0][:200]}"
             for e in validator.iter_errors(manifest)]
+
+
+def json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            return "NaN/Infinity"
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__

@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from alpaca_data.io import Problem, RawRecord, read_file
 from alpaca_data.progress import progress_bar
+from alpaca_data.readers import Problem, RawRecord, read_file
 from alpaca_data.records import apply_field_map
 from alpaca_data.schema import RecordChecker
 

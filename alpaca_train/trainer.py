@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alpaca_data.errors import UserError
-from alpaca_data.io import is_missing_local_path
+from alpaca_data.errors import UserError, refuse_missing_model_path
 
 TRAINER_STATE = "trainer_state.pt"
 
@@ -211,8 +210,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         source = D.load_source(cfg.data, cfg.store)
         tok_id = cfg.tokenizer or cfg.model
         for ref in {tok_id, cfg.model}:
-            if is_missing_local_path(ref):
-                raise UserError(f"{ref}: no such model folder")
+            refuse_missing_model_path(ref)
         try:
             tokenizer = AutoTokenizer.from_pretrained(tok_id)
         except (OSError, ValueError) as exc:

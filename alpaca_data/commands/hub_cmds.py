@@ -91,9 +91,9 @@ def card(
     repo: Optional[str] = typer.Option(None, "--repo", help="Hub repo USER/NAME the card will live in (citation URL)."),
 ) -> None:
     """Render a revision's dataset card (README.md) without pushing."""
+    from alpaca_data.durable import atomic_write
     from alpaca_data.errors import UserError
     from alpaca_data.hub import card_text
-    from alpaca_data.io import atomic_write
 
     text = card_text(open_store(create=False), ref, license=license, language=language, pretty_name=pretty_name,
                      repo_id=repo)

@@ -17,13 +17,13 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from alpaca_data.durable import sha256_file
 from alpaca_data.errors import UsageError, UserError
 from alpaca_data.generate.engine import Engine, EngineSettings, Stats
 from alpaca_data.generate.journal import Journal, answered_indices
 from alpaca_data.generate.pricing import load_price_table, price_for
 from alpaca_data.generate.prompt import load_seed_tasks, template_hash
 from alpaca_data.generate.teachers import Decoding, HFTeacher, OpenAITeacher, parse_teacher_spec
-from alpaca_data.io import sha256_file
 
 DETERMINING_KEYS = ("teacher", "model", "api", "decoding", "seed", "num_prompt_instructions", "machine_demos",
                     "machine_lag", "prompt_template_sha256", "seed_file_sha256", "rules", "rouge_threshold",

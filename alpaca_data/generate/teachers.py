@@ -186,11 +186,9 @@ class HFTeacher:
             return
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from alpaca_data.errors import UserError
-        from alpaca_data.io import is_missing_local_path
+        from alpaca_data.errors import UserError, refuse_missing_model_path
 
-        if is_missing_local_path(self.path):
-            raise UserError(f"hf:{self.path}: no such model folder")
+        refuse_missing_model_path(self.path, f"hf:{self.path}")
         try:
             tokenizer = AutoTokenizer.from_pretrained(self.path)
             model = AutoModelForCausalLM.from_pretrained(self.path)

@@ -17,9 +17,9 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from alpaca_data.durable import fsync_dir, sha256_file
 from alpaca_data.errors import UserError
 from alpaca_data.hub.card import CardOptions, render_card
-from alpaca_data.io import fsync_dir, sha256_file
 from alpaca_data.store import Manifest, Store
 
 LAYOUT_FORMAT = "alpaca-kit/hub-layout@1"

@@ -16,10 +16,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from alpaca_data.durable import sha256_file
 from alpaca_data.errors import UserError
 from alpaca_data.hub import remote
 from alpaca_data.hub.layout import DATA_DIR, HUB_MANIFEST, LAYOUT_FORMAT
-from alpaca_data.io import sha256_file
 from alpaca_data.records import content_hash
 from alpaca_data.schema import RecordChecker
 from alpaca_data.store import CommitResult, Store

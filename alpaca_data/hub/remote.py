@@ -10,6 +10,7 @@ import os
 import re
 from collections.abc import Iterator
 
+from alpaca_data import secrets
 from alpaca_data.errors import UserError
 
 REPO_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
@@ -44,10 +45,9 @@ def api(secret: str | None):
 
 
 def redact(text: str, secret: str | None) -> str:
-    text = " ".join(str(text).split())
-    if secret:
-        text = text.replace(secret, "***")
-    return re.sub(r"hf_[A-Za-z0-9]{8,}", "hf_***", text)
+    """One line, with the token (and anything shaped like a credential) masked."""
+    secrets.register(secret)
+    return " ".join(secrets.redact(str(text)).split())
 
 
 @contextlib.contextmanager

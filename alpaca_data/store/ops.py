@@ -4,18 +4,27 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 import pyarrow.parquet as pq
 
+from alpaca_data.durable import atomic_write
 from alpaca_data.errors import UserError
-from alpaca_data.io import atomic_write, dumps_json_array, dumps_jsonl
-from alpaca_data.records import CORE_FIELDS, content_hash, key_of
+from alpaca_data.records import CORE_FIELDS, canonical_bytes, content_hash, key_of
 from alpaca_data.schema import validate_manifest
 from alpaca_data.store.store import DATA_FILE, MANIFEST_FILE, MANIFEST_HASH_FILE, Manifest, Store, sha256_file
 from alpaca_data.store.tables import records_to_table, table_to_records
 
 EXPORT_FORMATS = ("json", "jsonl", "parquet")
+
+
+def dumps_json_array(records: Iterable[Mapping[str, Any]]) -> bytes:
+    """Alpaca-style JSON array (one record per line block, UTF-8, non-ASCII kept as is)."""
+    return (json.dumps(list(records), ensure_ascii=False, indent=4) + "\n").encode("utf-8")
+
+
+def dumps_jsonl(records: Iterable[Mapping[str, Any]]) -> bytes:
+    return b"".join(canonical_bytes(record) + b"\n" for record in records)
 
 
 @dataclass

@@ -30,8 +30,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
+from alpaca_data.durable import atomic_write, fsync_dir, fsync_file, fsync_write, sha256_file
 from alpaca_data.errors import UserError
-from alpaca_data.io import atomic_write, fsync_dir, fsync_write, sha256_file
 from alpaca_data.records import content_hash
 from alpaca_data.schema import SCHEMA_VERSION, validate_manifest
 from alpaca_data.store.tables import compute_stats, records_to_table, table_to_records
@@ -285,7 +285,7 @@ class Store:
             pq.write_table(records_to_table(list(rows)) if rows else pa.table({}), tmp / f"{name}.parquet",
                            compression="zstd")
         for path in sorted(tmp.iterdir()):
-            _fsync_file(path)
+            fsync_file(path)
             files[path.name] = sha256_file(path)
         _test_pause("after-data")
         recipe = dict(recipe or {})
@@ -352,9 +352,4 @@ class CommitResult:
     def __getattr__(self, name: str) -> Any:
         # a commit result reads like the manifest it made (id, data, dataset, path, ...)
         return getattr(self.manifest, name)
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
 

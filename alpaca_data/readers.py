@@ -1,4 +1,4 @@
-"""Reading record files (JSON array, JSONL, Parquet, CSV) with precise locations, and writing exports.
+"""Reading record files (JSON array, JSONL, Parquet, CSV) with precise locations.
 
 Readers never raise for problems inside the data: they yield `Problem`s with the location
 (record number, line, column) so that a caller can report every problem in one pass.
@@ -8,14 +8,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from alpaca_data.errors import UserError
-from alpaca_data.records import CORE_FIELDS, canonical_bytes
+from alpaca_data.records import CORE_FIELDS
+from alpaca_data.schema import json_type
 
 MAX_FILE_BYTES = 8 * 1024**3  # beyond this a single file is more likely a mistake than a dataset
 
@@ -219,72 +218,3 @@ def _read_csv(data: bytes, result: ReadResult) -> None:
             result.records.append(RawRecord(dict(row), f"line {reader.line_num}"))
     except csv.Error as error:
         result.problems.append(Problem(result.path, f"line {reader.line_num}", "", f"malformed CSV: {error}"))
-
-
-def is_missing_local_path(ref: str) -> bool:
-    """A model/tokenizer reference written as a path (/x, ./x, ~/x) that does not exist: say so plainly
-    instead of letting the Hub client complain that it is not a valid repo id."""
-    return ref.startswith(("/", ".", "~")) and not Path(ref).expanduser().exists()
-
-
-def json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        if isinstance(value, float) and not math.isfinite(value):
-            return "NaN/Infinity"
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
-# ---------------------------------------------------------------- hashing and writing
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes, read in blocks (files may be large)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-
-def fsync_write(path: Path, data: bytes) -> None:
-    with open(path, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write next to the target, fsync, rename: readers see the old or the new file, never half."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fsync_write(tmp, data)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def dumps_json_array(records: Iterable[Mapping[str, Any]]) -> bytes:
-    """Alpaca-style JSON array (one record per line block, UTF-8, non-ASCII kept as is)."""
-    return (json.dumps(list(records), ensure_ascii=False, indent=4) + "\n").encode("utf-8")
-
-
-def dumps_jsonl(records: Iterable[Mapping[str, Any]]) -> bytes:
-    return b"".join(canonical_bytes(record) + b"\n" for record in records)
