@@ -105,14 +105,14 @@ def _load_store(ref: str, store_path) -> DataSource:
 
 def _load_file(path: Path, ref: str) -> DataSource:
     """A local JSON/JSONL/Parquet file, checked by the same validator as `alpaca-data validate`."""
-    from alpaca_data.validate import validate_file
+    from alpaca_data.validate import load_valid_records
 
-    report = validate_file(str(path), dict(KNOWN_ALIASES), show_progress=False)
+    report, valid = load_valid_records(str(path), dict(KNOWN_ALIASES))
     if report.problems:
-        more = f" (and {len(report.problems) - 1} more problems; see `alpaca-data validate`)" if len(report.problems) > 1 else ""
+        more = f" (and {report.problem_count - 1} more problems; see `alpaca-data validate`)" if report.problem_count > 1 else ""
         raise UserError(f"{report.problems[0]}{more}")
-    records = normalise_records(report.records, str(path))
-    return DataSource(ref=ref, kind="file", dataset=path.stem, revision_id=content_hash(report.records),
+    records = normalise_records(valid, str(path))
+    return DataSource(ref=ref, kind="file", dataset=path.stem, revision_id=content_hash(valid),
                       manifest_hash=None, records=records,
                       extra={"path": str(path.resolve()), "file_sha256": report.sha256})
 

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 import re
 import sys
 import time
@@ -176,195 +177,244 @@ def _options_for_lineage(cfg: TrainConfig, world_size: int, accumulation: int, p
 
 
 # --------------------------------------------------------------------------------------------- train
+@dataclass
+class _Run:
+    """Everything `_fit` needs, made once by `_setup`."""
+
+    source: Any
+    tokenizer: Any
+    tokenized: Any
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    parallel: str  # single | ddp | fsdp
+    autocast: Any
+    steps_per_epoch: int
+    total_steps: int
+    global_step: int
+    lineage: dict[str, Any]
+
+
 def train(cfg: TrainConfig) -> TrainResult:
+    """Train on a dataset revision; each rank of a torchrun launch calls this."""
     cfg.validate()
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
-
-    from alpaca_train import data as D
-    from alpaca_train.lineage import code_version, write_card, write_lineage
-    from alpaca_train.modeling import apply_fsdp, setup_pad_token, token_losses
-    from alpaca_train.prompts import TEMPLATE_VERSION
-
     dist = _Dist()
     try:
-        out = Path(cfg.out)
-        resume_dir = _resolve_resume(cfg)
-        world = dist.world_size
-        micro_world = cfg.micro_batch_size * world
-        if cfg.effective_batch_size % micro_world:
-            raise UserError(f"--effective-batch-size {cfg.effective_batch_size} is not a multiple of "
-                            f"micro-batch size {cfg.micro_batch_size} x world size {world}")
-        accumulation = cfg.effective_batch_size // micro_world
-        use_fsdp = cfg.fsdp == "on" or (cfg.fsdp == "auto" and world > 1)
-        if use_fsdp and world == 1 and cfg.fsdp == "on":
-            raise UserError("--fsdp on needs several processes: use `alpaca-train launch --nproc N`")
-        cuda = dist.device.type == "cuda"
-        if cfg.precision == "auto":
-            precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
-        else:
-            precision = cfg.precision
-        torch.manual_seed(cfg.seed)
-
-        # ---- data and tokenizer
-        source = D.load_source(cfg.data, cfg.store)
-        tok_id = cfg.tokenizer or cfg.model
-        for ref in {tok_id, cfg.model}:
-            refuse_missing_model_path(ref)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(tok_id)
-        except (OSError, ValueError) as exc:
-            raise UserError(f"cannot load tokenizer {tok_id}: {str(exc).splitlines()[0]}") from exc
-        pad_info = setup_pad_token(tokenizer, None, cfg.pad_token)
-        if dist.is_main:
-            tokenized = D.load_or_tokenize(source.records, source.revision_id, tokenizer, cfg.max_length, cfg.cache_dir)
-        dist.barrier()
-        if not dist.is_main:
-            tokenized = D.load_or_tokenize(source.records, source.revision_id, tokenizer, cfg.max_length,
-                                           cfg.cache_dir, write=cfg.cache_dir == "")
-        stats = tokenized.stats
-        _log(dist, f"data {source.ref} ({source.kind}, revision {source.revision_id[:12]}): {stats['examples']} "
-                   f"examples, {stats['dropped']} dropped, {stats['prompt_truncated']} prompts and "
-                   f"{stats['response_truncated']} responses truncated to {cfg.max_length} tokens"
-                   f"{' (cache hit)' if tokenized.cache_hit else ''}")
-
-        # ---- model
-        load_from = str(resume_dir) if resume_dir else cfg.model
-        kwargs: dict[str, Any] = {"dtype": torch.float32}
-        if cfg.attn_implementation:
-            kwargs["attn_implementation"] = cfg.attn_implementation
-        try:
-            model = AutoModelForCausalLM.from_pretrained(load_from, **kwargs)
-        except (OSError, ValueError) as exc:
-            raise UserError(f"cannot load model {load_from}: {str(exc).splitlines()[0]}") from exc
-        setup_pad_token(tokenizer, model, cfg.pad_token)
-        if cfg.gradient_checkpointing:
-            model.gradient_checkpointing_enable()
-        model.config.use_cache = False
-        autocast = None
-        if use_fsdp:  # fully_shard moves each unit to the GPU as it shards it: no full fp32 copy on a GPU
-            model = apply_fsdp(model, dist.device, bf16=precision == "bf16")
-        else:
-            model.to(dist.device)
-            if precision == "bf16":
-                autocast = torch.autocast(device_type=dist.device.type, dtype=torch.bfloat16)
-        model.train()
-
-        decay, no_decay = [], []
-        for name, param in model.named_parameters():
-            if param.requires_grad:
-                (decay if param.ndim >= 2 and "norm" not in name.lower() else no_decay).append(param)
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon)
-
-        n = len(tokenized)
-        spe = D.steps_per_epoch(n, cfg.effective_batch_size)
-        total_steps = cfg.max_steps or cfg.epochs * spe
-        warmup_steps = math.ceil(cfg.warmup_ratio * total_steps)
-        scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=warmup_steps,
-                                  num_training_steps=total_steps)
-
-        global_step = 0
-        if resume_dir is not None:
-            global_step = _load_training_state(resume_dir, cfg, source, model, optimizer, scheduler, dist)
-            _log(dist, f"resumed from {resume_dir} at step {global_step}/{total_steps}, lr {scheduler.get_last_lr()[0]:.3e}")
-
-        response_lens = tokenized.response_lens
-        lengths = tokenized.lengths
-        collate = D.make_collator(cfg.batching, tokenizer.pad_token_id)
-        lineage_base = {
-            "dataset": source.lineage(),
-            "base_model": {"id": cfg.model},
-            "tokenizer": {"id": tok_id, "fingerprint": D.tokenizer_fingerprint(tokenizer), "pad": pad_info,
-                          "eos_token_id": tokenizer.eos_token_id, "vocab_size": len(tokenizer)},
-            "tokenization": {**stats, "template_version": TEMPLATE_VERSION,
-                             "truncation_version": D.TRUNCATION_VERSION, "cache": tokenized.cache_path},
-            "training": _options_for_lineage(cfg, world, accumulation, precision,
-                                             "sum of response-token CE / trained tokens of the global step"),
-            "code": code_version(),
-            "output_dir": str(out),
-        }
-        lineage_base["training"]["steps_per_epoch"] = spe
-        lineage_base["training"]["total_steps"] = total_steps
-        lineage_base["training"]["warmup_steps"] = warmup_steps
-        if dist.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            _log(dist, f"{n} examples, {spe} steps/epoch, {total_steps} steps, warmup {warmup_steps}, "
-                       f"accumulation {accumulation} x micro-batch {cfg.micro_batch_size} x world {world}, "
-                       f"{precision}, batching {cfg.batching}{', FSDP full shard' if use_fsdp else ''}")
-
-        def save(directory: Path, final: bool) -> None:
-            _save_checkpoint(directory, final=final, model=model, optimizer=optimizer, scheduler=scheduler,
-                             tokenizer=tokenizer, dist=dist, cfg=cfg, source=source, global_step=global_step,
-                             total_steps=total_steps, lineage=lineage_base, write_lineage=write_lineage,
-                             write_card=write_card)
-
-        result = TrainResult(out=out, global_step=global_step, total_steps=total_steps)
-        log_path = out / "train_log.jsonl"
-        started = time.perf_counter()
-        tokens_seen = 0
-        fsdp_sync = hasattr(model, "set_requires_gradient_sync")
-        while global_step < total_steps:
-            epoch, step_in_epoch = divmod(global_step, spe)
-            order = D.epoch_order(n, cfg.seed, epoch)
-            plan = D.plan_step(order, step_in_epoch, cfg.effective_batch_size, cfg.micro_batch_size, dist.rank,
-                               world, response_lens, lengths, grouped=cfg.batching == "grouped")
-            denominator = plan.label_tokens / world  # FSDP averages gradients over ranks
-            loss_sum = 0.0
-            for k, micro in enumerate(plan.micro_batches):
-                weight = 1.0 if micro else 0.0  # a rank with nothing left runs a zero-weight dummy pass
-                batch = collate(tokenized.examples(micro or [int(order[0])]))
-                if fsdp_sync:
-                    model.set_requires_gradient_sync(k == len(plan.micro_batches) - 1)
-                ce, _ = token_losses(model, batch, dist.device, autocast)
-                loss = ce.sum() * (weight / denominator)
-                loss.backward()
-                loss_sum += float(ce.detach().sum()) * weight
-                tokens_seen += int(batch["input_ids"].numel()) if micro else 0
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm) \
-                if cfg.max_grad_norm and cfg.max_grad_norm > 0 else None
-            if grad_norm is not None and hasattr(grad_norm, "full_tensor"):
-                grad_norm = grad_norm.full_tensor()
-            lr = scheduler.get_last_lr()[0]
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            global_step += 1
-            step_loss = dist.sum(loss_sum) / plan.label_tokens
-            result.losses.append(step_loss)
-            result.lrs.append(lr)
-            result.global_step = global_step
-            if dist.is_main and (global_step % max(1, cfg.logging_steps) == 0 or global_step == total_steps):
-                elapsed = time.perf_counter() - started
-                record = {"step": global_step, "epoch": round(global_step / spe, 4), "loss": round(step_loss, 6),
-                          "lr": lr, "grad_norm": None if grad_norm is None else round(float(grad_norm), 6),
-                          "tokens_per_s_rank0": round(tokens_seen / elapsed, 1) if elapsed > 0 else None}
-                with log_path.open("a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(record) + "\n")
-                _log(dist, json.dumps(record))
-            if cfg.save_steps and global_step % cfg.save_steps == 0 and global_step < total_steps:
-                result.checkpoint = out / f"checkpoint-{global_step}"
-                save(result.checkpoint, final=False)
-            if cfg.stop_after_steps and global_step >= cfg.stop_after_steps and global_step < total_steps:
-                target = out / f"checkpoint-{global_step}"
-                if result.checkpoint != target:
-                    save(target, final=False)
-                result.checkpoint = target
-                result.stopped_early = True
-                _log(dist, f"stopped after step {global_step}; resume with --resume {target}")
-                return result
-        save(out, final=True)
-        result.checkpoint = out
-        _log(dist, f"saved {out}")
-        return result
+        run = _setup(cfg, dist)
+        return _fit(cfg, dist, run)
     finally:
         dist.close()
 
 
-def _save_checkpoint(directory: Path, *, final: bool, model, optimizer, scheduler, tokenizer, dist: _Dist,
-                     cfg: TrainConfig, source, global_step: int, total_steps: int, lineage: dict,
-                     write_lineage, write_card) -> None:
+def _parallel_mode(cfg: TrainConfig, world: int) -> str:
+    if cfg.fsdp == "on" and world == 1:
+        raise UserError("--fsdp on needs several processes: use `alpaca-train launch --nproc N`")
+    if world == 1:
+        return "single"
+    return "ddp" if cfg.fsdp == "off" else "fsdp"  # several processes always synchronise their gradients
+
+
+def _setup(cfg: TrainConfig, dist: _Dist) -> _Run:
+    """Data, tokenizer, model (sharded or replicated), optimizer, schedule and the lineage base."""
+    import torch
+    from transformers import AutoTokenizer, get_scheduler
+
+    from alpaca_train import data as D
+    from alpaca_train.lineage import code_version
+    from alpaca_train.modeling import setup_pad_token
+    from alpaca_train.prompts import TEMPLATE_VERSION
+
+    out = Path(cfg.out)
+    resume_dir = _resolve_resume(cfg)
+    world = dist.world_size
+    micro_world = cfg.micro_batch_size * world
+    if cfg.effective_batch_size % micro_world:
+        raise UserError(f"--effective-batch-size {cfg.effective_batch_size} is not a multiple of "
+                        f"micro-batch size {cfg.micro_batch_size} x world size {world}")
+    accumulation = cfg.effective_batch_size // micro_world
+    parallel = _parallel_mode(cfg, world)
+    cuda = dist.device.type == "cuda"
+    if cfg.precision == "auto":
+        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+    else:
+        precision = cfg.precision
+    torch.manual_seed(cfg.seed)
+
+    source = D.load_source(cfg.data, cfg.store)
+    tok_id = cfg.tokenizer or cfg.model
+    for ref in {tok_id, cfg.model}:
+        refuse_missing_model_path(ref)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tok_id)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load tokenizer {tok_id}: {str(exc).splitlines()[0]}") from exc
+    pad_info = setup_pad_token(tokenizer, None, cfg.pad_token)
+    if dist.is_main:  # rank 0 tokenises and caches; the others then read the cache
+        tokenized = D.load_or_tokenize(source.records, source.revision_id, tokenizer, cfg.max_length, cfg.cache_dir)
+    dist.barrier()
+    if not dist.is_main:
+        tokenized = D.load_or_tokenize(source.records, source.revision_id, tokenizer, cfg.max_length,
+                                       cfg.cache_dir, write=cfg.cache_dir == "")
+    stats = tokenized.stats
+    _log(dist, f"data {source.ref} ({source.kind}, revision {source.revision_id[:12]}): {stats['examples']} "
+               f"examples, {stats['dropped']} dropped, {stats['prompt_truncated']} prompts and "
+               f"{stats['response_truncated']} responses truncated to {cfg.max_length} tokens"
+               f"{' (cache hit)' if tokenized.cache_hit else ''}")
+
+    model, autocast = _load_model(cfg, dist, resume_dir, tokenizer, parallel, precision)
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (decay if param.ndim >= 2 and "norm" not in name.lower() else no_decay).append(param)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_epsilon)
+    spe = D.steps_per_epoch(len(tokenized), cfg.effective_batch_size)
+    total_steps = cfg.max_steps or cfg.epochs * spe
+    warmup_steps = math.ceil(cfg.warmup_ratio * total_steps)
+    scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=warmup_steps,
+                              num_training_steps=total_steps)
+    global_step = 0
+    if resume_dir is not None:
+        global_step = _load_training_state(resume_dir, cfg, source, model, optimizer, scheduler)
+        _log(dist, f"resumed from {resume_dir} at step {global_step}/{total_steps}, lr {scheduler.get_last_lr()[0]:.3e}")
+
+    training = _options_for_lineage(cfg, world, accumulation, precision,
+                                    "sum of response-token CE / trained tokens of the global step")
+    training.update(steps_per_epoch=spe, total_steps=total_steps, warmup_steps=warmup_steps, parallel=parallel)
+    lineage = {
+        "dataset": source.lineage(),
+        "base_model": {"id": cfg.model},
+        "tokenizer": {"id": tok_id, "fingerprint": D.tokenizer_fingerprint(tokenizer), "pad": pad_info,
+                      "eos_token_id": tokenizer.eos_token_id, "vocab_size": len(tokenizer)},
+        "tokenization": {**stats, "template_version": TEMPLATE_VERSION,
+                         "truncation_version": D.TRUNCATION_VERSION, "cache": tokenized.cache_path},
+        "training": training,
+        "code": code_version(),
+        "output_dir": str(out),
+    }
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        shown = {"fsdp": ", FSDP full shard", "ddp": ", DDP (replicated)", "single": ""}[parallel]
+        _log(dist, f"{len(tokenized)} examples, {spe} steps/epoch, {total_steps} steps, warmup {warmup_steps}, "
+                   f"accumulation {accumulation} x micro-batch {cfg.micro_batch_size} x world {world}, "
+                   f"{precision}, batching {cfg.batching}{shown}")
+    return _Run(source, tokenizer, tokenized, model, optimizer, scheduler, parallel, autocast, spe, total_steps,
+                global_step, lineage)
+
+
+def _load_model(cfg: TrainConfig, dist: _Dist, resume_dir: Path | None, tokenizer, parallel: str, precision: str):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from alpaca_train.modeling import apply_fsdp, setup_pad_token
+
+    load_from = str(resume_dir) if resume_dir else cfg.model
+    kwargs: dict[str, Any] = {"dtype": torch.float32}
+    if cfg.attn_implementation:
+        kwargs["attn_implementation"] = cfg.attn_implementation
+    try:
+        model = AutoModelForCausalLM.from_pretrained(load_from, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load model {load_from}: {str(exc).splitlines()[0]}") from exc
+    setup_pad_token(tokenizer, model, cfg.pad_token)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    model.config.use_cache = False
+    autocast = None
+    if parallel == "fsdp":  # fully_shard moves each unit to the GPU as it shards it: no full fp32 copy on a GPU
+        model = apply_fsdp(model, dist.device, bf16=precision == "bf16")
+    else:
+        model.to(dist.device)
+        if precision == "bf16":
+            autocast = torch.autocast(device_type=dist.device.type, dtype=torch.bfloat16)
+        if parallel == "ddp":  # every rank keeps a full copy; gradients are averaged before each step
+            device_ids = [dist.device.index] if dist.device.type == "cuda" else None
+            model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    model.train()
+    return model, autocast
+
+
+def _fit(cfg: TrainConfig, dist: _Dist, run: _Run) -> TrainResult:
+    """The optimizer steps from `run.global_step` to the end (or `--stop-after-steps`), saving on the way."""
+    import contextlib
+
+    import torch
+
+    from alpaca_train import data as D
+    from alpaca_train.modeling import token_losses
+
+    out, world, model, spe = Path(cfg.out), dist.world_size, run.model, run.steps_per_epoch
+    tokenized = run.tokenized
+    collate = D.make_collator(cfg.batching, run.tokenizer.pad_token_id)
+    result = TrainResult(out=out, global_step=run.global_step, total_steps=run.total_steps)
+    log_path = out / "train_log.jsonl"
+    started = time.perf_counter()
+    tokens_seen = 0
+
+    def sync_gradients(last: bool):
+        """Gradients cross ranks once per optimizer step, on its last micro-batch."""
+        if run.parallel == "fsdp":
+            model.set_requires_gradient_sync(last)
+        elif run.parallel == "ddp" and not last:
+            return model.no_sync()
+        return contextlib.nullcontext()
+
+    while result.global_step < run.total_steps:
+        epoch, step_in_epoch = divmod(result.global_step, spe)
+        order = D.epoch_order(len(tokenized), cfg.seed, epoch)
+        plan = D.plan_step(order, step_in_epoch, cfg.effective_batch_size, cfg.micro_batch_size, dist.rank,
+                           world, tokenized.response_lens, tokenized.lengths, grouped=cfg.batching == "grouped")
+        denominator = plan.label_tokens / world  # FSDP and DDP average gradients over ranks
+        loss_sum = 0.0
+        for k, micro in enumerate(plan.micro_batches):
+            weight = 1.0 if micro else 0.0  # a rank with nothing left runs a zero-weight dummy pass
+            batch = collate(tokenized.examples(micro or [int(order[0])]))
+            with sync_gradients(k == len(plan.micro_batches) - 1):
+                ce, _ = token_losses(model, batch, dist.device, run.autocast)
+                (ce.sum() * (weight / denominator)).backward()
+            loss_sum += float(ce.detach().sum()) * weight
+            tokens_seen += int(batch["input_ids"].numel()) if micro else 0
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm) \
+            if cfg.max_grad_norm and cfg.max_grad_norm > 0 else None
+        if grad_norm is not None and hasattr(grad_norm, "full_tensor"):
+            grad_norm = grad_norm.full_tensor()
+        lr = run.scheduler.get_last_lr()[0]
+        run.optimizer.step()
+        run.scheduler.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        result.global_step += 1
+        step = result.global_step
+        step_loss = dist.sum(loss_sum) / plan.label_tokens
+        result.losses.append(step_loss)
+        result.lrs.append(lr)
+        if dist.is_main and (step % max(1, cfg.logging_steps) == 0 or step == run.total_steps):
+            elapsed = time.perf_counter() - started
+            record = {"step": step, "epoch": round(step / spe, 4), "loss": round(step_loss, 6),
+                      "lr": lr, "grad_norm": None if grad_norm is None else round(float(grad_norm), 6),
+                      "tokens_per_s_rank0": round(tokens_seen / elapsed, 1) if elapsed > 0 else None}
+            with log_path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+            _log(dist, json.dumps(record))
+        if cfg.save_steps and step % cfg.save_steps == 0 and step < run.total_steps:
+            result.checkpoint = out / f"checkpoint-{step}"
+            _save_checkpoint(result.checkpoint, final=False, run=run, dist=dist, cfg=cfg, global_step=step)
+        if cfg.stop_after_steps and step >= cfg.stop_after_steps and step < run.total_steps:
+            target = out / f"checkpoint-{step}"
+            if result.checkpoint != target:
+                _save_checkpoint(target, final=False, run=run, dist=dist, cfg=cfg, global_step=step)
+            result.checkpoint = target
+            result.stopped_early = True
+            _log(dist, f"stopped after step {step}; resume with --resume {target}")
+            return result
+    _save_checkpoint(out, final=True, run=run, dist=dist, cfg=cfg, global_step=result.global_step)
+    result.checkpoint = out
+    _log(dist, f"saved {out}")
+    return result
+
+
+def _save_checkpoint(directory: Path, *, final: bool, run: _Run, dist: _Dist, cfg: TrainConfig,
+                     global_step: int) -> None:
     """Every rank takes part in gathering the full state dict (offloaded to CPU, kept on rank 0 only);
     rank 0 writes an ordinary `from_pretrained` directory plus lineage, card and trainer state."""
     import torch
@@ -374,23 +424,26 @@ def _save_checkpoint(directory: Path, *, final: bool, model, optimizer, schedule
         get_optimizer_state_dict,
     )
 
+    from alpaca_train.lineage import write_card, write_lineage
+
+    model = run.model
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
     state = get_model_state_dict(model, options=options)
-    optim_state = None if final else get_optimizer_state_dict(model, optimizer, options=options)
+    optim_state = None if final else get_optimizer_state_dict(model, run.optimizer, options=options)
     if dist.is_main:
         directory.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(directory, state_dict=state, safe_serialization=True)
-        tokenizer.save_pretrained(directory)
-        payload = dict(lineage)
-        spe = lineage["training"]["steps_per_epoch"]
-        payload["checkpoint"] = {"global_step": global_step, "total_steps": total_steps, "final": final,
-                                 "epoch": round(global_step / spe, 4)}
+        plain = model.module if run.parallel == "ddp" else model
+        plain.save_pretrained(directory, state_dict=state, safe_serialization=True)
+        run.tokenizer.save_pretrained(directory)
+        payload = dict(run.lineage)
+        payload["checkpoint"] = {"global_step": global_step, "total_steps": run.total_steps, "final": final,
+                                 "epoch": round(global_step / run.steps_per_epoch, 4)}
         write_lineage(directory, payload)
         write_card(directory, payload)
         if not final:
             tmp = directory / (TRAINER_STATE + ".tmp")
-            torch.save({"global_step": global_step, "optimizer": optim_state, "scheduler": scheduler.state_dict(),
-                        "revision_id": source.revision_id, "total_steps": total_steps,
+            torch.save({"global_step": global_step, "optimizer": optim_state, "scheduler": run.scheduler.state_dict(),
+                        "revision_id": run.source.revision_id, "total_steps": run.total_steps,
                         "config": dataclasses.asdict(cfg), "torch_rng": torch.get_rng_state()}, tmp)
             os.replace(tmp, directory / TRAINER_STATE)
     dist.barrier()
@@ -400,11 +453,15 @@ _MUST_MATCH = ("effective_batch_size", "epochs", "seed", "max_length", "max_step
                "warmup_ratio")
 
 
-def _load_training_state(resume_dir: Path, cfg: TrainConfig, source, model, optimizer, scheduler, dist) -> int:
+def _load_training_state(resume_dir: Path, cfg: TrainConfig, source, model, optimizer, scheduler) -> int:
     import torch
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-    state = torch.load(resume_dir / TRAINER_STATE, map_location="cpu", weights_only=False)
+    try:  # tensors and plain containers only: a checkpoint folder from elsewhere cannot run code here
+        state = torch.load(resume_dir / TRAINER_STATE, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+        raise UserError(f"--resume {resume_dir}: {TRAINER_STATE} is not a trainer state this tool wrote "
+                        f"({str(error).splitlines()[0][:160]})") from None
     if state["revision_id"] != source.revision_id:
         raise UserError(f"--resume {resume_dir}: trained on revision {state['revision_id'][:12]}, "
                         f"but --data {cfg.data} is revision {source.revision_id[:12]}")

@@ -47,3 +47,24 @@ def test_two_process_fsdp_run_resumes_and_matches_single_process(tmp_path, recor
     b = load_file(tmp_path / "single" / "model.safetensors")
     assert sorted(a) == sorted(b)
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
+
+
+def test_two_processes_without_fsdp_use_ddp_and_match_single_process(tmp_path, records_file, tiny_model_dir):
+    """--fsdp off with 2 processes once trained two unsynchronised copies; now DDP keeps them in step."""
+    from safetensors.torch import load_file
+
+    common = dict(max_length=96, effective_batch_size=8, micro_batch_size=2, lr=1e-3, max_steps=3)
+    out = tmp_path / "ddp"
+    run = _launch("--data", str(records_file), "--model", str(tiny_model_dir), "--out", str(out), "--fsdp", "off",
+                  "--cache-dir", str(tmp_path / "cache"),
+                  *[f"--{k.replace('_', '-')}={v}" for k, v in common.items()])
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "DDP" in run.stderr
+    single = train(TrainConfig(data=str(records_file), model=str(tiny_model_dir), out=str(tmp_path / "single"),
+                               cache_dir=str(tmp_path / "cache"), logging_steps=100, **common))
+    logged = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert all(abs(r["loss"] - x) < 1e-4 for r, x in zip(logged, single.losses, strict=True))
+    a, b = load_file(out / "model.safetensors"), load_file(tmp_path / "single" / "model.safetensors")
+    assert sorted(a) == sorted(b)
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
+    assert json.loads((out / "alpaca_lineage.json").read_text())["training"]["parallel"] == "ddp"
