@@ -67,3 +67,24 @@ def test_kill_9_then_resume_gives_the_uninterrupted_revision(tmp_path):
     assert resume_event["replayable"] >= len(before)
     state = json.loads((journal.parent / "run.json").read_text())
     assert state["status"] == "committed" and state["revision"] == straight.revision_id
+
+
+def test_resume_after_an_outage_retries_the_failed_requests(tmp_path):
+    """Requests journalled as failed (the teacher was down) are sent again on --resume, so the revision is
+    the one a clean run makes."""
+    options = dict(seeds=SEEDS, num=12, teacher="demo", dataset="gen", seed=SEED, concurrency=4, quiet=True,
+                   max_retries=0)
+    clean = run_generation(GenerateConfig(**options, store=str(tmp_path / "clean")))
+    store = str(tmp_path / "outage")
+    with DemoServer(DemoConfig(fault_5xx_rate=1.0)) as down:
+        try:
+            run_generation(GenerateConfig(**options, store=store, base_url=down.base_url, max_requests=6))
+        except Exception as error:  # noqa: BLE001 - nothing could be kept while the teacher was down
+            assert "no task was kept" in str(error)
+    journal = next((tmp_path / "outage" / "runs" / "gen").glob("*/journal.jsonl"))
+    assert sorted(e["index"] for e in read_journal(journal) if e["type"] == "failed") == list(range(6))
+    with DemoServer(DemoConfig()) as up:
+        resumed = run_generation(GenerateConfig(**options, store=store, base_url=up.base_url, resume=True))
+    assert resumed.status == "done" and resumed.revision_id == clean.revision_id
+    answers = [e["index"] for e in read_journal(journal) if e["type"] == "answer"]
+    assert {0, 1} <= set(answers) and len(answers) == len(set(answers))  # failed ones sent again, once

@@ -22,6 +22,7 @@ from typing import Any
 
 from alpaca_data.errors import UserError
 from alpaca_data.filters.report import make_rejection
+from alpaca_data.filters.steps import Pipeline
 from alpaca_data.generate.journal import AsyncJournalWriter, Journal
 from alpaca_data.generate.parse import parse_response
 from alpaca_data.generate.pricing import Price
@@ -85,18 +86,16 @@ class _Fatal(Exception):
 
 class Engine:
     def __init__(self, settings: EngineSettings, seeds: list[SeedTask], teacher: Any, journal: Journal,
-                 rules: Any, rouge: Any, price: Price | None, replay: dict[int, dict[str, Any]] | None = None,
+                 filters: Pipeline, price: Price | None, replay: dict[int, dict[str, Any]] | None = None,
                  on_tick: Callable[[Stats], None] | None = None):
         self.s, self.seeds, self.teacher, self.journal = settings, seeds, teacher, journal
-        self.rules, self.rouge, self.price = rules, rouge, price
+        self.filters, self.price = filters, price  # rules, then ROUGE-L novelty (pool: seeds + kept so far)
         self.outcomes: dict[int, dict[str, Any]] = dict(replay or {})
         self.stats = Stats()
         self.kept: list[dict[str, Any]] = []
         self._kept_index: list[int] = []     # request index of each kept record (sorted)
         self._buffer: dict[int, dict[str, Any]] = {}
-        self._seen_drops: dict[tuple[str, str, str], str] = {}
         self.rejections: list[dict[str, Any]] = []  # one row per dropped task (the revision's `rejections` table)
-        self._rouge_seen: dict[str, str] = {}  # instruction -> the ROUGE verdict a repeat of it gets
         self._next_issue = 0
         self._next_process = 0
         self._tasks: dict[asyncio.Task, int] = {}
@@ -108,6 +107,7 @@ class Engine:
         self._avg_completion = float(getattr(getattr(teacher, "decoding", None), "max_tokens", 1024) or 1024)
         self.on_tick = on_tick
         self.max_requests = settings.max_requests or (4 * settings.num + 16)
+        self.batch = max(1, int(getattr(teacher, "batch_size", 1)))
         for entry in self.outcomes.values():  # money already spent counts against the budget
             self._account(entry)
 
@@ -141,16 +141,16 @@ class Engine:
     def _can_issue(self) -> bool:
         if self._stop_issuing or self._done():
             return False
-        index = self._next_issue
-        if index in self.outcomes:
+        group = self._group(self._next_issue)
+        if all(index in self.outcomes for index in group):
             return True  # replayed from the journal: costs nothing
-        if index >= self.max_requests:
+        if group.start >= self.max_requests:
             return False
-        if len(self._tasks) >= self.s.concurrency:
+        if len(self._tasks) * self.batch >= self.s.concurrency:
             return False
-        if self.s.machine_demos and self._next_process < index - self.s.machine_lag:
-            return False  # its prompt depends on answers not processed yet
-        pending = len(self._tasks) + len(self._buffer)
+        if self.s.machine_demos and self._next_process < group[-1] - self.s.machine_lag:
+            return False  # its prompts depend on answers not processed yet
+        pending = len(self._tasks) * self.batch + len(self._buffer)
         processed = self.stats.processed
         if processed == 0:
             return pending < self.s.concurrency
@@ -160,7 +160,7 @@ class Engine:
         if self.s.max_cost is not None:
             answered = max(self.stats.requests_answered, 1)
             per_request = self.stats.cost_usd / answered
-            if self.stats.cost_usd + per_request * (len(self._tasks) + 1) > self.s.max_cost:
+            if self.stats.cost_usd + per_request * (len(self._tasks) + 1) * self.batch > self.s.max_cost:
                 self._stop_issuing = "budget_exhausted"
                 return False
         return True
@@ -187,35 +187,21 @@ class Engine:
         for position, task in enumerate(result.tasks):
             if self._done():
                 break
-            key = (task["instruction"], task["input"], task["output"])
             where = (index, position)
-            if key in self._seen_drops:  # an exact repeat gets the same heuristic verdict
-                self._reject(self._seen_drops[key], task, where)
+            verdict = self.filters.check(task)
+            stats.normalised.update(verdict.normalised_by)
+            if not verdict.kept:
+                self._reject(verdict.reason, verdict.record, where, score=verdict.score,
+                             most_similar=verdict.most_similar)
                 continue
-            outcome = self.rules.check(task)
-            if outcome.dropped_by:
-                self._seen_drops[key] = outcome.dropped_by
-                self._reject(outcome.dropped_by, outcome.record, where)
-                continue
-            record = outcome.record
-            instruction = record["instruction"]
-            if instruction in self._rouge_seen:
-                # already kept or already too similar: the pool only grows, so ROUGE would drop it again
-                self._reject(self._rouge_seen[instruction], record, where, score=1.0, most_similar=instruction)
-                continue
-            decision = self.rouge.offer(instruction, with_stats=True)
-            self._rouge_seen[instruction] = "rouge_too_similar" if decision.keep else (decision.reason or "rouge_too_similar")
-            if not decision.keep:
-                self._reject(decision.reason or "rouge_too_similar", record, where,
-                             score=float(decision.max_score), most_similar=decision.most_similar)
-                continue
+            record = verdict.record
             self.kept.append({
                 "instruction": record["instruction"], "input": record.get("input") or "",
                 "output": record["output"],
                 "request_id": f"{self.s.request_id_prefix}-{index:06d}-{position:02d}",
                 "prompt_seeds": list(prompt.seed_ids),
-                "rouge_max": round(float(decision.max_score), 6),
-                "rouge_most_similar": decision.most_similar or "",
+                "rouge_max": round(float(verdict.score or 0.0), 6),
+                "rouge_most_similar": verdict.most_similar or "",
                 "generator": self.s.generator,
             })
             self._kept_index.append(index)
@@ -229,46 +215,56 @@ class Engine:
         row["request_id"] = f"{self.s.request_id_prefix}-{index:06d}-{position:02d}"
         self.rejections.append(row)
 
-    # ------------------------------------------------------------------ one request
-    async def _send(self, index: int) -> dict[str, Any]:
-        prompt = self._prompt(index)
-        seed = request_seed(self.s.seed, index)
+    # ------------------------------------------------------------------ one request group
+    def _group(self, index: int) -> range:
+        """The requests sent together with `index`: a fixed run of `batch` consecutive indices (one, for an
+        HTTP teacher), so a group's answers never depend on timing."""
+        start = index - index % self.batch
+        return range(start, start + self.batch)
+
+    async def _send(self, group: range) -> list[dict[str, Any]]:
+        prompts = [self._prompt(index) for index in group]
+        seed = request_seed(self.s.seed, group.start)
         attempts = 0
         errors: list[str] = []
-        estimate = len(prompt.text) / 4 + self._avg_completion
+        estimate = sum(len(prompt.text) / 4 + self._avg_completion for prompt in prompts)
         while True:
             if self._rpm:
-                await self._rpm.acquire(1)
+                await self._rpm.acquire(len(group))
             if self._tpm:
                 await self._tpm.acquire(estimate)
             attempts += 1
             self.stats.requests_sent += 1
             started = time.monotonic()
             try:
-                completion = await self.teacher.complete(prompt, seed=seed)
+                completions = await self.teacher.complete(prompts, seed=seed)
             except TeacherError as error:
                 self.stats.errors[error.kind] += 1
                 errors.append(error.kind)
                 if error.kind == "fatal":
                     raise _Fatal(str(error)) from None
                 if not error.retryable or attempts > self.s.max_retries:
-                    entry = {"type": "failed", "index": index, "error": error.kind, "message": str(error)[:200],
-                             "attempts": attempts, "errors": errors}
+                    entries = [{"type": "failed", "index": index, "error": error.kind, "message": str(error)[:200],
+                                "attempts": attempts, "errors": errors} for index in group]
                     break
                 await asyncio.sleep(backoff_delay(attempts - 1, base=self.s.backoff_base,
                                                   retry_after=error.retry_after))
                 continue
             if self._tpm:
-                self._tpm.adjust(completion.prompt_tokens + completion.completion_tokens - estimate)
-            entry = {"type": "answer", "index": index, "text": completion.text,
-                     "finish_reason": completion.finish_reason, "prompt_tokens": completion.prompt_tokens,
-                     "completion_tokens": completion.completion_tokens, "model": completion.model,
-                     "attempts": attempts, "errors": errors, "latency_s": round(time.monotonic() - started, 4)}
+                used = sum(c.prompt_tokens + c.completion_tokens for c in completions)
+                self._tpm.adjust(used - estimate)
+            latency = round(time.monotonic() - started, 4)
+            entries = [{"type": "answer", "index": index, "text": completion.text,
+                        "finish_reason": completion.finish_reason, "prompt_tokens": completion.prompt_tokens,
+                        "completion_tokens": completion.completion_tokens, "model": completion.model,
+                        "attempts": attempts, "errors": errors, "latency_s": latency}
+                       for index, completion in zip(group, completions)]
             break
         if self._writer is None:
             self._writer = AsyncJournalWriter(self.journal, self._io)
-        await self._writer.write(entry)
-        return entry
+        for entry in entries:
+            await self._writer.write(entry)
+        return entries
 
     # ------------------------------------------------------------------ the loop
     async def run(self) -> Stats:
@@ -277,16 +273,17 @@ class Engine:
         try:
             while True:
                 while self._can_issue():
-                    index = self._next_issue
-                    self._next_issue += 1
-                    if index in self.outcomes:
-                        stats.replayed += 1
-                        self._buffer[index] = self.outcomes[index]
+                    group = self._group(self._next_issue)
+                    self._next_issue = group.stop
+                    if all(index in self.outcomes for index in group):
+                        stats.replayed += len(group)
+                        for index in group:
+                            self._buffer[index] = self.outcomes[index]
                         self._process_ready()
                         continue
                     if stats.network_started is None:
                         stats.network_started = time.monotonic()
-                    self._tasks[asyncio.create_task(self._send(index))] = index
+                    self._tasks[asyncio.create_task(self._send(group))] = group
                 stats.in_flight = len(self._tasks)
                 self._process_ready()
                 if self._done() or not self._tasks:
@@ -295,16 +292,17 @@ class Engine:
                     break
                 finished, _ = await asyncio.wait(list(self._tasks), return_when=asyncio.FIRST_COMPLETED)
                 for task in finished:
-                    index = self._tasks.pop(task)
+                    self._tasks.pop(task)
                     try:
-                        entry = task.result()
+                        entries = task.result()
                     except _Fatal as error:
                         raise UserError(f"teacher refused the request: {error}") from None
-                    self.outcomes[index] = entry
-                    self._account(entry)
-                    self._check_reachable(entry)
-                    stats.network_answers += 1
-                    self._buffer[index] = entry
+                    for entry in entries:
+                        self.outcomes[entry["index"]] = entry
+                        self._account(entry)
+                        self._check_reachable(entry)
+                        stats.network_answers += 1
+                        self._buffer[entry["index"]] = entry
                 # back to the top: refill the free slots first, then process (keeps the pipe full)
         finally:
             for task in self._tasks:

@@ -76,10 +76,13 @@ class Journal:
 
 
 def answered_indices(entries: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
-    """Final outcome per request index (the first one wins; a duplicate would be a bug)."""
+    """The answer journalled for each request index (the first one wins; a duplicate would be a bug).
+
+    Failed requests are left out on purpose: a resumed run sends them again (after an outage or a fixed
+    `--base-url`), and since a prompt depends only on (seed, index) the result is the clean run's."""
     outcomes: dict[int, dict[str, Any]] = {}
     for entry in entries:
-        if entry.get("type") in ("answer", "failed") and isinstance(entry.get("index"), int):
+        if entry.get("type") == "answer" and isinstance(entry.get("index"), int):
             outcomes.setdefault(entry["index"], entry)
     return outcomes
 

@@ -63,18 +63,18 @@ def load_seed_tasks(path: str | Path) -> list[SeedTask]:
     """Seed tasks from a self-instruct seed file ({id, name, instruction, instances[], is_classification})
     or any Alpaca-format file the validator reads (JSON, JSONL, Parquet, CSV; `response` taken for `output`).
     A seed task with several instances is shown by its first one, as in self-instruct."""
-    from alpaca_data.validate import validate_file
+    from alpaca_data.validate import load_valid_records
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: seed file not found")
-    report = validate_file(str(path), dict(KNOWN_ALIASES), show_progress=False)
+    report, records = load_valid_records(str(path), dict(KNOWN_ALIASES))
     if report.problems:
-        more = f" (and {len(report.problems) - 1} more; see `alpaca-data validate {path}`)" if len(report.problems) > 1 else ""
+        more = f" (and {report.problem_count - 1} more; see `alpaca-data validate {path}`)" if report.problem_count > 1 else ""
         raise UserError(f"{report.problems[0]}{more}")
     tasks: list[SeedTask] = []
     seen: set[str] = set()
-    for number, record in enumerate(report.records):
+    for number, record in enumerate(records):
         task_id = str(record.get("seed_id") or f"{path.stem}_{number}")
         if task_id in seen:
             continue

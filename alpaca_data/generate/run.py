@@ -19,15 +19,13 @@ from typing import Any
 
 from alpaca_data.durable import sha256_file
 from alpaca_data.errors import UsageError, UserError
+from alpaca_data.filters.report import rejections_table
+from alpaca_data.filters.steps import Pipeline
 from alpaca_data.generate.engine import Engine, EngineSettings, Stats
 from alpaca_data.generate.journal import Journal, answered_indices
 from alpaca_data.generate.pricing import load_price_table, price_for
 from alpaca_data.generate.prompt import load_seed_tasks, template_hash
 from alpaca_data.generate.teachers import Decoding, HFTeacher, OpenAITeacher, parse_teacher_spec
-
-DETERMINING_KEYS = ("teacher", "model", "api", "decoding", "seed", "num_prompt_instructions", "machine_demos",
-                    "machine_lag", "prompt_template_sha256", "seed_file_sha256", "rules", "rouge_threshold",
-                    "send_seed")
 
 
 @dataclass
@@ -98,7 +96,9 @@ def determining_config(cfg: GenerateConfig, decoding: Decoding, seeds_hash: str,
             "num_prompt_instructions": cfg.num_prompt_instructions, "machine_demos": cfg.machine_demos,
             "machine_lag": cfg.machine_lag if cfg.machine_demos else 0, "prompt_template_sha256": template_hash(),
             "seed_file_sha256": seeds_hash, "rules": cfg.rules, "rouge_threshold": cfg.rouge_threshold,
-            "send_seed": cfg.send_seed}
+            "send_seed": cfg.send_seed,
+            # hf: a batch is sampled together with one seed, so its size shapes every answer
+            "request_batch_size": cfg.request_batch_size if cfg.teacher.startswith("hf:") else 1}
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -166,14 +166,13 @@ def _make_teacher(cfg: GenerateConfig, decoding: Decoding):
     return teacher, demo_server
 
 
-def _load_filters(cfg: GenerateConfig, seed_instructions: list[str]):
-    from alpaca_data.filters.heuristics import RuleSet
-    from alpaca_data.filters.rouge import RougeNoveltyIndex
+def _load_filters(cfg: GenerateConfig, seed_instructions: list[str]) -> Pipeline:
+    """The same steps as `alpaca-data filter`: rules, then ROUGE-L novelty against seeds + kept so far."""
+    from alpaca_data.filters.rouge import RougeNovelty
+    from alpaca_data.filters.ruleset import RuleSet
 
-    rules = RuleSet.from_spec(cfg.rules)
-    rouge = RougeNoveltyIndex(threshold=cfg.rouge_threshold)
-    rouge.add(seed_instructions)
-    return rules, rouge
+    return Pipeline([RuleSet.from_spec(cfg.rules),
+                     RougeNovelty(cfg.rouge_threshold, seed_instructions, exact_scores=True)])
 
 
 def run_generation(cfg: GenerateConfig, progress: Any = None) -> GenerateResult:
@@ -200,7 +199,7 @@ def run_generation(cfg: GenerateConfig, progress: Any = None) -> GenerateResult:
     price = None if kind == "hf" else price_for(model, price_table)
     if cfg.max_cost is not None and price is None and kind != "hf":
         raise UsageError(f"--max-cost: no price known for model {model!r}; give one with --price-table")
-    rules, rouge = _load_filters(cfg, [s.instruction for s in seeds])
+    filters = _load_filters(cfg, [s.instruction for s in seeds])
 
     journal = Journal.open(run_dir / "journal.jsonl")
     replay = answered_indices(journal.entries()) if resuming else {}
@@ -209,7 +208,7 @@ def run_generation(cfg: GenerateConfig, progress: Any = None) -> GenerateResult:
     # the engine's settings are the config's fields of the same names, plus what the run derives
     shared = {f.name: getattr(cfg, f.name) for f in fields(EngineSettings) if hasattr(cfg, f.name)}
     settings = EngineSettings(**shared, request_id_prefix=digest[:10], generator=cfg.teacher)
-    engine = Engine(settings, seeds, teacher, journal, rules, rouge, price, replay=replay,
+    engine = Engine(settings, seeds, teacher, journal, filters, price, replay=replay,
                     on_tick=progress.update if progress is not None else None)
 
     async def _main() -> Stats:
@@ -242,7 +241,8 @@ def run_generation(cfg: GenerateConfig, progress: Any = None) -> GenerateResult:
         "num_prompt_instructions": cfg.num_prompt_instructions, "machine_demos": cfg.machine_demos,
         "machine_lag": cfg.machine_lag if cfg.machine_demos else None, "send_request_seed": cfg.send_seed,
         "prompt_template_sha256": template_hash(), "seed_file_sha256": seeds_hash,
-        "filters": {"rules": cfg.rules, "rouge_threshold": cfg.rouge_threshold, "rouge_pool": "seed instructions + kept"},
+        "filters": {"rules": cfg.rules, "rouge_threshold": cfg.rouge_threshold, "rouge_pool": "seed instructions + kept",
+                    **filters.summary()},
         "counts": {
             "target": cfg.num, "kept": len(engine.kept), "requests_answered": stats.requests_answered,
             "requests_failed": stats.requests_failed, "requests_processed": stats.processed,
@@ -264,7 +264,7 @@ def run_generation(cfg: GenerateConfig, progress: Any = None) -> GenerateResult:
     message = cfg.message or f"generate {len(engine.kept)} tasks with {cfg.teacher}"
     manifest = store.commit(cfg.dataset, engine.kept[: cfg.num], message=message, recipe=recipe,
                             extra={"teacher": info.kind, "generation": generation},
-                            sidecars={"rejections": engine.rejections})
+                            sidecars={"rejections": rejections_table(engine.rejections)}).manifest
     state.update(status="committed", revision=manifest.id)
     _write_json(run_dir / "run.json", state)
     closing = Journal.open(run_dir / "journal.jsonl")

@@ -1,37 +1,31 @@
-"""Teachers behind one small interface: `await teacher.complete(prompt, seed=...)` for one prompt and
-`await teacher.complete_batch(prompts, seeds)` for several, each giving `Completion`s (text,
+"""Teachers behind one small interface: `await teacher.complete(prompts, seed=...)` sends a group of prompts
+(one, for an HTTP teacher; a fixed batch, for an in-process model) and gives one `Completion` each (text,
 finish_reason, token usage). Failures raise `TeacherError` with a kind and whether a retry may help.
 
-Specs: `openai:MODEL` (any OpenAI-compatible server via the openai SDK), `hf:PATH` (a local
-transformers causal LM, in-process and batched in a worker thread), `demo` (the bundled demo server).
+Specs: `openai:MODEL` (any OpenAI-compatible server via the openai SDK), `hf:PATH` (a local transformers
+causal LM, in-process), `demo` (the bundled demo server, started by the run).
+
+A prompt is anything with `text` (for completions endpoints and local models) and `messages()` (for chat).
 """
 from __future__ import annotations
 
 import asyncio
-import json
-import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from alpaca_data.errors import UsageError
-from alpaca_data.generate.prompt import Prompt
+from alpaca_data.errors import UsageError, UserError, refuse_missing_model_path
+from alpaca_data.generate.config import Decoding
+from alpaca_data.generate.tokens import count_tokens
+from alpaca_data.secrets import redact
 
 
-@dataclass(frozen=True)
-class Decoding:
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_tokens: int = 3072
-    stop: tuple[str, ...] = ("\n20", "20.", "20.")
-    frequency_penalty: float = 0.0
-    presence_penalty: float = 0.0
+class Prompt(Protocol):
+    text: str
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"temperature": self.temperature, "top_p": self.top_p, "max_tokens": self.max_tokens,
-                "stop": list(self.stop), "frequency_penalty": self.frequency_penalty,
-                "presence_penalty": self.presence_penalty}
+    def messages(self) -> list[dict[str, str]]: ...
 
 
 @dataclass
@@ -47,7 +41,7 @@ class TeacherError(Exception):
     """kind: rate_limited | server_error | timeout | connection | malformed | client_error | fatal."""
 
     def __init__(self, kind: str, message: str, *, retryable: bool, retry_after: float | None = None):
-        super().__init__(message)
+        super().__init__(redact(message))
         self.kind = kind
         self.retryable = retryable
         self.retry_after = retry_after
@@ -56,11 +50,22 @@ class TeacherError(Exception):
 @dataclass
 class TeacherInfo:
     spec: str
-    kind: str           # openai | hf | demo
+    kind: str  # openai | hf | demo
     model: str
-    api: str            # chat | completions
+    api: str  # chat | completions
     endpoint_host: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_teacher_spec(spec: str) -> tuple[str, str]:
+    """'openai:gpt-4o-mini' -> ('openai', 'gpt-4o-mini'); 'hf:/models/x' -> ('hf', '/models/x'); 'demo'."""
+    spec = spec.strip()
+    if spec == "demo" or spec.startswith("demo:"):
+        return "demo", spec.partition(":")[2] or "alpaca-demo-teacher"
+    kind, sep, rest = spec.partition(":")
+    if not sep or kind not in ("openai", "hf") or not rest:
+        raise UsageError(f"--teacher {spec!r}: expected openai:MODEL, hf:PATH or demo")
+    return kind, rest
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -84,17 +89,24 @@ def _host(url: str | None) -> str | None:
     return parts.hostname + (f":{parts.port}" if parts.port else "") if parts.hostname else None
 
 
+def _short(error: Exception) -> str:
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return redact(text)[:200]
+
+
 class OpenAITeacher:
-    """Any OpenAI-compatible endpoint through `openai.AsyncOpenAI` (retries are the engine's job)."""
+    """Any OpenAI-compatible endpoint through `openai.AsyncOpenAI` (retries are the request runner's job)."""
+
+    batch_size = 1
 
     def __init__(self, model: str, *, api: str = "chat", base_url: str | None = None, api_key: str | None = None,
-                 timeout: float = 120.0, decoding: Decoding = Decoding(), send_seed: bool = True,
+                 timeout: float = 120.0, decoding: Decoding | None = None, send_seed: bool = True,
                  spec: str | None = None, kind: str = "openai"):
+        import os
+
         import openai
 
         self._openai = openai
-        if api not in ("chat", "completions"):
-            raise UsageError(f"--api {api!r}: expected chat or completions")
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         api_key = api_key or os.environ.get("OPENAI_API_KEY")
         if not api_key:
@@ -102,11 +114,15 @@ class OpenAITeacher:
                 raise UsageError("OPENAI_API_KEY is not set (or pass --base-url for a local server)")
             api_key = "not-needed"  # local servers (vLLM, Ollama, llama.cpp, demo) ignore it
         self.client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
-        self.model, self.api, self.decoding, self.send_seed = model, api, decoding, send_seed
+        self.model, self.api, self.send_seed = model, api, send_seed
+        self.decoding = decoding or Decoding()
         self.info = TeacherInfo(spec=spec or f"openai:{model}", kind=kind, model=model, api=api,
                                 endpoint_host=_host(str(self.client.base_url)))
 
-    async def complete(self, prompt: Prompt, *, seed: int | None = None) -> Completion:
+    async def complete(self, prompts: Sequence[Prompt], *, seed: int | None = None) -> list[Completion]:
+        return list(await asyncio.gather(*(self._one(prompt, seed) for prompt in prompts)))
+
+    async def _one(self, prompt: Prompt, seed: int | None) -> Completion:
         d = self.decoding
         kwargs: dict[str, Any] = {"model": self.model, "temperature": d.temperature, "top_p": d.top_p,
                                   "max_tokens": d.max_tokens, "stop": list(d.stop) or None}
@@ -145,8 +161,6 @@ class OpenAITeacher:
                                retryable=retryable, retry_after=_retry_after(error.response.headers)) from None
         except (ValueError, TypeError, AttributeError, IndexError, KeyError, openai.APIResponseValidationError) as error:
             raise TeacherError("malformed", f"malformed response: {type(error).__name__}", retryable=True) from None
-        from alpaca_data.generate.demo_server import count_tokens
-
         prompt_tokens = getattr(usage, "prompt_tokens", None) if usage else None
         completion_tokens = getattr(usage, "completion_tokens", None) if usage else None
         return Completion(text=text, finish_reason=choice.finish_reason,
@@ -154,39 +168,30 @@ class OpenAITeacher:
                           completion_tokens=int(completion_tokens if completion_tokens is not None else count_tokens(text)),
                           model=getattr(response, "model", None))
 
-    async def complete_batch(self, prompts: Sequence[Prompt], seeds: Sequence[int | None] | None = None) -> list[Completion]:
-        seeds = list(seeds) if seeds is not None else [None] * len(prompts)
-        return list(await asyncio.gather(*(self.complete(p, seed=s) for p, s in zip(prompts, seeds))))
-
     async def aclose(self) -> None:
         await self.client.close()
 
 
-def _short(error: Exception) -> str:
-    text = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return text[:200]
-
-
 class HFTeacher:
-    """A local transformers causal LM. Concurrent `complete` calls are gathered into batches of up to
-    `batch_size` and generated in a worker thread, so the event loop keeps running."""
+    """A local transformers causal LM, in-process. A call generates its group of prompts as one batch in a
+    worker thread (one batch at a time: the model is not shared between threads), sampling with the group's
+    seed, so the same group always gives the same answers."""
 
-    def __init__(self, path: str, *, api: str = "completions", decoding: Decoding = Decoding(), batch_size: int = 8,
-                 device: str | None = None, spec: str | None = None):
-        self.path, self.api, self.decoding, self.batch_size, self.device = path, api, decoding, max(1, batch_size), device
+    def __init__(self, path: str, *, api: str = "completions", decoding: Decoding | None = None, batch_size: int = 1,
+                 device: str | None = None, spec: str | None = None, prompt_format=None):
+        self.path, self.api, self.batch_size, self.device = path, api, max(1, batch_size), device
+        self.decoding = decoding or Decoding()
+        self.prompt_format = prompt_format  # text -> the text the model sees (e.g. the Alpaca template)
         self._model = None
         self._tokenizer = None
-        self._pending: list[tuple[Prompt, int | None, asyncio.Future]] = []
-        self._worker: asyncio.Task | None = None
+        self._lock = threading.Lock()
         self.info = TeacherInfo(spec=spec or f"hf:{path}", kind="hf", model=path, api=api, endpoint_host=None,
                                 extra={"batch_size": self.batch_size})
 
-    def _load(self) -> None:
+    def load(self) -> None:
         if self._model is not None:
             return
         from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from alpaca_data.errors import UserError, refuse_missing_model_path
 
         refuse_missing_model_path(self.path, f"hf:{self.path}")
         try:
@@ -204,33 +209,38 @@ class HFTeacher:
 
     def _render(self, prompt: Prompt) -> str:
         tokenizer = self._tokenizer
+        if self.prompt_format is not None:
+            return self.prompt_format(prompt)
         if self.api == "chat" and getattr(tokenizer, "chat_template", None):
             return tokenizer.apply_chat_template(prompt.messages(), tokenize=False, add_generation_prompt=True)
         return prompt.text
 
-    def _generate(self, prompts: list[Prompt], seed: int | None) -> list[Completion]:
+    def generate(self, prompts: Sequence[Prompt], seed: int | None) -> list[Completion]:
         import torch
 
-        self._load()
-        model, tokenizer, d = self._model, self._tokenizer, self.decoding
-        texts = [self._render(p) for p in prompts]
-        batch = tokenizer(texts, return_tensors="pt", padding=True)
-        batch = {k: v.to(model.device) for k, v in batch.items()}
-        if seed is not None:
-            torch.manual_seed(seed)
-        sample = d.temperature > 0
-        kwargs: dict[str, Any] = {"max_new_tokens": d.max_tokens, "do_sample": sample,
-                                  "pad_token_id": tokenizer.pad_token_id}
-        if sample:
-            kwargs.update(temperature=d.temperature, top_p=d.top_p)
-        with torch.no_grad():
-            output = model.generate(**batch, **kwargs)
+        with self._lock:
+            self.load()
+            model, tokenizer, d = self._model, self._tokenizer, self.decoding
+            batch = tokenizer([self._render(p) for p in prompts], return_tensors="pt", padding=True)
+            batch = {k: v.to(model.device) for k, v in batch.items()}
+            sample = d.temperature > 0
+            kwargs: dict[str, Any] = {"max_new_tokens": d.max_tokens, "do_sample": sample,
+                                      "pad_token_id": tokenizer.pad_token_id}
+            if sample:
+                kwargs.update(temperature=d.temperature, top_p=d.top_p)
+            with torch.random.fork_rng(devices=[]):  # the group's seed, without touching the caller's RNG
+                if seed is not None:
+                    torch.manual_seed(seed)
+                with torch.no_grad():
+                    output = model.generate(**batch, **kwargs)
         prompt_len = batch["input_ids"].shape[1]
+        eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
         results = []
         for row, attention in zip(output, batch["attention_mask"]):
             new_tokens = row[prompt_len:]
-            eos = tokenizer.eos_token_id
             ended = eos is not None and bool((new_tokens == eos).any())
+            if ended:
+                new_tokens = new_tokens[: int((new_tokens == eos).nonzero()[0])]
             text = tokenizer.decode(new_tokens, skip_special_tokens=True)
             cut = min((text.find(s) for s in d.stop if s and s in text), default=-1)
             if cut >= 0:
@@ -239,58 +249,18 @@ class HFTeacher:
                 finish = "stop"
             else:
                 finish = "length"
-            pad = tokenizer.pad_token_id
             generated = int((new_tokens != pad).sum()) if pad is not None and pad != eos else len(new_tokens)
             results.append(Completion(text=text, finish_reason=finish, prompt_tokens=int(attention.sum()),
                                       completion_tokens=generated, model=self.path))
         return results
 
-    async def complete(self, prompt: Prompt, *, seed: int | None = None) -> Completion:
-        future = asyncio.get_running_loop().create_future()
-        self._pending.append((prompt, seed, future))
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._drain())
-        return await future
-
-    async def _drain(self) -> None:
-        while self._pending:
-            await asyncio.sleep(0.01)  # let concurrent callers join the batch
-            batch, self._pending = self._pending[: self.batch_size], self._pending[self.batch_size:]
-            try:
-                results = await asyncio.to_thread(self._generate, [p for p, _, _ in batch], batch[0][1])
-            except Exception as error:  # noqa: BLE001 - reported per request, not fatal to the run
-                from alpaca_data.errors import UserError
-
-                for _, _, future in batch:
-                    if not future.done():
-                        if isinstance(error, UserError):
-                            future.set_exception(error)
-                        else:
-                            future.set_exception(TeacherError("server_error", f"{type(error).__name__}: {error}"[:200],
-                                                              retryable=False))
-                continue
-            for (_, _, future), result in zip(batch, results):
-                if not future.done():
-                    future.set_result(result)
-
-    async def complete_batch(self, prompts: Sequence[Prompt], seeds: Sequence[int | None] | None = None) -> list[Completion]:
-        seeds = list(seeds) if seeds is not None else [None] * len(prompts)
-        return list(await asyncio.gather(*(self.complete(p, seed=s) for p, s in zip(prompts, seeds))))
+    async def complete(self, prompts: Sequence[Prompt], *, seed: int | None = None) -> list[Completion]:
+        try:
+            return await asyncio.to_thread(self.generate, list(prompts), seed)
+        except UserError:
+            raise
+        except Exception as error:  # noqa: BLE001 - reported per request, not fatal to the run
+            raise TeacherError("server_error", f"{type(error).__name__}: {error}"[:200], retryable=False) from None
 
     async def aclose(self) -> None:
         return None
-
-
-def parse_teacher_spec(spec: str) -> tuple[str, str]:
-    """'openai:gpt-4o-mini' -> ('openai', 'gpt-4o-mini'); 'hf:/models/x' -> ('hf', '/models/x'); 'demo'."""
-    spec = spec.strip()
-    if spec == "demo" or spec.startswith("demo:"):
-        return "demo", spec.partition(":")[2] or "alpaca-demo-teacher"
-    kind, sep, rest = spec.partition(":")
-    if not sep or kind not in ("openai", "hf") or not rest:
-        raise UsageError(f"--teacher {spec!r}: expected openai:MODEL, hf:PATH or demo")
-    return kind, rest
-
-
-def describe_decoding(decoding: Decoding) -> str:
-    return json.dumps(decoding.as_dict(), sort_keys=True)
