@@ -7,10 +7,7 @@ import sys
 
 import typer
 
-try:  # typer >= 0.20 vendors click
-    from typer._click import exceptions as click_exceptions
-except ImportError:  # pragma: no cover
-    from click import exceptions as click_exceptions
+from typer._click import exceptions as click_exceptions  # typer vendors click (pyproject: typer>=0.29)
 
 from alpaca_data.errors import UserError
 from alpaca_data.secrets import redact
