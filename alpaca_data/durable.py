@@ -6,12 +6,15 @@ those left by a killed writer are removed by the next write to the same target, 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 TMP_MARK = ".tmp-"
 
@@ -54,13 +57,15 @@ def is_temp_name(name: str) -> bool:
     return name.startswith(".") and TMP_MARK in name
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    except (OverflowError, ValueError, OSError):
+        return False
     return True
 
 
@@ -76,11 +81,9 @@ def remove_stale_temps(path: Path) -> int:
         if not sibling.name.startswith(prefix):
             continue
         pid = sibling.name[len(prefix):].split("-", 1)[0]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             try:
                 if sibling.is_dir():
-                    import shutil
-
                     shutil.rmtree(sibling)
                 else:
                     sibling.unlink()
@@ -90,18 +93,28 @@ def remove_stale_temps(path: Path) -> int:
     return removed
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write next to the target, fsync, rename, fsync the folder."""
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A binary file handle whose content replaces `path` only when the block ends without an error."""
     path = Path(path)
     remove_stale_temps(path)
     tmp = temp_path_for(path)
     try:
-        fsync_write(tmp, data)
+        with open(tmp, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write next to the target, fsync, rename, fsync the folder."""
+    with atomic_file(path) as handle:
+        handle.write(data)
 
 
 def write_json(path: Path, payload: Any) -> None:

@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Mapping
 
+import fastjsonschema
 import jsonschema
 
 from alpaca_data.records import CORE_FIELDS, KNOWN_ALIASES
@@ -32,6 +34,12 @@ def load_schema(name: str) -> dict:
     path = SCHEMA_DIR / name
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
+
+
+@lru_cache(maxsize=None)
+def fast_validator_for(name: str):
+    """The schema compiled to Python (fastjsonschema): decides validity; jsonschema explains failures."""
+    return fastjsonschema.compile(load_schema(name))
 
 
 @lru_cache(maxsize=None)
@@ -57,14 +65,22 @@ class RecordChecker:
     def __init__(self, strict: bool = False):
         self.strict = strict
         self.validator = validator_for(RECORD_SCHEMA_FILE)
+        self.fast = fast_validator_for(RECORD_SCHEMA_FILE)
         self.known_fields = set(load_schema(RECORD_SCHEMA_FILE)["properties"])
 
     def check(self, record: Any, duplicate_keys: tuple[str, ...] = ()) -> list[FieldProblem]:
         if not isinstance(record, dict):
             return [FieldProblem("", f"expected a record object, got {json_type(record)}")]
         problems = [FieldProblem(key, "key appears more than once in the object") for key in duplicate_keys]
-        if not self.validator.is_valid(record):
-            problems.extend(self._schema_problems(record))
+        problems.extend(_name_problems(record))
+        try:
+            self.fast(record)  # the same schema, compiled: fast on the common (valid) case
+        except fastjsonschema.JsonSchemaException as error:
+            problems.extend(self._schema_problems(record) or [FieldProblem("", error.message)])
+        else:
+            if not _has_visible(record["instruction"]):
+                problems.append(FieldProblem("instruction", "has no visible characters (only whitespace or "
+                                                            "invisible characters such as U+200B)"))
         problems.extend(self._text_problems(record))
         if self.strict:
             problems.extend(self._strict_problems(record))
@@ -102,6 +118,28 @@ class RecordChecker:
         if isinstance(output, str) and not output.strip():
             problems.append(FieldProblem("output", "is empty (strict mode)"))
         return problems
+
+
+_ASCII_VISIBLE = re.compile(r"[!-~]")
+# Letters that render as nothing (Hangul fillers, Braille blank, combining grapheme joiner, ...).
+_INVISIBLE_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u034f\u17b4\u17b5\u180e")
+
+
+def _has_visible(text: str) -> bool:
+    if _ASCII_VISIBLE.search(text):
+        return True
+    return any(unicodedata.category(c)[0] not in "ZC" and unicodedata.category(c) != "Mn"
+               and c not in _INVISIBLE_LETTERS for c in text)
+
+
+def _name_problems(record: Mapping[str, Any]) -> list[FieldProblem]:
+    problems = []
+    for name in record:
+        if not name.strip():
+            problems.append(FieldProblem(repr(name), "field name is empty"))
+        elif "\x00" in name or _CONTROL_CHARS.search(name):
+            problems.append(FieldProblem(repr(name), "field name contains a NUL or control character"))
+    return problems
 
 
 def _strings_in(value: Any):

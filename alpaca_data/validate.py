@@ -1,13 +1,23 @@
-"""Validate record files: read, map field aliases, check every record, collect every problem."""
+"""Validate record files: stream, map field aliases, check every record, collect every problem.
+
+One code path decides what may be imported: `Validator` checks each record against the schema and the extra
+rules and learns every field's column type (`store.tables.ColumnTypes`), so a file that validates is a file
+that imports, and a value that could not be stored (a string in a numeric field, an integer beyond 64 bits)
+is a validation problem with its location.
+"""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from alpaca_data.progress import progress_bar
-from alpaca_data.readers import Problem, RawRecord, read_file
+from alpaca_data.readers import Problem, RawRecord, RecordFile
 from alpaca_data.records import apply_field_map
 from alpaca_data.schema import RecordChecker
+from alpaca_data.store.tables import ColumnTypes
+
+KEPT_PROBLEMS = 10_000  # problems held in memory per file (all are counted)
 
 
 @dataclass
@@ -15,73 +25,119 @@ class FileReport:
     path: str
     format: str
     sha256: str
-    records: list[dict[str, Any]] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
+    valid: int = 0  # records that passed
+    problems: list[Problem] = field(default_factory=list)  # the first KEPT_PROBLEMS
+    problem_count: int = 0
     kind: str = "records"  # or "seed-tasks" when self-instruct seed tasks were expanded
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problem_count
 
-
-def validate_file(path: str, field_map: Mapping[str, str] | None = None, strict: bool = False,
-                  show_progress: bool = True) -> FileReport:
-    """Read and check one file. Raises UserError only when the file cannot be read at all."""
-    result = read_file(path)
-    report = FileReport(path=path, format=result.format, sha256=result.sha256, problems=list(result.problems))
-    checker = RecordChecker(strict=strict)
-    raws = result.records
-    if raws and _looks_like_seed_tasks(raws[0].value):
-        raws, seed_problems = expand_seed_tasks(raws, path)
-        report.kind = "seed-tasks"
-        report.problems.extend(seed_problems)
-    mapping = dict(field_map or {})
-    with progress_bar(f"validating {path}", total=len(raws), enabled=show_progress and len(raws) > 20000) as tick:
-        for raw in raws:
-            record = raw.value
-            conflicts = []
-            if isinstance(record, dict) and mapping:
-                conflicts = [target for source, target in mapping.items() if source in record and target in record]
-                record = apply_field_map(record, mapping)
-            problems = checker.check(record, raw.duplicate_keys)
-            for target in conflicts:
-                report.problems.append(Problem(path, raw.location, target, "present under both its name and an alias"))
-            if problems:
-                report.problems.extend(Problem(path, raw.location, p.field, p.reason) for p in problems)
-            elif not conflicts:
-                report.records.append(record)
-            tick()
-    report.problems.sort(key=Problem.sort_key)
-    if not raws and not report.problems:
-        report.problems.append(Problem(path, "", "", "holds no records"))
-    return report
+    def add(self, problem: Problem) -> None:
+        self.problem_count += 1
+        if len(self.problems) < KEPT_PROBLEMS:
+            self.problems.append(problem)
 
 
 def _looks_like_seed_tasks(value: Any) -> bool:
     return isinstance(value, dict) and "instances" in value and "instruction" in value and "output" not in value
 
 
-def expand_seed_tasks(raws: list[RawRecord], path: str) -> tuple[list[RawRecord], list[Problem]]:
-    """Self-instruct seed tasks ({id, name, instruction, instances: [{input, output}]}) → one record per instance."""
-    expanded: list[RawRecord] = []
-    problems: list[Problem] = []
-    for raw in raws:
-        task = raw.value
-        instances = task.get("instances") if isinstance(task, dict) else None
-        if not isinstance(instances, list) or not instances:
-            problems.append(Problem(path, raw.location, "instances", "expected a non-empty list of {input, output}"))
+def expand_seed_task(raw: RawRecord, path: str) -> Iterator[RawRecord | Problem]:
+    """A self-instruct seed task ({id, name, instruction, instances: [{input, output}]}) → one record per instance."""
+    task = raw.value
+    instances = task.get("instances") if isinstance(task, dict) else None
+    if not isinstance(instances, list) or not instances:
+        yield Problem(path, raw.location, "instances", "expected a non-empty list of {input, output}")
+        return
+    for number, instance in enumerate(instances):
+        if not isinstance(instance, dict):
+            yield Problem(path, raw.location, f"instances[{number}]", "expected an object")
             continue
-        for number, instance in enumerate(instances):
-            if not isinstance(instance, dict):
-                problems.append(Problem(path, raw.location, f"instances[{number}]", "expected an object"))
+        record = {"instruction": task.get("instruction"), "input": instance.get("input", ""),
+                  "output": instance.get("output"), "source": "seed"}
+        if task.get("id") is not None:
+            record["seed_id"] = str(task["id"])
+        if task.get("name") is not None:
+            record["seed_name"] = str(task["name"])
+        if "is_classification" in task:
+            record["is_classification"] = bool(task["is_classification"])
+        yield RawRecord(record, raw.location, raw.duplicate_keys)
+
+
+def file_records(source: RecordFile, field_map: Mapping[str, str], report: FileReport) \
+        -> Iterator[tuple[RawRecord, list[str]]]:
+    """(record with aliases applied, fields given under both names) for each record of a file; problems of
+    the file itself go to `report`."""
+    mapping = dict(field_map)
+    seeds: bool | None = None
+    for item in source:
+        if isinstance(item, Problem):
+            report.add(item)
+            continue
+        if seeds is None:
+            seeds = _looks_like_seed_tasks(item.value)
+            report.kind = "seed-tasks" if seeds else "records"
+        expanded = expand_seed_task(item, source.path) if seeds else (item,)
+        for raw in expanded:
+            if isinstance(raw, Problem):
+                report.add(raw)
                 continue
-            record = {"instruction": task.get("instruction"), "input": instance.get("input", ""),
-                      "output": instance.get("output"), "source": "seed"}
-            if task.get("id") is not None:
-                record["seed_id"] = str(task["id"])
-            if task.get("name") is not None:
-                record["seed_name"] = str(task["name"])
-            if "is_classification" in task:
-                record["is_classification"] = bool(task["is_classification"])
-            expanded.append(RawRecord(record, raw.location, raw.duplicate_keys))
-    return expanded, problems
+            conflicts: list[str] = []
+            if isinstance(raw.value, dict) and mapping:
+                conflicts = [target for source_name, target in mapping.items()
+                             if source_name in raw.value and target in raw.value]
+                raw = RawRecord(apply_field_map(raw.value, mapping), raw.location, raw.duplicate_keys)
+            yield raw, conflicts
+
+
+class Validator:
+    """Checks files record by record and learns the column types of everything it accepts (across files)."""
+
+    def __init__(self, field_map: Mapping[str, str] | None = None, strict: bool = False):
+        self.field_map = dict(field_map or {})
+        self.checker = RecordChecker(strict=strict)
+        self.types = ColumnTypes()
+
+    def check_file(self, path: str, on_valid: Callable[[dict[str, Any]], None] | None = None,
+                   show_progress: bool = True) -> FileReport:
+        """Raises UserError only when the file cannot be read at all."""
+        source = RecordFile(path)
+        report = FileReport(path=path, format=source.format, sha256="")
+        enabled = show_progress and source.size > 16 * 1024**2
+        with progress_bar(f"validating {path}", total=source.size, enabled=enabled) as tick:
+            seen = 0
+            for raw, conflicts in file_records(source, self.field_map, report):
+                problems = [Problem(path, raw.location, p.field, p.reason)
+                            for p in self.checker.check(raw.value, raw.duplicate_keys)]
+                problems += [Problem(path, raw.location, target, "present under both its name and an alias")
+                             for target in conflicts]
+                if not problems:
+                    problems = [Problem(path, raw.location, name, reason)
+                                for name, reason in self.types.observe(raw.value, f"{path}:{raw.location}")]
+                for problem in problems:
+                    report.add(problem)
+                if not problems:
+                    report.valid += 1
+                    if on_valid is not None:
+                        on_valid(raw.value)
+                if enabled and (report.valid & 4095) == 0:
+                    tick(source.bytes_read - seen)
+                    seen = source.bytes_read
+        report.sha256 = source.sha256 or ""
+        if not report.valid and not report.problem_count:
+            report.add(Problem(path, "", "", "holds no records"))
+        return report
+
+
+def validate_file(path: str, field_map: Mapping[str, str] | None = None, strict: bool = False,
+                  show_progress: bool = True) -> FileReport:
+    return Validator(field_map, strict).check_file(path, show_progress=show_progress)
+
+
+def load_valid_records(path: str, field_map: Mapping[str, str] | None = None) -> tuple[FileReport, list[dict]]:
+    """A small file's valid records in memory (seed files, training files), with its report."""
+    records: list[dict[str, Any]] = []
+    report = Validator(field_map).check_file(path, on_valid=records.append, show_progress=False)
+    return report, records

@@ -18,6 +18,15 @@ SEEDS = SHARED_DATA / "seeds" / "alpaca_seed_tasks.jsonl"
 RESPONSE_CORPORA = ("gpteacher_toolformer.json", "gpteacher_roleplay.json", "gpteacher_codegen.json")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The suite reads real data by path: without it, stop once and say where it goes (never skip quietly)."""
+    missing = [path for path in (CORPORA, SEEDS) if not path.exists()]
+    if missing:
+        raise pytest.UsageError(f"shared test data not found: {', '.join(map(str, missing))}. The tests read the "
+                                f"shared data folder beside the checkout ({SHARED_DATA}); clone the repository "
+                                f"next to shared/ (../shared/data) and run `make test` again.")
+
+
 @dataclass
 class CliResult:
     returncode: int
@@ -61,8 +70,6 @@ def load_corpus(name: str) -> list[dict]:
 def shared_corpus(name: str) -> tuple[dict, ...]:
     """A shared corpus (name with or without .json) with GPTeacher's `response` read as `output`; cached."""
     path = CORPORA / (name if name.endswith(".json") else f"{name}.json")
-    if not path.is_file():
-        pytest.skip(f"shared corpus {path} not available")
     return tuple({("output" if k == "response" else k): v for k, v in r.items()} for r in load_corpus(path.name))
 
 

@@ -7,7 +7,7 @@ import pytest
 from huggingface_hub import DatasetCard
 
 from alpaca_data.analyze.sql import analysis_sql, run_sql
-from alpaca_data.filters.pipeline import filter_revision
+from alpaca_data.filters.revision import filter_revision
 from alpaca_data.hub import card_text
 from alpaca_data.importer import import_files
 from alpaca_data.store import Store

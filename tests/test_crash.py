@@ -13,14 +13,13 @@ from pathlib import Path
 import pytest
 
 from alpaca_data.store import Store
-from tests.conftest import CORPORA, SEEDS, run_cli
+from tests.conftest import CORPORA, ROOT, SEEDS, run_cli
 
 
 def _start_import(path: Path, store: Path, dataset: str, pause: str | None = None) -> subprocess.Popen:
     env = {**os.environ, "ALPACA_STORE": str(store)}
-    if pause:
-        env["ALPACA_STORE_TEST_PAUSE"] = pause
-    return subprocess.Popen([sys.executable, "-m", "alpaca_data", "-q", "import", str(path), "-d", dataset],
+    command = ["-m", "tests.pausing_cli", pause] if pause else ["-m", "alpaca_data"]
+    return subprocess.Popen([sys.executable, *command, "-q", "import", str(path), "-d", dataset], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 

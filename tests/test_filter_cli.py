@@ -75,3 +75,39 @@ def test_dedup_exact_and_minhash(cli):
     near_rows = _sql(cli, "SELECT min(score) AS lo FROM rejections", "tf@main")
     assert near_rows[0]["lo"] >= 0.9
     assert cli("dedup", "tf", "--method", "fuzzy").returncode == 2
+
+
+def test_manifest_stats_describe_the_kept_records_not_the_rejections(cli, store_path):
+    """Regression: stats were computed from the last sidecar table (the rejected records)."""
+    cli("import", CORPORA / "alpaca_zh_10000.json", "-d", "zh")
+    result = cli("filter", "zh@main", "--no-rouge")
+    assert result.returncode == 0, result.stderr
+    manifest = Store.open(store_path).resolve("zh@main")
+    stats = manifest.data["stats"]
+    overview = _sql(cli, "SELECT count(*) AS n, count(*) FILTER (WHERE trim(input) <> '') AS with_input, "
+                         "count(*) - count(DISTINCT instruction) AS repeats FROM records", "zh@main")[0]
+    assert stats["record_count"] == manifest.record_count == overview["n"] < 10_000
+    assert stats["with_input"] == overview["with_input"]
+    assert stats["duplicate_instructions"] >= overview["repeats"]  # stats also fold case and spacing
+    assert manifest.data["extra"]["filter"]["dropped"] > manifest.record_count  # the rejections are the larger table
+    # CSV for Unix pipelines: `\n` line ends, not `\r\n`
+    csv_out = cli("sql", "SELECT count(*) AS n FROM records", "--rev", "zh@main", "-f", "csv")
+    assert csv_out.stdout == f"n\n{overview['n']}\n"
+
+
+def test_a_step_that_drops_nothing_leaves_a_usable_revision(cli, store_path, tmp_path):
+    """Regression: an empty rejections table was a Parquet file with no columns, and sql/card/hub failed."""
+    records = [{"instruction": f"Name a fruit that is {colour} when ripe.", "input": "<noinput>",
+                "output": f"A {colour} fruit."} for colour in ("red", "yellow", "green", "purple")]
+    (tmp_path / "marked.json").write_text(json.dumps(records))
+    cli("import", tmp_path / "marked.json", "-d", "m")
+    result = cli("filter", "m@main", "--no-rouge")
+    assert result.returncode == 0, result.stderr
+    manifest = Store.open(store_path).resolve("m@main")
+    assert manifest.data["extra"]["filter"]["normalised"] == {"noinput_marker": 4}
+    assert _sql(cli, "SELECT count(*) AS n FROM rejections", "m@main") == [{"n": 0}]
+    assert _sql(cli, "SELECT count(*) AS n FROM records WHERE input = ''", "m@main") == [{"n": 4}]
+    card = cli("card", "m@main")
+    assert card.returncode == 0 and "Traceback" not in card.stderr, card.stderr
+    layout = cli("export", "m@main", "--hub-layout", tmp_path / "hub")
+    assert layout.returncode == 0, layout.stderr

@@ -9,7 +9,8 @@ import json
 import pytest
 
 from alpaca_data.errors import UsageError
-from alpaca_data.filters.heuristics import RULES, FilterReport, RuleOutcome, RuleSet
+from alpaca_data.filters.ruleset import RULES, RuleSet
+from alpaca_data.filters.steps import Pipeline, PipelineResult, Verdict
 from alpaca_data.records import key_of
 from tests.conftest import SHARED_DATA
 from tests.conftest import shared_corpus as _load
@@ -22,8 +23,6 @@ SHARED = SHARED_DATA
 @functools.cache
 def _seeds() -> tuple[dict, ...]:
     path = SHARED / "seeds" / "alpaca_seed_tasks.jsonl"
-    if not path.is_file():
-        pytest.skip(f"seed tasks {path} not available")
     out = []
     for line in path.read_text(encoding="utf-8").splitlines():
         task = json.loads(line)
@@ -57,7 +56,7 @@ def rec(instruction="Give three tips for staying healthy.", input="", output="Ea
 
 
 def dropped_by(ruleset: RuleSet, record: dict) -> str | None:
-    return ruleset.check(record).dropped_by
+    return ruleset.check(record).reason
 
 
 # --------------------------------------------------------------------------------------------
@@ -95,7 +94,7 @@ def test_blacklist_real_examples():
     rules = only("blacklist")
     files = find(corpus("gsm8k_train_alpaca"), startswith="Brennan was researching his school project")
     outcome = rules.check(files)
-    assert outcome.dropped_by == "blacklist" and "file" in outcome.detail
+    assert outcome.reason == "blacklist" and "file" in outcome.detail
     music = find(corpus("gpteacher_roleplay"), startswith="Take the role of a music historian")
     assert dropped_by(rules, music) == "blacklist"
     assert dropped_by(rules, rec("Please go to the store and describe it.")) == "blacklist"
@@ -150,7 +149,7 @@ def test_starts_with_non_ascii():
     cyrillic = find(corpus("gsm8k_train_alpaca"), contains="Senior Center is hosting a bingo night")
     assert cyrillic["instruction"][0] == "\u0410"  # a Cyrillic A that looks like a Latin one
     outcome = rules.check(cyrillic)
-    assert outcome.dropped_by == "starts_with_non_ascii" and "U+0410" in outcome.detail
+    assert outcome.reason == "starts_with_non_ascii" and "U+0410" in outcome.detail
     assert dropped_by(rules, corpus("alpaca_zh_10000")[0]) == "starts_with_non_ascii"
     # non-ASCII later in the instruction is fine
     cat = find(corpus("gpteacher_roleplay"), contains="Explain the concept of Schrödinger's cat")
@@ -170,21 +169,21 @@ def test_starts_with_non_ascii():
 def test_noinput_marker_variants(marker):
     record = rec(input=marker)
     outcome = only("noinput_marker").check(record)
-    assert outcome.record["input"] == "" and outcome.normalised_by == ["noinput_marker"]
+    assert outcome.record["input"] == "" and outcome.normalised_by == ("noinput_marker",)
     assert record["input"] == marker  # input not mutated
 
 
 def test_noinput_marker_real_records_and_counter_examples():
     real = [r for r in corpus("alpaca_zh_10000") if r["input"] == "Noinput"]
     assert len(real) >= 5
-    report = only("noinput_marker").apply(real)
+    report = Pipeline([only("noinput_marker")]).run(real, progress=False)
     assert report.normalised == {"noinput_marker": len(real)} and not report.rejections
     assert all(r["input"] == "" for r in report.kept)
     rules = only("noinput_marker")
     for text in ("No input validation is done in this code", "None of the above", "No", "NA",
                  "none, one, two", "Input: 5", "nothing to see here", ""):
         outcome = rules.check(rec(input=text))
-        assert outcome.record["input"] == text and outcome.normalised_by == [], text
+        assert outcome.record["input"] == text and outcome.normalised_by == (), text
 
 
 def test_empty_output():
@@ -280,7 +279,7 @@ def test_control_characters_real_records():
     rules = only("control_characters")
     crlf = find(corpus("gpteacher_codegen"), field="input", startswith="Input CSV file: movie_data.csv\r\n")
     outcome = rules.check(crlf)
-    assert outcome.normalised_by == ["control_characters"]
+    assert outcome.normalised_by == ("control_characters",)
     assert "\r" not in outcome.record["input"] and outcome.record["input"].count("\n") == 2
     # a poem written with literal "\n" escapes gets real line breaks
     poem = find(corpus("gpteacher_roleplay"), field="output", startswith="In the grand arena, a knight did shine,\\n")
@@ -296,8 +295,8 @@ def test_control_characters_leaves_code_and_data_alone():
     printf = find(corpus("gpteacher_codegen"), field="output", contains='printf("')
     for record in (code_call, csv, printf):
         outcome = rules.check(record)
-        assert outcome.normalised_by == [] and outcome.record == record
-    assert rules.check(rec(output="Use \\n to end a line in C strings.")).normalised_by == []
+        assert outcome.normalised_by == () and outcome.record == record
+    assert rules.check(rec(output="Use \\n to end a line in C strings.")).normalised_by == ()
 
 
 def test_control_characters_hand_written():
@@ -310,10 +309,10 @@ def test_control_characters_hand_written():
     assert outcome.record["output"] == "Line one\nLine two\nLine\tthree\nend"
     assert record["instruction"].startswith("Give\x00")  # the input record is untouched
     clean = rec(output="Tabs\tand\nnewlines stay.")
-    assert rules.check(clean).normalised_by == []
-    assert rules.check(rec(output="First part.\\nSecond part.")).normalised_by == ["control_characters"]
+    assert rules.check(clean).normalised_by == ()
+    assert rules.check(rec(output="First part.\\nSecond part.")).normalised_by == ("control_characters",)
     assert only("control_characters", literal_newlines="false").check(
-        rec(output="First part.\\nSecond part.")).normalised_by == []
+        rec(output="First part.\\nSecond part.")).normalised_by == ()
 
 
 def test_empty_code_block():
@@ -393,13 +392,13 @@ def test_check_order_normalise_first_then_first_drop_wins():
     # "<noinput>" is normalised before drop rules run; too_short comes before blacklist
     record = rec("Draw a map.", input="<noinput>", output="N/A", source="hand")
     outcome = rules.check(record)
-    assert isinstance(outcome, RuleOutcome)
-    assert outcome.normalised_by == ["noinput_marker"]
-    assert outcome.dropped_by == "empty_output"
+    assert isinstance(outcome, Verdict)
+    assert outcome.normalised_by == ("noinput_marker",)
+    assert outcome.reason == "empty_output"
     assert outcome.record["input"] == "" and outcome.record["source"] == "hand"
     assert record["input"] == "<noinput>"
-    assert rules.check(rec("Draw a map.")).dropped_by == "too_short"
-    assert rules.check(rec("Please draw a map of the city.")).dropped_by == "blacklist"
+    assert rules.check(rec("Draw a map.")).reason == "too_short"
+    assert rules.check(rec("Please draw a map of the city.")).reason == "blacklist"
     kept = rules.check(record := rec(source="hand"))
     assert kept.kept and kept.record == record and kept.record is not record
 
@@ -408,8 +407,8 @@ def test_apply_report_on_real_records():
     zh = corpus("alpaca_zh_10000")
     original = copy.deepcopy(zh)
     rules = RuleSet.from_spec("default,-starts_with_non_ascii,too_short.count_cjk=true")
-    report = rules.apply(iter(zh), progress=False)
-    assert isinstance(report, FilterReport)
+    report = Pipeline([rules]).run(zh, progress=False)
+    assert isinstance(report, PipelineResult)
     assert zh == original  # nothing mutated
     assert len(report.kept) + len(report.rejections) == len(zh)
     assert report.counts["merged_instructions"] == 3
@@ -428,6 +427,6 @@ def test_apply_report_on_real_records():
 
 def test_apply_default_on_english_corpora_keeps_most():
     gsm8k = corpus("gsm8k_train_alpaca")
-    report = RuleSet.default().apply(gsm8k, progress=False)
+    report = Pipeline([RuleSet.default()]).run(gsm8k, progress=False)
     assert set(report.counts) <= {"blacklist", "too_long", "starts_with_punctuation", "starts_with_non_ascii"}
     assert 0.9 < len(report.kept) / len(gsm8k) < 1.0

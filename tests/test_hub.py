@@ -142,7 +142,7 @@ def test_hub_layout_folder_loads_with_datasets(tmp_path):
     store = tmp_path / "store"
     revision_id = import_small(tmp_path, store)
     folder = tmp_path / "layout"
-    done = run_cli("hub-layout", "small", folder, "--shard-records", "150", store=store)
+    done = run_cli("export", "small", "--hub-layout", folder, "--shard-records", "150", store=store)
     assert done.returncode == 0, done.stderr
     assert done.last_line == revision_id
     assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) == [

@@ -92,7 +92,7 @@ def test_refs_log_tag_and_parents(cli, tmp_path):
     assert [entry["id"] for entry in log] == [v2, v1]
     assert log[0]["main"] and log[1]["tags"] == ["v1"]
     moved = cli("tag", "g@main", "v1")
-    assert moved.returncode == 1 and "already points" in moved.stderr
+    assert moved.returncode == 1 and "tag already exists and points to" in moved.stderr
     for bad_ref in ("g@nope", "missing@main", "g@zzzz"):
         result = cli("show", bad_ref)
         assert result.returncode == 1 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
@@ -150,3 +150,26 @@ def test_commands_on_a_missing_store_do_not_create_it(tmp_path):
     result = run_cli("log", "x", store=tmp_path / "nowhere")
     assert result.returncode == 1 and "no store here" in result.stderr
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_fsck_on_a_held_lock_gives_one_line(cli, store_path):
+    """Regression: fsck waiting on a held lock ended in a filelock.Timeout traceback."""
+    from filelock import FileLock
+
+    cli("import", SEEDS, "-d", "s")
+    with FileLock(str(store_path / "lock")):
+        result = cli("fsck", env={"ALPACA_LOCK_TIMEOUT": "0.5"})
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "another process has held its lock" in result.stderr and "ALPACA_LOCK_TIMEOUT" in result.stderr
+
+
+def test_commit_result_copies_and_pickles(store_path):
+    """Regression: CommitResult recursed forever on copy and pickle."""
+    import copy
+    import pickle
+
+    store = Store.open(store_path)
+    result = store.commit("d", [{"instruction": "Say hi.", "input": "", "output": "Hi."}], recipe={"command": "t"})
+    for clone in (copy.copy(result), copy.deepcopy(result), pickle.loads(pickle.dumps(result))):
+        assert clone.id == result.id and clone.created and clone.manifest.data == result.manifest.data

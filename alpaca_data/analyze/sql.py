@@ -1,13 +1,18 @@
 """Run SQL over store revisions with DuckDB (in-process, reading Parquet directly; no server).
 
 Views: `records` (the selected revision), `rejections` (its rejection report, when it has one),
-and table `revisions` (one row per revision in the store).
+and table `revisions` (one row per intact revision in the store; damaged ones are reported, not listed).
+
+The store is read-only to queries: DuckDB parses the text into statements and only queries run (SELECT and
+its forms: WITH, FROM-first, DESCRIBE, SUMMARIZE, SHOW, EXPLAIN). COPY, ATTACH, CREATE, INSERT, SET, PRAGMA,
+LOAD, EXPORT and the rest are refused before anything runs; results go to a file with `sql -o FILE`, which
+refuses paths inside the store. The files behind the views are verified against their hashes first.
 """
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +24,14 @@ from alpaca_data.resources import resource_dir
 from alpaca_data.store import Manifest, Store
 
 ANALYSES_DIR = Path(os.environ.get("ALPACA_ANALYSES") or resource_dir("analyses"))
+READ_ONLY_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
 
 @dataclass
 class QueryResult:
     columns: list[str]
     rows: list[tuple[Any, ...]]
+    notes: list[str] = field(default_factory=list)  # e.g. damaged revisions left out of `revisions`
 
     def as_dicts(self) -> list[dict[str, Any]]:
         return [dict(zip(self.columns, row)) for row in self.rows]
@@ -44,36 +51,60 @@ def analysis_sql(name: str) -> str:
     return analyses[name].read_text(encoding="utf-8")
 
 
-def _revisions_table(store: Store) -> pa.Table:
+def check_read_only(query: str) -> None:
+    """Refuse (before running anything) every statement that is not a query."""
+    try:
+        statements = duckdb.extract_statements(query)
+    except duckdb.Error as error:
+        raise UserError(f"SQL error: {str(error).strip().splitlines()[0]}") from None
+    if not statements:
+        raise UserError("SQL: no statement given", exit_code=2)
+    for statement in statements:
+        if statement.type not in READ_ONLY_STATEMENTS:
+            kind = statement.type.name
+            raise UserError(f"SQL: {kind} statements are not allowed: the store is read-only to queries "
+                            "(SELECT only; write results with `alpaca-data sql ... -o FILE`)", exit_code=2)
+
+
+def _revisions_table(store: Store) -> tuple[pa.Table, list[str]]:
+    manifests, damaged = store.all_manifests()
+    mains: dict[str, str | None] = {}
+    notes = [reason for _, reason in damaged]
+    for name in store.datasets():
+        try:
+            mains[name] = store.main_id(name)
+        except UserError as error:
+            mains[name] = None
+            notes.append(str(error))
     rows = []
-    for manifest in store.all_manifests():
+    for manifest in manifests:
         data = manifest.data
         rows.append({
             "id": data["id"], "dataset": data["dataset"], "parents": data["parents"],
             "created_at": data["created_at"], "message": data.get("message", ""),
             "record_count": data["record_count"], "command": data["recipe"].get("command"),
-            "is_main": store.main_id(manifest.dataset) == manifest.id,
+            "is_main": mains.get(manifest.dataset) == manifest.id,
             "manifest": json.dumps(data, ensure_ascii=False),
         })
     schema = pa.schema([("id", pa.string()), ("dataset", pa.string()), ("parents", pa.list_(pa.string())),
                         ("created_at", pa.string()), ("message", pa.string()), ("record_count", pa.int64()),
                         ("command", pa.string()), ("is_main", pa.bool_()), ("manifest", pa.string())])
-    return pa.Table.from_pylist(rows, schema=schema)
+    return pa.Table.from_pylist(rows, schema=schema), notes
 
 
-def connect(store: Store, ref: str | None = None) -> tuple[duckdb.DuckDBPyConnection, Manifest | None]:
+def connect(store: Store, ref: str | None = None) -> tuple[duckdb.DuckDBPyConnection, Manifest | None, list[str]]:
+    manifest = store.resolve(ref) if ref else None
     connection = duckdb.connect(":memory:")
-    revisions = _revisions_table(store)
+    revisions, notes = _revisions_table(store)
     connection.register("revisions_arrow", revisions)
     connection.execute("CREATE TABLE revisions AS SELECT * FROM revisions_arrow")
     connection.unregister("revisions_arrow")
-    manifest = store.resolve(ref) if ref else None
     if manifest is not None:
         connection.execute(f"CREATE VIEW records AS SELECT * FROM read_parquet({_quote(manifest.data_path)})")
         rejections = manifest.sidecar_path("rejections")
         if rejections is not None:
             connection.execute(f"CREATE VIEW rejections AS SELECT * FROM read_parquet({_quote(rejections)})")
-    return connection, manifest
+    return connection, manifest, notes
 
 
 def _quote(path: Path) -> str:
@@ -81,7 +112,8 @@ def _quote(path: Path) -> str:
 
 
 def run_sql(store: Store, query: str, ref: str | None = None) -> QueryResult:
-    connection, manifest = connect(store, ref)
+    check_read_only(query)
+    connection, manifest, notes = connect(store, ref)
     try:
         cursor = connection.execute(query)
         columns = [column[0] for column in cursor.description] if cursor.description else []
@@ -95,4 +127,4 @@ def run_sql(store: Store, query: str, ref: str | None = None) -> QueryResult:
         raise UserError(f"SQL error: {message}") from None
     finally:
         connection.close()
-    return QueryResult(columns, rows)
+    return QueryResult(columns, rows, notes)

@@ -7,6 +7,7 @@ from typing import Any, Iterable, Sequence
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from alpaca_data.errors import UsageError
 from alpaca_data.records import parse_field_map
@@ -32,11 +33,12 @@ def print_json(payload: Any) -> None:
 
 
 def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> None:
-    table = Table(title=title, show_lines=False, header_style="bold")
+    """Values are data, never markup: `[/]` or `array[i]` print as they are."""
+    table = Table(title=Text(title) if title else None, show_lines=False, header_style="bold")
     for column in columns:
-        table.add_column(str(column), overflow="fold")
+        table.add_column(Text(str(column)), overflow="fold")
     for row in rows:
-        table.add_row(*("" if value is None else str(value) for value in row))
+        table.add_row(*(Text("" if value is None else str(value)) for value in row))
     stdout_console.print(table)
 
 

@@ -6,23 +6,37 @@ from typing import Optional
 import typer
 
 from alpaca_data.commands._common import open_store, print_json, print_table
-from alpaca_data.filters.heuristics import RuleSet
-from alpaca_data.filters.pipeline import dedup_revision, filter_revision
+from alpaca_data.errors import UserError
+from alpaca_data.filters.revision import DEDUP_METHODS, StepResult, dedup_revision, filter_revision
+from alpaca_data.filters.ruleset import RuleSet
 from alpaca_data.progress import is_quiet, stderr_console
 
+FORCE_HELP = "Move main to the new revision even if main moved while this step ran."
 
-def _report(result, step: str) -> None:
+
+def _say(text: str) -> None:
+    stderr_console.print(text, highlight=False, markup=False)
+
+
+def _report(outcome: StepResult, step: str) -> None:
+    commit, result = outcome.commit, outcome.result
     if not is_quiet():
-        commit, report = result.commit, result.report
-        reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(report.counts.items())) or "none"
-        stderr_console.print(f"{step}: kept {len(report.kept)} of {result.source_records}; dropped: {reasons}")
-        if getattr(report, "normalised", None):
-            stderr_console.print("normalised: " + ", ".join(f"{k} {v}" for k, v in sorted(report.normalised.items())))
+        reasons = ", ".join(f"{reason} {count}" for reason, count in result.counts.items()) or "none"
+        _say(f"{step}: kept {len(result.kept)} of {outcome.source_records}; dropped: {reasons}")
+        if result.normalised:
+            _say("normalised: " + ", ".join(f"{k} {v}" for k, v in result.normalised.items()))
+        for stats in result.steps:
+            _say(f"  {stats.name}: {stats.seen} seen, {stats.kept} kept, {stats.seconds:.2f} s")
         if not commit.created:
-            stderr_console.print(f"identical content already stored as {commit.dataset}@{commit.short_id}")
-        stderr_console.print(f"rejections: alpaca-data sql \"SELECT reason, count(*) FROM rejections GROUP BY 1\" "
-                             f"--rev {commit.dataset}@{commit.short_id}")
-    print(result.commit.id)
+            _say(f"identical content already stored as {commit.dataset}@{commit.short_id}")
+        if commit.manifest.has_sidecar("rejections"):
+            _say(f"rejections: alpaca-data sql \"SELECT reason, count(*) FROM rejections GROUP BY 1\" "
+                 f"--rev {commit.dataset}@{commit.short_id}")
+    print(commit.id)
+    if commit.main_moved_since:
+        raise UserError(f"{commit.dataset}@main moved to {commit.main_moved_since[:12]} while this step ran; the "
+                        f"result is stored as {commit.dataset}@{commit.short_id} but main was left where it is "
+                        "(run the step again on the new main, or pass --force to move main anyway)")
 
 
 def filter_(
@@ -36,27 +50,29 @@ def filter_(
                                         help="Instructions with no ROUGE tokens (e.g. Chinese): drop or keep."),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Write into this dataset (default: same)."),
     message: str = typer.Option("", "-m", "--message"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Heuristic rules then greedy ROUGE-L novelty, in revision order; makes a new revision with a rejection report."""
-    result = filter_revision(open_store(create=False), ref, rules=rules,
-                             rouge_threshold=None if no_rouge else rouge_threshold, pool_ref=pool,
-                             on_no_tokens=rouge_no_tokens, dataset=dataset, message=message,
-                             progress=not is_quiet())
-    _report(result, "filter")
+    outcome = filter_revision(open_store(create=False), ref, rules=rules,
+                              rouge_threshold=None if no_rouge else rouge_threshold, pool_ref=pool,
+                              on_no_tokens=rouge_no_tokens, dataset=dataset, message=message,
+                              progress=not is_quiet(), force=force)
+    _report(outcome, "filter")
 
 
 def dedup(
     ref: str = typer.Argument(...),
-    method: str = typer.Option("exact", "--method", help="exact, minhash or semantic."),
+    method: str = typer.Option("exact", "--method", help=f"{', '.join(DEDUP_METHODS)}."),
     threshold: Optional[float] = typer.Option(None, "--threshold",
                                               help="minhash: Jaccard (default 0.8); semantic: cosine (0.95)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d"),
     message: str = typer.Option("", "-m", "--message"),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Remove duplicates (first of each group kept); makes a new revision with a rejection report."""
-    result = dedup_revision(open_store(create=False), ref, method=method, threshold=threshold, dataset=dataset,
-                            message=message, progress=not is_quiet())
-    _report(result, f"dedup ({method})")
+    outcome = dedup_revision(open_store(create=False), ref, method=method, threshold=threshold, dataset=dataset,
+                             message=message, progress=not is_quiet(), force=force)
+    _report(outcome, f"dedup ({method})")
 
 
 def rules(as_json: bool = typer.Option(False, "--json")) -> None:

@@ -1,4 +1,4 @@
-"""CLI: push, pull, card, hub-layout (publishing to the Hugging Face Hub)."""
+"""CLI: push, pull, card (publishing to the Hugging Face Hub; `export --hub-layout` writes the files locally)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -107,29 +107,7 @@ def card(
         stderr_console.print(f"wrote the card of {ref} to {out}", highlight=False)
 
 
-def hub_layout(
-    ref: str = typer.Argument(...),
-    folder: Path = typer.Argument(..., help="Folder to write (created; an earlier hub layout there is replaced)."),
-    license: Optional[str] = typer.Option(None, "--license", help=LICENSE_HELP),
-    language: Optional[str] = typer.Option(None, "--language", help=LANGUAGE_HELP),
-    pretty_name: Optional[str] = typer.Option(None, "--pretty-name", help=PRETTY_HELP),
-    repo: Optional[str] = typer.Option(None, "--repo", help="Hub repo USER/NAME the card will name."),
-    shard_records: Optional[int] = typer.Option(None, "--shard-records", min=1, help=SHARD_HELP),
-) -> None:
-    """Write the files a push would upload into a folder (`datasets.load_dataset(FOLDER)` reads it)."""
-    from alpaca_data.hub import write_hub_layout
-
-    layout = write_hub_layout(open_store(create=False), ref, folder, shard_records=shard_records, license=license,
-                              language=language, pretty_name=pretty_name, repo_id=repo)
-    if not is_quiet():
-        stderr_console.print(f"wrote {layout.manifest.dataset}@{layout.manifest.short_id} "
-                             f"({layout.manifest.record_count} records, {len(layout.shards)} shard(s)) to {folder}",
-                             highlight=False)
-    print(layout.manifest.id)
-
-
 def register(app: typer.Typer) -> None:
     app.command("push")(push)
     app.command("pull")(pull)
     app.command("card")(card)
-    app.command("hub-layout")(hub_layout)

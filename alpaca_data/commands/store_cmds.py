@@ -1,100 +1,62 @@
-"""CLI: validate, import, log, show, tag, diff, export, fsck, sql, datasets."""
+"""CLI: datasets, log, show, tag, diff, fsck (what the store holds, and whether it is intact)."""
 from __future__ import annotations
 
-import csv
-import io
 import json
 import sys
-from pathlib import Path
-from typing import List, Optional
 
 import typer
 
-from alpaca_data.analyze.sql import analysis_sql, list_analyses, run_sql
-from alpaca_data.commands._common import field_map_option, open_store, print_json, print_table, shorten
-from alpaca_data.errors import UsageError, UserError
-from alpaca_data.importer import import_files
+from alpaca_data.commands._common import open_store, print_json, print_table, shorten
+from alpaca_data.errors import UserError
 from alpaca_data.progress import is_quiet, stderr_console
 from alpaca_data.store import Manifest
 from alpaca_data.store.ops import diff as diff_revisions
-from alpaca_data.store.ops import export as export_revision
 from alpaca_data.store.ops import fsck as fsck_store
-from alpaca_data.validate import validate_file
-
-MAP_HELP = "Field alias SOURCE=TARGET, e.g. response=output (repeatable)."
-MAX_PROBLEMS_HELP = "Print at most this many problems (0: all)."
 
 
-def _report_problems(problems: list, limit: int = 50) -> None:
-    shown = problems if limit <= 0 else problems[:limit]
-    for problem in shown:
-        print(str(problem), file=sys.stderr)
-    if len(problems) > len(shown):
-        print(f"... and {len(problems) - len(shown)} more problems (--max-problems 0 prints all)", file=sys.stderr)
+def _note(message: str) -> None:
+    print(f"note: {message}", file=sys.stderr)
 
 
-def validate(
-    paths: List[str] = typer.Argument(..., help="JSON array, JSONL, Parquet or CSV files."),
-    map_: Optional[List[str]] = typer.Option(None, "--map", help=MAP_HELP),
-    strict: bool = typer.Option(False, "--strict", help="Unknown fields and empty outputs are errors too."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON report on stdout."),
-    max_problems: int = typer.Option(50, "--max-problems", help=MAX_PROBLEMS_HELP),
-) -> None:
-    """Check record files against the schema; report every problem as `path:record N: field: reason`."""
-    mapping = field_map_option(map_)
-    total_records, all_problems, files = 0, [], []
-    for path in paths:
-        report = validate_file(path, mapping, strict=strict, show_progress=not is_quiet())
-        total_records += len(report.records)
-        all_problems.extend(report.problems)
-        files.append({"path": path, "format": report.format, "kind": report.kind, "valid_records": len(report.records),
-                      "problems": len(report.problems), "sha256": report.sha256})
+def datasets(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Datasets in the store with their main revision (a damaged dataset is reported alone)."""
+    store = open_store(create=False)
+    rows = []
+    for name in store.datasets():
+        row = {"dataset": name, "main": None, "records": None, "revisions": len(store.revision_ids(name)),
+               "tags": sorted(store.tags(name)), "problem": None}
+        try:
+            row["main"] = store.main_id(name)
+            if row["main"]:
+                row["records"] = store.load(name, row["main"]).record_count
+        except UserError as error:
+            row["problem"] = str(error)
+            _note(str(error))
+        rows.append(row)
     if as_json:
-        print_json({"ok": not all_problems, "files": files, "problems": [str(p) for p in all_problems]})
+        print_json(rows)
     else:
-        _report_problems(all_problems, max_problems)
-        verdict = "valid" if not all_problems else f"{len(all_problems)} problem(s)"
-        print(f"{len(paths)} file(s), {total_records} valid record(s): {verdict}")
-    if all_problems:
-        raise typer.Exit(1)
-
-
-def import_(
-    paths: List[str] = typer.Argument(..., help="Files to import as one revision, in this order."),
-    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name in the store."),
-    message: str = typer.Option("", "-m", "--message", help="What this revision is."),
-    map_: Optional[List[str]] = typer.Option(None, "--map", help=MAP_HELP),
-    strict: bool = typer.Option(False, "--strict"),
-    max_problems: int = typer.Option(50, "--max-problems", help=MAX_PROBLEMS_HELP),
-) -> None:
-    """Validate files, then store them as a new revision (printed as the last line)."""
-    store = open_store()
-    outcome = import_files(store, paths, dataset, message=message, field_map=field_map_option(map_),
-                           strict=strict, show_progress=not is_quiet())
-    if not outcome.ok:
-        _report_problems(outcome.problems, max_problems)
-        raise UserError(f"import refused: {len(outcome.problems)} problem(s); the store is unchanged")
-    result = outcome.result
-    if not is_quiet():
-        if result.created:
-            what = f"new revision of {dataset}: {result.record_count} records"
-        else:
-            what = f"identical content already stored as {dataset}@{result.short_id}; nothing new written"
-            if result.moved_main:
-                what += " (main moved to it)"
-        stderr_console.print(what)
-    print(result.id)
+        print_table(["dataset", "main", "records", "revisions", "tags"],
+                    [(r["dataset"], "damaged" if r["problem"] else (r["main"] or "-")[:12],
+                      "-" if r["records"] is None else r["records"], r["revisions"], " ".join(r["tags"]))
+                     for r in rows], title=str(store.root))
 
 
 def log(
     dataset: str = typer.Argument(...),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Revisions of a dataset, newest first."""
+    """Revisions of a dataset, newest first (damaged ones are named on stderr)."""
     store = open_store(create=False)
-    manifests = store.log(dataset)
-    main = store.main_id(dataset)
-    tags = {}
+    manifests, damaged = store.scan(dataset)
+    for _, reason in damaged:
+        _note(reason)
+    try:
+        main = store.main_id(dataset)
+    except UserError as error:
+        main = None
+        _note(str(error))
+    tags: dict[str, list[str]] = {}
     for tag, target in store.tags(dataset).items():
         tags.setdefault(target, []).append(tag)
     if as_json:
@@ -129,7 +91,7 @@ def show(
             ("message", data.get("message", "")), ("parents", ", ".join(data["parents"]) or "-"),
             ("records", data["record_count"]), ("with input", f"{stats['with_input']} ({stats['with_input_share']:.1%})"),
             ("duplicate instructions", stats["duplicate_instructions"]), ("empty outputs", stats["empty_output"]),
-            ("columns", ", ".join(data["columns"])), ("command", data["recipe"].get("command")),
+            ("columns", ", ".join(data.get("columns", []))), ("command", data["recipe"].get("command")),
             ("options", json.dumps(data["recipe"].get("options", {}), ensure_ascii=False)),
             ("sources", "; ".join(f"{s.get('path', s.get('revision', '?'))} sha256:{s['sha256'][:12]}"
                                   for s in data["recipe"].get("sources", [])) or "-"),
@@ -144,13 +106,13 @@ def show(
 
 def tag(
     ref: str = typer.Argument(...),
-    name: str = typer.Argument(..., help="Tag name, e.g. v1."),
-    force: bool = typer.Option(False, "--force", help="Move the tag if it already exists."),
+    name: str = typer.Argument(..., help="Tag name, e.g. v1 (not 'main', and not like a revision id)."),
+    force: bool = typer.Option(False, "--force", help="Move (or repair) the tag if it already exists."),
 ) -> None:
     """Name a revision: NAME@TAG then resolves to it."""
     manifest = open_store(create=False).tag(ref, name, force=force)
     if not is_quiet():
-        stderr_console.print(f"{manifest.dataset}@{name} -> {manifest.short_id}")
+        stderr_console.print(f"{manifest.dataset}@{name} -> {manifest.short_id}", highlight=False, markup=False)
     print(manifest.id)
 
 
@@ -178,125 +140,25 @@ def diff(
               f"{shorten(after['output'], 40)!r}")
 
 
-def export(
-    ref: str = typer.Argument(...),
-    fmt: str = typer.Option("json", "--format", "-f", help="json (Alpaca-style array), jsonl or parquet."),
-    out: Optional[Path] = typer.Option(None, "-o", "--output", help="File to write."),
-    core_only: bool = typer.Option(False, "--core-only", help="Only instruction, input, output."),
-    hub_layout: Optional[Path] = typer.Option(None, "--hub-layout",
-                                              help="Write the files a Hub push would (shards, card, manifest) here."),
-) -> None:
-    """Write a revision to a file, or to a folder in the Hub's dataset layout."""
-    if (out is None) == (hub_layout is None):
-        raise UsageError("give either -o FILE or --hub-layout DIR")
-    store = open_store(create=False)
-    if hub_layout is not None:
-        from alpaca_data.hub import write_hub_layout
-
-        layout = write_hub_layout(store, ref, hub_layout)
-        if not is_quiet():
-            stderr_console.print(f"wrote {len(layout.files)} files to {hub_layout} "
-                                 f"(load with datasets.load_dataset({str(hub_layout)!r}))")
-        return
-    manifest, count = export_revision(store, ref, fmt, out, core_only=core_only)
-    if not is_quiet():
-        stderr_console.print(f"wrote {count} records of {manifest.dataset}@{manifest.short_id} to {out}")
-
-
 def fsck(
     fast: bool = typer.Option(False, "--fast", help="Check file hashes only, not the record hash of each revision."),
+    repair: bool = typer.Option(False, "--repair", help="Reset a damaged main to the newest intact revision, "
+                                                        "remove damaged tags and interrupted writes."),
 ) -> None:
     """Verify every file of every revision against its hash, and every ref."""
     store = open_store(create=False)
-    report = fsck_store(store, deep=not fast)
+    report = fsck_store(store, deep=not fast, repair=repair)
     for note in report.notes:
-        print(f"note: {note}", file=sys.stderr)
+        _note(note)
+    for repaired in report.repairs:
+        print(f"repaired: {repaired}", file=sys.stderr)
     for problem in report.problems:
         print(problem, file=sys.stderr)
     if report.problems:
         raise UserError(f"fsck: {len(report.problems)} problem(s) in {report.checked_revisions} revision(s) of {store.root}")
-    print(f"fsck: {report.checked_revisions} revision(s) ok")
-
-
-def sql(
-    query: Optional[str] = typer.Argument(None, help="SQL; views: records, rejections; table: revisions."),
-    rev: Optional[str] = typer.Option(None, "--rev", "-r", help="Revision the `records` view reads."),
-    analysis: Optional[str] = typer.Option(None, "--analysis", "-a", help="A named query from analyses/."),
-    fmt: str = typer.Option("table", "--format", "-f", help="table, csv or json."),
-) -> None:
-    """Query revisions with DuckDB."""
-    if (query is None) == (analysis is None):
-        names = ", ".join(list_analyses())
-        raise UsageError(f"give either a query or --analysis NAME (analyses: {names})")
-    if fmt not in ("table", "csv", "json"):
-        raise UsageError(f"--format {fmt!r}: expected table, csv or json")
-    text = query if query is not None else analysis_sql(analysis)
-    result = run_sql(open_store(create=False), text, rev)
-    if fmt == "json":
-        print_json(result.as_dicts())
-    elif fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(result.columns)
-        writer.writerows(result.rows)
-        sys.stdout.write(buffer.getvalue())
-    else:
-        print_table(result.columns, result.rows, title=analysis)
-
-
-def datasets(as_json: bool = typer.Option(False, "--json")) -> None:
-    """Datasets in the store with their main revision."""
-    store = open_store(create=False)
-    rows = []
-    for name in store.datasets():
-        main = store.main_id(name)
-        count = store.resolve(f"{name}@main").record_count if main else 0
-        rows.append({"dataset": name, "main": main, "records": count, "revisions": len(store.revision_ids(name)),
-                     "tags": sorted(store.tags(name))})
-    if as_json:
-        print_json(rows)
-    else:
-        print_table(["dataset", "main", "records", "revisions", "tags"],
-                    [(r["dataset"], (r["main"] or "-")[:12], r["records"], r["revisions"], " ".join(r["tags"]))
-                     for r in rows], title=str(store.root))
-
-
-def diversity(
-    ref: str = typer.Argument(...),
-    verbs: int = typer.Option(20, "--verbs", help="How many root verbs to show."),
-    nouns: int = typer.Option(4, "--nouns", help="Direct objects per verb."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the verb/object chart to this PNG."),
-    as_json: bool = typer.Option(False, "--json"),
-) -> None:
-    """Root verb / direct object diversity of the instructions (spaCy), as in the Alpaca analysis."""
-    from alpaca_data.analyze.diversity import plot_verb_noun, verb_noun_stats
-    from alpaca_data.progress import progress_bar
-
-    store = open_store(create=False)
-    manifest = store.resolve(ref)
-    instructions = [r["instruction"] for r in store.read_records(manifest)]
-    with progress_bar("parsing instructions", total=len(instructions), enabled=not is_quiet()) as tick:
-        stats = verb_noun_stats(instructions, tick=tick)
-    top = stats.top(verbs, nouns)
-    summary = {"instructions": stats.total, "distinct_root_verbs": stats.distinct_verbs,
-               "distinct_verb_object_pairs": len(stats.pairs), "no_verb_root": stats.no_verb_root,
-               "verb_without_object": stats.no_object,
-               "top": [{"verb": v, "count": c, "objects": dict(o)} for v, c, o in top]}
-    if plot is not None:
-        plot_verb_noun(stats, plot, verbs, nouns, title=f"{manifest.dataset}@{manifest.short_id}: root verbs and objects")
-    if as_json:
-        print_json(summary)
-        return
-    print(f"{stats.total} instructions: {stats.distinct_verbs} distinct root verbs, {len(stats.pairs)} verb-object "
-          f"pairs; {stats.no_verb_root} without a verb root, {stats.no_object} verbs without a direct object")
-    print_table(["verb", "count", "top direct objects"],
-                [(v, c, ", ".join(f"{noun} ({n})" for noun, n in o)) for v, c, o in top])
-    if plot is not None and not is_quiet():
-        stderr_console.print(f"chart written to {plot}")
+    print(f"fsck: {report.checked_revisions} revision(s) ok" + (f", {len(report.repairs)} repair(s)" if report.repairs else ""))
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(validate)
-    app.command("import")(import_)
-    for command in (log, show, tag, diff, export, fsck, sql, datasets, diversity):
+    for command in (datasets, log, show, tag, diff, fsck):
         app.command()(command)

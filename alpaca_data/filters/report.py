@@ -1,13 +1,15 @@
-"""Outcomes of filtering: what one rule says about a record, rejection rows and the report of a pass.
+"""What a drop rule returns, and the rows of a revision's `rejections` table.
 
 Shared by the heuristic rules, dedup, the ROUGE-L filter and generation, so that every step's
-`rejections` table has the same columns.
+`rejections` table has the same columns (`REJECTION_SCHEMA`), even when it holds no rows.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+import pyarrow as pa
 
 from alpaca_data.records import key_of
 
@@ -21,30 +23,12 @@ def _text(record: Mapping[str, Any], name: str) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-# --------------------------------------------------------------------------------------------
-# Outcomes and reports
-
-
 @dataclass(frozen=True)
 class Drop:
     """What a drop rule returns when it fires: the reason code and a short human detail."""
 
     reason: str
     detail: str | None = None
-
-
-@dataclass
-class RuleOutcome:
-    """The result of running a RuleSet on one record."""
-
-    record: dict[str, Any]  # a copy, normalised where a normalising rule fired
-    dropped_by: str | None = None
-    normalised_by: list[str] = field(default_factory=list)
-    detail: str | None = None  # why the drop rule fired (e.g. the blacklisted word)
-
-    @property
-    def kept(self) -> bool:
-        return self.dropped_by is None
 
 
 def make_rejection(reason: str, record: Mapping[str, Any], index: int, *, score: float | None = None,
@@ -63,24 +47,14 @@ def make_rejection(reason: str, record: Mapping[str, Any], index: int, *, score:
     }
 
 
-@dataclass
-class FilterReport:
-    """Kept records (in input order), one rejection row per dropped record, and counts."""
-
-    kept: list[dict[str, Any]] = field(default_factory=list)
-    rejections: list[dict[str, Any]] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)  # reason -> records dropped
-    normalised: dict[str, int] = field(default_factory=dict)  # rule -> records normalised
-    kept_indices: list[int] = field(default_factory=list)  # input position of each kept record
-
-    @property
-    def total(self) -> int:
-        return len(self.kept) + len(self.rejections)
-
-    @property
-    def dropped(self) -> int:
-        return len(self.rejections)
+# The columns of every `rejections` table; generation adds the request a task came from.
+REJECTION_SCHEMA = pa.schema([
+    ("reason", pa.string()), ("action", pa.string()), ("key", pa.string()), ("instruction", pa.string()),
+    ("input", pa.string()), ("output", pa.string()), ("score", pa.float64()), ("most_similar", pa.string()),
+    ("index", pa.int64()), ("request_id", pa.string()),
+])
 
 
-# --------------------------------------------------------------------------------------------
-# Rule base classes
+def rejections_table(rows: list[Mapping[str, Any]]) -> pa.Table:
+    """Rejection rows as a table that carries its columns even with no rows."""
+    return pa.Table.from_pylist([dict(row) for row in rows], schema=REJECTION_SCHEMA)

@@ -43,15 +43,17 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from alpaca_data.filters.steps import Step, Verdict
 from alpaca_data.progress import track
 
-__all__ = ["NoveltyDecision", "RougeNoveltyIndex", "rouge_tokenize"]
+__all__ = ["NoveltyDecision", "RougeNovelty", "RougeNoveltyIndex", "rouge_tokenize"]
 
 # Same patterns as rouge_score/tokenize.py (no stemmer).
 _NON_ALPHANUM_RE = re.compile(r"[^a-z0-9]+")
@@ -384,3 +386,34 @@ class RougeNoveltyIndex:
         Shows a rich progress bar for more than ~2000 texts unless ``progress=False``.
         """
         return [self.offer(text, with_stats) for text in track(texts, "ROUGE-L novelty", enabled=progress)]
+
+
+class RougeNovelty(Step):
+    """Greedy ROUGE-L novelty as a filter step: an instruction is dropped when its F-measure against the pool
+    (the starting pool plus every instruction kept before it) exceeds the threshold, as Stanford Alpaca does.
+
+    exact_scores: compute every score (the kept record's verdict then carries its exact best score and most
+    similar instruction, as generation records them); otherwise only what the threshold needs.
+    """
+
+    name = "rouge_novelty"
+
+    def __init__(self, threshold: float = 0.7, pool: Iterable[str] = (), on_no_tokens: str = "drop",
+                 exact_scores: bool = False):
+        self.index = RougeNoveltyIndex(threshold=threshold, on_no_tokens=on_no_tokens)
+        self.index.add(pool)
+        self.pool_size = len(self.index)
+        self.exact_scores = exact_scores
+
+    def check(self, record: Mapping[str, Any]) -> Verdict:
+        decision = self.index.offer(record["instruction"], with_stats=self.exact_scores)
+        return Verdict(record if isinstance(record, dict) else dict(record),
+                       None if decision.keep else decision.reason, score=float(decision.max_score),
+                       most_similar=decision.most_similar)
+
+    def check_all(self, records: Sequence[Mapping[str, Any]], progress: bool = True) -> list[Verdict]:
+        return [self.check(record) for record in track(records, "ROUGE-L novelty", enabled=progress)]
+
+    def settings(self) -> dict[str, Any]:
+        return {"threshold": self.index.threshold, "pool_size": self.pool_size,
+                "on_no_tokens": self.index.on_no_tokens}

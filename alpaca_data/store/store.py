@@ -2,113 +2,69 @@
 
 Layout:
     <root>/STORE                                  marker with the store format version
-    <root>/lock                                   file lock serialising writers
-    <root>/tmp/                                   revisions being written (never visible as revisions)
-    <root>/datasets/<name>/revisions/<id>/        data.parquet, manifest.json, sidecar tables
+    <root>/lock                                   file lock serialising the moment a revision becomes visible
+    <root>/tmp/<pid>-<random>/                    a revision being written (never visible as a revision)
+    <root>/datasets/<name>/revisions/<id>/        data.parquet, manifest.json, manifest.sha256, sidecar tables
     <root>/datasets/<name>/refs/main              id of the dataset's latest revision
     <root>/datasets/<name>/refs/tags/<tag>        id a tag points to
     <root>/meta/<name>/<id>/                      facts learnt after a revision was made (e.g. Hub pushes)
 
-A revision is written in tmp/, every file fsynced, then renamed into place in one step, and only
-then is the ref moved. A process killed at any point leaves either no revision or a whole one.
+A revision is written in tmp/, every file fsynced, then renamed into place in one step, and only then is
+the ref moved (`store.writer`). A process killed at any point leaves either no revision or a whole one.
+Every read verifies the bytes it uses (`store.manifest`) and every ref (`store.refs`).
 """
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import json
 import os
-import re
 import shutil
-import uuid
-from dataclasses import dataclass
-from importlib import metadata
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
-from alpaca_data.durable import atomic_write, fsync_dir, fsync_file, fsync_write, sha256_file
+from alpaca_data.durable import atomic_write, pid_alive, write_json
 from alpaca_data.errors import UserError
-from alpaca_data.records import content_hash
-from alpaca_data.schema import SCHEMA_VERSION, validate_manifest
-from alpaca_data.store.tables import compute_stats, records_to_table, table_to_records
+from alpaca_data.store import refs as refs_module
+from alpaca_data.store.manifest import DATA_FILE, MANIFEST_FILE, DamagedRevision, Manifest, damaged, read_manifest
+from alpaca_data.store.refs import ID_PREFIX, NAME_PATTERN, REVISION_ID, RefState
+from alpaca_data.store.tables import records_to_table, table_to_records
+from alpaca_data.store.writer import CHECK_MAIN, CommitResult, RevisionWriter
 
 STORE_FORMAT = 1
-DATA_FILE = "data.parquet"
-MANIFEST_FILE = "manifest.json"
-MANIFEST_HASH_FILE = "manifest.sha256"  # lets fsck notice an edited manifest
 DEFAULT_STORE = "alpaca-store"
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-HEX_PATTERN = re.compile(r"^[0-9a-f]{4,64}$")
 LOCK_TIMEOUT_S = 600
+LOCK_TIMEOUT_ENV = "ALPACA_LOCK_TIMEOUT"
+READ_BATCH_ROWS = 16 * 1024
+
+__all__ = ["CHECK_MAIN", "CommitResult", "Manifest", "Store"]
 
 
-def tool_version() -> str:
-    try:
-        return metadata.version("alpaca-kit")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
-
-
-def _test_pause(stage: str) -> None:
-    """Lets the crash tests kill a real writer at a chosen point (no effect unless the variable is set)."""
-    if os.environ.get("ALPACA_STORE_TEST_PAUSE") == stage:
-        import time
-
-        print(f"paused at {stage}", flush=True)
-        time.sleep(3600)
-
-
-@dataclass(frozen=True)
-class Manifest:
-    path: Path  # the revision folder
-    data: dict[str, Any]
-
-    @property
-    def id(self) -> str:
-        return self.data["id"]
-
-    @property
-    def short_id(self) -> str:
-        return self.id[:12]
-
-    @property
-    def dataset(self) -> str:
-        return self.data["dataset"]
-
-    @property
-    def parents(self) -> list[str]:
-        return list(self.data["parents"])
-
-    @property
-    def record_count(self) -> int:
-        return int(self.data["record_count"])
-
-    @property
-    def data_path(self) -> Path:
-        return self.path / DATA_FILE
-
-    def sidecar_path(self, name: str) -> Path | None:
-        path = self.path / f"{name}.parquet"
-        return path if f"{name}.parquet" in self.data["files"] else None
+def _no_hook(stage: str) -> None:
+    return None
 
 
 class Store:
+    # Called at the named points of a write ("before-commit", "after-data", "before-ref"); tests replace it
+    # to stop a real writer there (kill it, or race it against another writer).
+    stage_hook: Callable[[str], None] = staticmethod(_no_hook)
+
     def __init__(self, root: Path):
         self.root = root
-        self._lock = FileLock(str(root / "lock"), timeout=LOCK_TIMEOUT_S)
+        self.lock_timeout = _lock_timeout()
+        self._lock = FileLock(str(root / "lock"), timeout=self.lock_timeout)
 
     # ------------------------------------------------------------------ opening
 
     @classmethod
-    def open(cls, path: str | os.PathLike | None = None, create: bool = True) -> "Store":
+    def open(cls, path: str | os.PathLike | None = None, create: bool = True) -> Store:
         root = Path(path or os.environ.get("ALPACA_STORE") or DEFAULT_STORE).expanduser()
         marker = root / "STORE"
         if not marker.exists():
-            if root.exists() and root.is_file():
+            if root.exists() and not root.is_dir():
                 raise UserError(f"{root}: is a file, not a store folder")
             if root.exists() and any(root.iterdir()) and not (root / "datasets").exists():
                 raise UserError(f"{root}: exists and is not an alpaca-kit store (no STORE marker)")
@@ -122,14 +78,24 @@ class Store:
                 raise UserError(f"{root}: cannot create store: {error.strerror or error}") from None
         return cls(root)
 
-    def locked(self) -> FileLock:
-        return self._lock
+    def stage(self, name: str) -> None:
+        type(self).stage_hook(name)
 
-    def _acquire(self):
+    def lock(self, what: str = "write to") -> FileLock:
+        """The store's lock, or one line when another process holds it for too long."""
         try:
-            return self._lock.acquire()
+            self._lock.acquire()
         except Timeout:
-            raise UserError(f"{self.root}: store is locked by another process for over {LOCK_TIMEOUT_S}s") from None
+            raise UserError(f"{self.root}: cannot {what} the store: another process has held its lock for over "
+                            f"{self.lock_timeout:g}s (is a command still running? wait longer with "
+                            f"${LOCK_TIMEOUT_ENV}=SECONDS)") from None
+        return _Held(self._lock)
+
+    @staticmethod
+    def check_dataset_name(name: str) -> None:
+        if not NAME_PATTERN.match(name or ""):
+            raise UserError(f"{name!r}: invalid dataset name (letters, digits, . _ -; up to 100; no paths)",
+                            exit_code=2)
 
     # ------------------------------------------------------------------ paths
 
@@ -141,26 +107,33 @@ class Store:
 
     def datasets(self) -> list[str]:
         base = self.root / "datasets"
-        return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.exists() else []
+        return sorted(p.name for p in base.iterdir() if p.is_dir() and NAME_PATTERN.match(p.name)) \
+            if base.exists() else []
 
     def revision_ids(self, dataset: str) -> list[str]:
         base = self.dataset_dir(dataset) / "revisions"
-        return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.exists() else []
+        return sorted(p.name for p in base.iterdir() if REVISION_ID.match(p.name)) if base.exists() else []
 
     # ------------------------------------------------------------------ refs
 
+    def ref_states(self, dataset: str) -> list[RefState]:
+        return refs_module.ref_states(self.dataset_dir(dataset))
+
     def main_id(self, dataset: str) -> str | None:
-        ref = self.dataset_dir(dataset) / "refs" / "main"
-        return ref.read_text().strip() if ref.exists() else None
+        """The id `main` points to (None for a dataset without one); a damaged ref is refused with a hint."""
+        state = refs_module.read_ref_file(self.dataset_dir(dataset) / "refs" / "main", "main",
+                                          self.dataset_dir(dataset) / "revisions")
+        if state.problem:
+            raise refs_module.damaged_ref(dataset, state)
+        return state.target
 
     def tags(self, dataset: str) -> dict[str, str]:
-        base = self.dataset_dir(dataset) / "refs" / "tags"
-        return {p.name: p.read_text().strip() for p in sorted(base.iterdir())} if base.exists() else {}
+        """Intact tags (damaged ones are left to `fsck`, and refused when named)."""
+        return {s.name.removeprefix("tags/"): s.target for s in self.ref_states(dataset)
+                if s.name.startswith("tags/") and not s.problem}
 
-    def _set_ref(self, dataset: str, name: str, revision_id: str) -> None:
-        ref = self.dataset_dir(dataset) / "refs" / name
-        ref.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(ref, (revision_id + "\n").encode())
+    def set_ref(self, dataset: str, name: str, revision_id: str) -> None:
+        refs_module.write_ref(self.dataset_dir(dataset), name, revision_id)
 
     def resolve(self, ref: str) -> Manifest:
         """`NAME`, `NAME@main`, `NAME@TAG`, `NAME@<id prefix>`, or a bare id prefix."""
@@ -169,24 +142,26 @@ class Store:
         if not sep:
             if dataset in self.datasets():
                 spec = "main"
-            elif HEX_PATTERN.match(dataset):
+            elif ID_PREFIX.match(dataset):
                 return self._resolve_bare_prefix(dataset)
             else:
                 raise UserError(f"{ref}: no such dataset in {self.root} (datasets: {', '.join(self.datasets()) or 'none'})")
-        if dataset not in self.datasets():
+        if not NAME_PATTERN.match(dataset) or dataset not in self.datasets():
             raise UserError(f"{ref}: no such dataset {dataset!r} in {self.root}")
         if spec == "main":
             revision_id = self.main_id(dataset)
             if revision_id is None:
                 raise UserError(f"{ref}: dataset has no main revision")
-            return self._load(dataset, revision_id)
-        tags = self.tags(dataset)
-        if spec in tags:
-            return self._load(dataset, tags[spec])
-        if HEX_PATTERN.match(spec):
+            return self.load(dataset, revision_id)
+        tag = next((s for s in self.ref_states(dataset) if s.name == f"tags/{spec}"), None)
+        if tag is not None:
+            if tag.problem:
+                raise refs_module.damaged_ref(dataset, tag)
+            return self.load(dataset, tag.target)
+        if ID_PREFIX.match(spec):
             matches = [rid for rid in self.revision_ids(dataset) if rid.startswith(spec)]
             if len(matches) == 1:
-                return self._load(dataset, matches[0])
+                return self.load(dataset, matches[0])
             if len(matches) > 1:
                 raise UserError(f"{ref}: id prefix is ambiguous ({len(matches)} revisions); give more characters")
         raise UserError(f"{ref}: no tag or revision {spec!r} in dataset {dataset!r}")
@@ -194,135 +169,114 @@ class Store:
     def _resolve_bare_prefix(self, prefix: str) -> Manifest:
         matches = [(name, rid) for name in self.datasets() for rid in self.revision_ids(name) if rid.startswith(prefix)]
         if len(matches) == 1:
-            return self._load(*matches[0])
+            return self.load(*matches[0])
         if not matches:
             raise UserError(f"{prefix}: no such dataset or revision in {self.root}")
         raise UserError(f"{prefix}: id prefix is ambiguous ({len(matches)} revisions)")
 
-    def _load(self, dataset: str, revision_id: str) -> Manifest:
+    def load(self, dataset: str, revision_id: str) -> Manifest:
         folder = self.revision_dir(dataset, revision_id)
-        try:
-            data = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UserError(f"{dataset}@{revision_id[:12]}: revision is missing from the store (run `alpaca-data fsck`)") from None
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise UserError(f"{dataset}@{revision_id[:12]}: manifest is corrupt (run `alpaca-data fsck`)") from None
-        return Manifest(folder, data)
+        if not folder.is_dir():
+            raise damaged(dataset, revision_id, "the revision is missing from the store")
+        return read_manifest(folder, dataset, revision_id)
 
     def tag(self, ref: str, tag: str, force: bool = False) -> Manifest:
+        refs_module.check_tag_name(tag)
         manifest = self.resolve(ref)
-        if tag == "main" or not NAME_PATTERN.match(tag):
-            raise UserError(f"{tag!r}: invalid tag name (letters, digits, . _ -; not 'main')", exit_code=2)
-        with self._acquire():
-            current = self.tags(manifest.dataset).get(tag)
-            if current and current != manifest.id and not force:
-                raise UserError(f"{manifest.dataset}@{tag}: tag already points to {current[:12]} (use --force to move it)")
-            self._set_ref(manifest.dataset, f"tags/{tag}", manifest.id)
+        with self.lock():
+            state = next((s for s in self.ref_states(manifest.dataset) if s.name == f"tags/{tag}"), None)
+            if state is not None and not force and state.target != manifest.id:
+                where = f"{manifest.dataset}@{tag}"
+                held = f"points to {state.target[:12]}" if not state.problem else state.problem
+                raise UserError(f"{where}: tag already exists and {held} (use --force to move it)")
+            self.set_ref(manifest.dataset, f"tags/{tag}", manifest.id)
         return manifest
 
-    # ------------------------------------------------------------------ reading
+    # ------------------------------------------------------------------ reading (verified)
+
+    def _manifest(self, ref: str | Manifest) -> Manifest:
+        return ref if isinstance(ref, Manifest) else self.resolve(ref)
 
     def read_table(self, ref: str | Manifest) -> pa.Table:
-        manifest = ref if isinstance(ref, Manifest) else self.resolve(ref)
-        return pq.read_table(manifest.data_path)
+        manifest = self._manifest(ref)
+        return _read_verified(manifest, DATA_FILE, pq.read_table)
 
     def read_records(self, ref: str | Manifest) -> list[dict[str, Any]]:
         return table_to_records(self.read_table(ref))
 
-    def manifest_hash(self, ref: str | Manifest) -> str:
-        manifest = ref if isinstance(ref, Manifest) else self.resolve(ref)
-        return sha256_file(manifest.path / MANIFEST_FILE)
+    def iter_batches(self, ref: str | Manifest, rows: int = READ_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+        """The records in order, a batch at a time (memory stays flat for any size)."""
+        manifest = self._manifest(ref)
+        parquet = _read_verified(manifest, DATA_FILE, pq.ParquetFile)
+        try:
+            yield from parquet.iter_batches(batch_size=rows)
+        except (pa.ArrowException, OSError):
+            raise damaged(manifest.dataset, manifest.id, "data.parquet cannot be read") from None
 
-    def log(self, dataset: str) -> list[Manifest]:
+    def read_sidecar(self, manifest: Manifest, name: str) -> pa.Table | None:
+        if not manifest.has_sidecar(name):
+            return None
+        return _read_verified(manifest, f"{name}.parquet", pq.read_table)
+
+    def manifest_hash(self, ref: str | Manifest) -> str:
+        from alpaca_data.durable import sha256_file
+
+        return sha256_file(self._manifest(ref).path / MANIFEST_FILE)
+
+    def scan(self, dataset: str) -> tuple[list[Manifest], list[tuple[str, str]]]:
+        """Intact revisions of a dataset (newest first) and the damaged ones as (id, what is wrong)."""
         if dataset not in self.datasets():
             raise UserError(f"{dataset}: no such dataset in {self.root}")
-        manifests = [self._load(dataset, rid) for rid in self.revision_ids(dataset)]
-        return sorted(manifests, key=lambda m: m.data["created_at"], reverse=True)
+        intact, broken = [], []
+        for revision_id in self.revision_ids(dataset):
+            try:
+                intact.append(self.load(dataset, revision_id))
+            except DamagedRevision as error:
+                broken.append((revision_id, str(error)))
+        return sorted(intact, key=lambda m: m.data["created_at"], reverse=True), broken
 
-    def all_manifests(self) -> list[Manifest]:
-        return [m for name in self.datasets() for m in self.log(name)]
+    def log(self, dataset: str) -> list[Manifest]:
+        return self.scan(dataset)[0]
+
+    def all_manifests(self) -> tuple[list[Manifest], list[tuple[str, str]]]:
+        """Every intact revision in the store, and the damaged ones (each reported alone)."""
+        intact, broken = [], []
+        for name in self.datasets():
+            ok, bad = self.scan(name)
+            intact.extend(ok)
+            broken.extend(bad)
+        return intact, broken
 
     # ------------------------------------------------------------------ writing
 
+    def begin(self, dataset: str, schema: pa.Schema) -> RevisionWriter:
+        """A writer for a revision streamed in batches (see `store.writer`)."""
+        self.check_dataset_name(dataset)
+        return RevisionWriter(self, dataset, schema)
+
     def commit(self, dataset: str, records: list[Mapping[str, Any]], *, message: str = "",
                parents: list[str] | None = None, recipe: Mapping[str, Any] | None = None,
-               extra: Mapping[str, Any] | None = None,
-               sidecars: Mapping[str, list[Mapping[str, Any]]] | None = None) -> "CommitResult":
+               extra: Mapping[str, Any] | None = None, sidecars: Mapping[str, pa.Table] | None = None,
+               expected_main: Any = CHECK_MAIN, force: bool = False) -> CommitResult:
         """Write `records` as a new revision of `dataset` and move its main ref there.
 
         Identical content (same records, same order) already in the dataset creates nothing new.
         """
-        if not NAME_PATTERN.match(dataset):
-            raise UserError(f"{dataset!r}: invalid dataset name (letters, digits, . _ -; up to 100)", exit_code=2)
+        self.check_dataset_name(dataset)
         table = records_to_table(list(records))
-        rows = table_to_records(table)  # as they will read back from Parquet: what the id and stats describe
-        revision_id = content_hash(rows)
-        with self._acquire():
-            self._clean_tmp()
-            final = self.revision_dir(dataset, revision_id)
-            if final.exists():
-                moved = self.main_id(dataset) != revision_id
-                if moved:
-                    self._set_ref(dataset, "main", revision_id)
-                return CommitResult(self._load(dataset, revision_id), created=False, moved_main=moved)
-            if parents is None:
-                main = self.main_id(dataset)
-                parents = [main] if main else []
-            manifest = self._write_revision(dataset, revision_id, table, rows, message, parents, recipe, extra,
-                                           sidecars)
-            _test_pause("before-ref")
-            self._set_ref(dataset, "main", revision_id)
-        return CommitResult(manifest, created=True, moved_main=True)
+        self.stage("before-commit")
+        with self.begin(dataset, table.schema) as writer:
+            writer.write(table)
+            return writer.commit(message=message, parents=parents, recipe=recipe, extra=extra, sidecars=sidecars,
+                                 expected_main=expected_main, force=force)
 
-    def _write_revision(self, dataset, revision_id, table, rows, message, parents, recipe, extra, sidecars) -> Manifest:
-        tmp = self.root / "tmp" / f"{revision_id[:12]}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir(parents=True)
-        files: dict[str, str] = {}
-        pq.write_table(table, tmp / DATA_FILE, compression="zstd")
-        for name, rows in (sidecars or {}).items():
-            if not NAME_PATTERN.match(name) or name in ("data", "manifest"):
-                raise ValueError(f"invalid sidecar name {name!r}")
-            pq.write_table(records_to_table(list(rows)) if rows else pa.table({}), tmp / f"{name}.parquet",
-                           compression="zstd")
-        for path in sorted(tmp.iterdir()):
-            fsync_file(path)
-            files[path.name] = sha256_file(path)
-        _test_pause("after-data")
-        recipe = dict(recipe or {})
-        recipe.setdefault("command", "unknown")
-        recipe["tool_version"] = tool_version()
-        data = {
-            "id": revision_id,
-            "dataset": dataset,
-            "parents": list(parents),
-            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds"),
-            "message": message,
-            "record_count": table.num_rows,
-            "schema_version": SCHEMA_VERSION,
-            "columns": table.column_names,
-            "recipe": recipe,
-            "stats": compute_stats(rows),
-            "files": files,
-            "extra": dict(extra or {}),
-        }
-        problems = validate_manifest(data)
-        if problems:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise ValueError(f"internal error: manifest does not match its schema: {problems[0]}")
-        manifest_bytes = json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True).encode()
-        fsync_write(tmp / MANIFEST_FILE, manifest_bytes)
-        fsync_write(tmp / MANIFEST_HASH_FILE, (hashlib.sha256(manifest_bytes).hexdigest() + "\n").encode())
-        fsync_dir(tmp)
-        final = self.revision_dir(dataset, revision_id)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(tmp, final)
-        fsync_dir(final.parent)
-        return Manifest(final, data)
-
-    def _clean_tmp(self) -> int:
-        """Remove leftovers of writers that died (safe: every writer holds the lock while in tmp/)."""
+    def stale_tmp(self) -> list[Path]:
+        """Folders in tmp/ of writers that died (a live writer's folder starts with its pid)."""
         tmp = self.root / "tmp"
-        stale = list(tmp.iterdir()) if tmp.exists() else []
+        return [path for path in (tmp.iterdir() if tmp.exists() else []) if not _writer_alive(path.name)]
+
+    def clean_tmp(self) -> int:
+        stale = self.stale_tmp()
         for path in stale:
             shutil.rmtree(path, ignore_errors=True)
         return len(stale)
@@ -334,22 +288,49 @@ class Store:
 
     def write_meta(self, manifest: Manifest, name: str, payload: Mapping[str, Any]) -> None:
         folder = self.meta_dir(manifest)
-        with self._acquire():
+        with self.lock():
             folder.mkdir(parents=True, exist_ok=True)
-            atomic_write(folder / f"{name}.json", json.dumps(payload, indent=2, sort_keys=True).encode())
+            write_json(folder / f"{name}.json", dict(payload))
 
     def read_meta(self, manifest: Manifest, name: str) -> dict[str, Any] | None:
         path = self.meta_dir(manifest) / f"{name}.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise UserError(f"{path}: is damaged (not JSON); remove it to forget what it recorded") from None
 
 
-@dataclass(frozen=True)
-class CommitResult:
-    manifest: Manifest
-    created: bool
-    moved_main: bool
+class _Held:
+    """Context manager releasing a lock acquired by `Store.lock`."""
 
-    def __getattr__(self, name: str) -> Any:
-        # a commit result reads like the manifest it made (id, data, dataset, path, ...)
-        return getattr(self.manifest, name)
+    def __init__(self, lock: FileLock):
+        self._lock = lock
 
+    def __enter__(self) -> FileLock:
+        return self._lock
+
+    def __exit__(self, *_: object) -> None:
+        self._lock.release()
+
+
+def _lock_timeout() -> float:
+    raw = os.environ.get(LOCK_TIMEOUT_ENV)
+    try:
+        return float(raw) if raw else LOCK_TIMEOUT_S
+    except ValueError:
+        raise UserError(f"${LOCK_TIMEOUT_ENV}={raw!r}: expected a number of seconds", exit_code=2) from None
+
+
+def _writer_alive(folder_name: str) -> bool:
+    pid = folder_name.split("-", 1)[0]
+    return pid.isdigit() and pid_alive(int(pid))
+
+
+def _read_verified(manifest: Manifest, name: str, read: Callable[[Path], Any]) -> Any:
+    path = manifest.verified(name)  # the bytes match the manifest's hash before anything parses them
+    try:
+        return read(path)
+    except (pa.ArrowException, OSError):
+        raise damaged(manifest.dataset, manifest.id, f"{name} cannot be read") from None

@@ -1,7 +1,11 @@
-"""Records <-> Arrow tables, the canonical record stream, and summary stats."""
+"""Records <-> Arrow: the column types a revision's records need (decided once, for validation and import
+alike), conversion in batches, and the statistics of a revision accumulated batch by batch."""
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+import hashlib
+from array import array
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -9,29 +13,137 @@ import pyarrow as pa
 from alpaca_data.errors import UserError
 from alpaca_data.records import CORE_FIELDS, normalise_text
 
+_INT64 = (-(2**63), 2**63 - 1)
+_KIND_TYPES = {"string": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(),
+               "null": pa.null()}
 
-def records_to_table(records: list[Mapping[str, Any]]) -> pa.Table:
-    """Core fields first (always strings), provenance columns after, in sorted order."""
-    extra = sorted({name for record in records for name in record} - set(CORE_FIELDS))
-    arrays, names = [], []
-    for name in (*CORE_FIELDS, *extra):
-        values = [record.get(name) for record in records]
-        if name in CORE_FIELDS:
+
+def _scalar_kind(value: Any) -> str | None:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    return None
+
+
+def _merge(a: str, b: str) -> str | None:
+    """The kind a column holding both kinds has, or None when they cannot share a column."""
+    if a == b or b == "null":
+        return a
+    if a == "null":
+        return b
+    if {a, b} == {"int", "float"}:
+        return "float"
+    if a.startswith("list<") and b.startswith("list<"):
+        inner = _merge(a[5:-1], b[5:-1])
+        return f"list<{inner}>" if inner else None
+    return None
+
+
+def _describe(kind: str) -> str:
+    return {"int": "an integer", "float": "a number", "bool": "a boolean", "string": "a string",
+            "null": "null"}.get(kind, "a list" if kind.startswith("list<") else kind)
+
+
+def value_kind(value: Any) -> tuple[str | None, str | None]:
+    """(kind, problem) of one provenance value: a scalar or a flat list of scalars, ints within 64 bits."""
+    if isinstance(value, list):
+        inner = "null"
+        for item in value:
+            kind = _scalar_kind(item)
+            if kind is None:
+                return None, "provenance lists hold scalars only, not nested lists or objects"
+            if kind == "int" and not _INT64[0] <= item <= _INT64[1]:
+                return None, f"integer {item} does not fit in 64 bits"
+            merged = _merge(inner, kind)
+            if merged is None:
+                return None, f"a list mixes {_describe(inner)} and {_describe(kind)}"
+            inner = merged
+        return f"list<{inner}>", None
+    kind = _scalar_kind(value)
+    if kind is None:
+        return None, "provenance fields are scalars or flat lists"
+    if kind == "int" and not _INT64[0] <= value <= _INT64[1]:
+        return None, f"integer {value} does not fit in 64 bits"
+    return kind, None
+
+
+class ColumnTypes:
+    """The Parquet column type of every field, learnt record by record.
+
+    `observe` returns (field, reason) for each value that cannot share its column with the values seen
+    before (a string where earlier records had numbers, an integer beyond 64 bits, ...): the validator
+    reports these, so a file that validates always imports.
+    """
+
+    def __init__(self) -> None:
+        self.kinds: dict[str, str] = {}
+        self.first_seen: dict[str, str] = {}  # field -> location of the record that fixed its kind
+
+    def observe(self, record: Mapping[str, Any], location: str = "") -> list[tuple[str, str]]:
+        problems = []
+        for name, value in record.items():
+            if name in CORE_FIELDS:
+                continue
+            kind, problem = value_kind(value)
+            if problem:
+                problems.append((name, problem))
+                continue
+            known = self.kinds.get(name)
+            if known is None:
+                self.kinds[name] = kind
+                self.first_seen[name] = location
+                continue
+            merged = _merge(known, kind)
+            if merged is None:
+                where = f" in {self.first_seen[name]}" if self.first_seen.get(name) else " in earlier records"
+                problems.append((name, f"is {_describe(kind)} here but {_describe(known)}{where}; "
+                                       "a field holds one type in every record"))
+            elif merged != known:
+                self.kinds[name] = merged
+        return problems
+
+    def schema(self) -> pa.Schema:
+        """Core fields first (always strings), provenance columns after, in sorted order."""
+        fields = [pa.field(name, pa.string()) for name in CORE_FIELDS]
+        for name in sorted(self.kinds):
+            kind = self.kinds[name]
+            arrow = pa.list_(_KIND_TYPES[kind[5:-1]]) if kind.startswith("list<") else _KIND_TYPES[kind]
+            fields.append(pa.field(name, arrow))
+        return pa.schema(fields)
+
+
+def schema_for(records: Iterable[Mapping[str, Any]]) -> pa.Schema:
+    types = ColumnTypes()
+    for number, record in enumerate(records, start=1):
+        problems = types.observe(record, f"record {number}")
+        if problems:
+            name, reason = problems[0]
+            raise UserError(f"record {number}: {name}: {reason}")
+    return types.schema()
+
+
+def records_to_table(records: list[Mapping[str, Any]], schema: pa.Schema | None = None) -> pa.Table:
+    schema = schema if schema is not None else schema_for(records)
+    arrays = []
+    for field in schema:
+        values = [record.get(field.name) for record in records]
+        if field.name in CORE_FIELDS:
             values = ["" if value is None else value for value in values]
-            arrays.append(pa.array(values, type=pa.string()))
-        else:
-            try:
-                arrays.append(pa.array(values))
-            except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
-                raise UserError(f"field {name!r}: values of mixed types cannot share a column ({error})") from None
-        names.append(name)
-    return pa.Table.from_arrays(arrays, names=names)
+        arrays.append(pa.array(values, type=field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def table_to_records(table: pa.Table) -> list[dict[str, Any]]:
+def table_to_records(table: pa.Table | pa.RecordBatch) -> list[dict[str, Any]]:
     """Rows as dicts; provenance columns that are null for a row are left out of that row."""
     rows = table.to_pylist()
-    extra = [name for name in table.column_names if name not in CORE_FIELDS]
+    extra = [name for name in table.schema.names if name not in CORE_FIELDS]
     if extra:
         for row in rows:
             for name in extra:
@@ -44,26 +156,53 @@ def word_count(text: str) -> int:
     return len(text.split())
 
 
-def _summary(values: list[int]) -> dict[str, float]:
+def _summary(values: array) -> dict[str, float]:
     if not values:
         return {"mean": 0.0, "median": 0.0, "p95": 0.0, "max": 0}
-    array = np.asarray(values)
-    return {"mean": round(float(array.mean()), 3), "median": float(np.median(array)),
-            "p95": round(float(np.percentile(array, 95)), 2), "max": int(array.max())}
+    data = np.frombuffer(values, dtype=np.int64)
+    return {"mean": round(float(data.mean()), 3), "median": float(np.median(data)),
+            "p95": round(float(np.percentile(data, 95)), 2), "max": int(data.max())}
+
+
+class RevisionStats:
+    """The `stats` of a revision's manifest, accumulated record by record in flat memory."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.with_input = 0
+        self.empty_output = 0
+        self.chars_total = 0
+        self.words = {name: array("q") for name in CORE_FIELDS}
+        self._instruction_hashes = array("Q")
+
+    def add(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        for row in rows:
+            self.count += 1
+            if row["input"].strip():
+                self.with_input += 1
+            if not row["output"].strip():
+                self.empty_output += 1
+            for name in CORE_FIELDS:
+                text = row[name]
+                self.chars_total += len(text)
+                self.words[name].append(word_count(text))
+            digest = hashlib.blake2b(normalise_text(row["instruction"]).encode("utf-8"), digest_size=8).digest()
+            self._instruction_hashes.append(int.from_bytes(digest, "little"))
+
+    def result(self) -> dict[str, Any]:
+        distinct = len(np.unique(np.frombuffer(self._instruction_hashes, dtype=np.uint64))) if self.count else 0
+        return {
+            "record_count": self.count,
+            "with_input": self.with_input,
+            "with_input_share": round(self.with_input / self.count, 4) if self.count else 0.0,
+            "empty_output": self.empty_output,
+            "duplicate_instructions": self.count - distinct,
+            "words": {name: _summary(values) for name, values in self.words.items()},
+            "chars_total": self.chars_total,
+        }
 
 
 def compute_stats(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    records = list(records)
-    words = {name: [word_count(record[name]) for record in records] for name in CORE_FIELDS}
-    with_input = sum(1 for record in records if record["input"].strip())
-    normalised = [normalise_text(record["instruction"]) for record in records]
-    return {
-        "record_count": len(records),
-        "with_input": with_input,
-        "with_input_share": round(with_input / len(records), 4) if records else 0.0,
-        "empty_output": sum(1 for record in records if not record["output"].strip()),
-        "duplicate_instructions": len(normalised) - len(set(normalised)),
-        "words": {name: _summary(values) for name, values in words.items()},
-        "chars_total": sum(len(record[name]) for record in records for name in CORE_FIELDS),
-    }
-
+    stats = RevisionStats()
+    stats.add(records)
+    return stats.result()

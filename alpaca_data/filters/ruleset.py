@@ -1,4 +1,5 @@
-"""Named heuristic rules that drop or normalise Alpaca records.
+"""The rule set: named heuristic rules that drop or normalise Alpaca records, as one filter step, and the
+parser of rule specs (`--rules`).
 
 Every rule has a snake_case ``name`` (the reason code written to rejection files), an
 ``action`` (``drop`` or ``normalise``), a default on/off state and a few parameters.
@@ -76,7 +77,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from alpaca_data.errors import UsageError
-from alpaca_data.filters.report import Drop, FilterReport, RuleOutcome, make_rejection
+from alpaca_data.filters.report import Drop
 from alpaca_data.filters.rules import (
     RULES,
     Blacklist,
@@ -97,7 +98,7 @@ from alpaca_data.filters.rules import (
     WriteAProgram,
     _plain,
 )
-from alpaca_data.progress import track
+from alpaca_data.filters.steps import Step, Verdict
 
 __all__ = [
     "RULES",
@@ -107,21 +108,18 @@ __all__ = [
     "DropRule",
     "EmptyCodeBlock",
     "EmptyOutput",
-    "FilterReport",
     "MergedInstructions",
     "NeedsMedia",
     "NoInputMarker",
     "NormaliseRule",
     "OutputEchoesInstruction",
     "Rule",
-    "RuleOutcome",
     "RuleSet",
     "StartsWithNonAscii",
     "StartsWithPunctuation",
     "TooLong",
     "TooShort",
     "WriteAProgram",
-    "make_rejection",
 ]
 
 _BY_NAME: dict[str, type[Rule]] = {rule.name: rule for rule in RULES}
@@ -168,12 +166,14 @@ def _unknown_rule(name: str) -> UsageError:
     return UsageError(f"unknown filter rule {name!r} (known: {', '.join(_BY_NAME)})")
 
 
-class RuleSet:
-    """An ordered set of configured rules.
+class RuleSet(Step):
+    """An ordered set of configured rules, run as one filter step ("rules").
 
     Normalising rules run first, then drop rules; known rules always run in the order of
     :data:`RULES` (custom Rule instances keep the order given, after the known ones).
     """
+
+    name = "rules"
 
     def __init__(self, rules: Iterable[Rule]):
         rules = list(rules)
@@ -289,38 +289,26 @@ class RuleSet:
 
     # -- running -------------------------------------------------------------------------
 
-    def check(self, record: Mapping[str, Any]) -> RuleOutcome:
-        """Run the rules on one record. The input is never mutated; the outcome holds a copy."""
+    def settings(self) -> dict[str, Any]:
+        return {"rules": [{"name": rule.name, "params": rule.params()} for rule in self.rules]}
+
+    def check(self, record: Mapping[str, Any]) -> Verdict:
+        """Run the rules on one record: normalising rules first, then drop rules; the first drop wins.
+        The input is never mutated; the verdict holds a (normalised) copy."""
         current: dict[str, Any] = dict(record)
         normalised_by: list[str] = []
         for rule in self._normalisers:
             result = rule.apply(current)
             if isinstance(result, Drop):  # a custom rule may do both
-                return RuleOutcome(current, result.reason, normalised_by, result.detail)
+                return Verdict(current, result.reason, normalised_by=tuple(normalised_by), detail=result.detail)
             if result is not None and result != current:
                 current = dict(result)
                 normalised_by.append(rule.name)
         for rule in self._droppers:
             result = rule.apply(current)
             if isinstance(result, Drop):
-                return RuleOutcome(current, result.reason, normalised_by, result.detail)
+                return Verdict(current, result.reason, normalised_by=tuple(normalised_by), detail=result.detail)
             if isinstance(result, dict) and result != current:
                 current = dict(result)
                 normalised_by.append(rule.name)
-        return RuleOutcome(current, None, normalised_by)
-
-    def apply(self, records: Iterable[Mapping[str, Any]], *, progress: bool = True) -> FilterReport:
-        """Run the rules on every record. Rejections hold the (normalised) record's text and key."""
-
-        report = FilterReport()
-        for index, record in enumerate(track(records, "heuristic rules", progress)):
-            outcome = self.check(record)
-            for name in outcome.normalised_by:
-                report.normalised[name] = report.normalised.get(name, 0) + 1
-            if outcome.dropped_by is None:
-                report.kept.append(outcome.record)
-                report.kept_indices.append(index)
-            else:
-                report.rejections.append(make_rejection(outcome.dropped_by, outcome.record, index))
-                report.counts[outcome.dropped_by] = report.counts.get(outcome.dropped_by, 0) + 1
-        return report
+        return Verdict(current, normalised_by=tuple(normalised_by))
