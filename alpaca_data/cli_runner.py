@@ -6,7 +6,6 @@ import os
 import sys
 
 import typer
-
 from typer._click import exceptions as click_exceptions  # typer vendors click (pyproject: typer>=0.29)
 
 from alpaca_data.errors import UserError

@@ -18,7 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from alpaca_data.generate.run import GenerateConfig, run_generation
+from alpaca_data.cli_options import build_config
+from alpaca_data.generate.config import GenerateConfig
+from alpaca_data.generate.run import run_generation
 
 SEEDS = ROOT / ".." / "shared" / "data" / "seeds" / "alpaca_seed_tasks.jsonl"
 
@@ -35,11 +37,11 @@ def start_server(latency_ms: float) -> tuple[subprocess.Popen, str]:
 
 
 def measure(base_url: str, store: Path, concurrency: int, requests: int) -> dict:
-    cfg = GenerateConfig(seeds=str(SEEDS), num=1_000_000, teacher="demo", dataset=f"bench-c{concurrency}",
-                         base_url=base_url, concurrency=concurrency, max_requests=requests, quiet=True,
-                         store=str(store), seed=concurrency)
+    cfg = build_config(GenerateConfig, dict(seeds=str(SEEDS), num=1_000_000, spec="demo", dataset=f"bench-c{concurrency}",
+                                            base_url=base_url, concurrency=concurrency, max_requests=requests,
+                                            seed=concurrency))
     started = time.perf_counter()
-    result = run_generation(cfg)
+    result = run_generation(cfg, store=store)
     total = time.perf_counter() - started
     stats = result.stats
     network = stats.finished - stats.network_started
@@ -59,8 +61,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             store = Path(tmp) / "store"
             # warm-up (imports, numba compilation of the ROUGE kernels) outside the measured runs
-            run_generation(GenerateConfig(seeds=str(SEEDS), num=5, teacher="demo", dataset="warm", quiet=True,
-                                          store=str(store)))
+            run_generation(build_config(GenerateConfig, dict(seeds=str(SEEDS), num=5, spec="demo", dataset="warm")),
+                           store=store)
             n_one = max(5, int(args.seconds / latency))
             n_many = max(20, int(args.seconds * args.concurrency / latency))
             one = measure(base_url, store, 1, n_one)

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from alpaca_data.cli_options import build_config
+from alpaca_data.generate.config import GenerateConfig
 from alpaca_data.generate.demo_server import DemoConfig, DemoServer
 from alpaca_data.generate.journal import read_journal
 from alpaca_data.generate.ratelimit import TokenBucket
-from alpaca_data.generate.run import GenerateConfig, run_generation
+from alpaca_data.generate.run import run_generation
 from alpaca_data.store import Store
 
 SEEDS = str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "seeds" / "alpaca_seed_tasks.jsonl")
@@ -22,9 +24,14 @@ PROVENANCE = {"request_id", "prompt_seeds", "rouge_max", "rouge_most_similar", "
 
 
 def _cfg(tmp_path: Path, **overrides) -> GenerateConfig:
-    options = dict(seeds=SEEDS, num=30, teacher="demo", dataset="gen", quiet=True, store=str(tmp_path / "store"))
-    options.update(overrides)
-    return GenerateConfig(**options)
+    demo_options = overrides.pop("demo_options", None)
+    cfg = build_config(GenerateConfig, {"seeds": SEEDS, "num": 30, "spec": "demo", "dataset": "gen", **overrides})
+    cfg.demo_options = demo_options or {}
+    return cfg
+
+
+def _generate(tmp_path: Path, **overrides):
+    return run_generation(_cfg(tmp_path, **overrides), store=tmp_path / "store")
 
 
 def _stats(server: DemoServer) -> dict:
@@ -36,8 +43,8 @@ def test_injected_faults_are_survived_and_counted(tmp_path):
     config = DemoConfig(seed=3, fault_429_rate=0.2, fault_5xx_rate=0.15, fault_timeout_rate=0.08, malformed_rate=0.15,
                         truncate_rate=0.25, retry_after_s=0.05, timeout_sleep_s=2.0)
     with DemoServer(config) as server:
-        result = run_generation(_cfg(tmp_path, num=100, base_url=server.base_url, concurrency=1, timeout=0.3,
-                                     max_retries=10, backoff_base=0.01))
+        result = _generate(tmp_path, num=100, base_url=server.base_url, concurrency=1, timeout=0.3,
+                                     max_retries=10, backoff_base=0.01)
         served = _stats(server)["counts"]
     assert result.status == "done" and result.kept == 100
     generation = result.manifest.data["extra"]["generation"]
@@ -61,7 +68,7 @@ def test_injected_faults_are_survived_and_counted(tmp_path):
 
 @pytest.mark.parametrize("api", ["chat", "completions"])
 def test_both_endpoints_commit_a_revision_with_provenance(tmp_path, api):
-    result = run_generation(_cfg(tmp_path, api=api, num=25))
+    result = _generate(tmp_path, api=api, num=25)
     assert result.status == "done"
     store = Store.open(tmp_path / "store")
     records = store.read_records(result.revision_id)
@@ -90,22 +97,22 @@ def test_both_endpoints_commit_a_revision_with_provenance(tmp_path, api):
 
 def test_same_seed_same_revision_under_any_concurrency(tmp_path):
     faults = {"seed": 5, "fault_429_rate": 0.1, "fault_5xx_rate": 0.1, "retry_after_s": 0.01, "latency_ms": 5}
-    one = run_generation(_cfg(tmp_path, dataset="one", num=50, concurrency=1, demo_options=faults, max_retries=10))
-    many = run_generation(_cfg(tmp_path, dataset="many", num=50, concurrency=8, demo_options=faults, max_retries=10))
-    other = run_generation(_cfg(tmp_path, dataset="other", num=50, concurrency=8, seed=1))
+    one = _generate(tmp_path, dataset="one", num=50, concurrency=1, demo_options=faults, max_retries=10)
+    many = _generate(tmp_path, dataset="many", num=50, concurrency=8, demo_options=faults, max_retries=10)
+    other = _generate(tmp_path, dataset="other", num=50, concurrency=8, seed=1)
     assert one.revision_id == many.revision_id
     assert other.revision_id != one.revision_id
 
 
 def test_budget_cap_stops_cleanly_and_resumes_to_the_same_revision(tmp_path):
-    capped = run_generation(_cfg(tmp_path, num=60, concurrency=2, max_cost=0.004))
+    capped = _generate(tmp_path, num=60, concurrency=2, max_cost=0.004)
     assert capped.status == "budget_exhausted" and capped.revision_id is None
     assert capped.stats.cost_usd <= 0.004 + 0.003  # at most the requests already in flight
     assert "gen" not in Store.open(tmp_path / "store").datasets()
-    resumed = run_generation(_cfg(tmp_path, num=60, concurrency=2, max_cost=1.0, resume=True))
+    resumed = _generate(tmp_path, num=60, concurrency=2, max_cost=1.0, resume=True)
     assert resumed.status == "done" and resumed.run_dir == capped.run_dir
     assert resumed.stats.replayed > 0
-    straight = run_generation(_cfg(tmp_path, num=60, dataset="straight", concurrency=2))
+    straight = _generate(tmp_path, num=60, dataset="straight", concurrency=2)
     assert resumed.revision_id == straight.revision_id
     answered = [e["index"] for e in read_journal(resumed.run_dir / "journal.jsonl") if e["type"] == "answer"]
     assert len(answered) == len(set(answered))
@@ -115,8 +122,8 @@ def test_api_key_never_written(tmp_path, monkeypatch):
     secret = "sk-test-DO-NOT-LEAK-4242"
     monkeypatch.setenv("OPENAI_API_KEY", secret)
     with DemoServer() as server:
-        result = run_generation(_cfg(tmp_path, teacher="openai:alpaca-demo-teacher", base_url=server.base_url,
-                                     num=10))
+        result = _generate(tmp_path, spec="openai:alpaca-demo-teacher", base_url=server.base_url,
+                                     num=10)
     assert result.manifest.data["extra"]["teacher"] == "openai"
     for path in [*result.run_dir.iterdir(), *(tmp_path / "store").rglob("*.json")]:
         assert secret not in path.read_text(errors="replace"), path
@@ -126,8 +133,8 @@ def test_failed_requests_are_recorded_not_fatal(tmp_path):
     # every attempt fails with a 5xx: the run ends at the request limit and records the failures
     config = DemoConfig(fault_5xx_rate=1.0)
     with DemoServer(config) as server, pytest.raises(Exception, match="no task was kept"):
-        run_generation(_cfg(tmp_path, base_url=server.base_url, num=5, max_requests=3, max_retries=1,
-                            concurrency=3))
+        _generate(tmp_path, base_url=server.base_url, num=5, max_requests=3, max_retries=1,
+                            concurrency=3)
     entries = list(read_journal(next((tmp_path / "store" / "runs" / "gen").iterdir()) / "journal.jsonl"))
     failed = [e for e in entries if e["type"] == "failed"]
     assert sorted(e["index"] for e in failed) == [0, 1, 2]
@@ -142,4 +149,4 @@ def test_token_bucket_limits_rate():
             await bucket.acquire(1)
         return time.monotonic() - start
 
-    assert 0.4 <= asyncio.run(main()) < 1.5
+    assert asyncio.run(main()) >= 0.4  # 5 tokens past the burst at 10/s cannot come sooner (speed: benchmarks)

@@ -14,8 +14,8 @@ def _closed_port() -> int:
 
 
 def test_unreachable_teacher_fails_fast_with_one_line(cli, store_path):
-    result = cli("generate", "--seeds", SEEDS, "--num", "5", "--teacher", "openai:any-model", "--dataset", "x",
-                 "--base-url", f"http://127.0.0.1:{_closed_port()}/v1", "--max-retries", "1", "-q",
+    result = cli("-q", "generate", "--seeds", SEEDS, "--num", "5", "--teacher", "openai:any-model", "--dataset", "x",
+                 "--base-url", f"http://127.0.0.1:{_closed_port()}/v1", "--max-retries", "1",
                  env={"OPENAI_API_KEY": "sk-test-not-a-real-key"}, timeout=120)
     assert result.returncode == 1
     assert result.stderr.startswith("error: cannot reach the teacher") and result.stderr.count("\n") == 1
@@ -24,8 +24,8 @@ def test_unreachable_teacher_fails_fast_with_one_line(cli, store_path):
 
 
 def test_alpaca_records_can_seed_a_run_and_bad_seeds_are_named(cli, store_path, tmp_path):
-    result = cli("generate", "--seeds", CORPORA / "gpteacher_roleplay.json", "--num", "5", "--teacher", "demo",
-                 "--dataset", "rp", "-q")
+    result = cli("-q", "generate", "--seeds", CORPORA / "gpteacher_roleplay.json", "--num", "5", "--teacher", "demo",
+                 "--dataset", "rp")
     assert result.returncode == 0, result.stderr
     records = Store.open(store_path).read_records("rp")
     assert len(records) == 5 and all(r["prompt_seeds"][0].startswith("gpteacher_roleplay_") for r in records)

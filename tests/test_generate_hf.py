@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from alpaca_data.cli_options import build_config
 from alpaca_data.errors import UserError
+from alpaca_data.generate.config import GenerateConfig
 from alpaca_data.generate.journal import read_journal
 from alpaca_data.generate.prompt import build_prompt, load_seed_tasks
-from alpaca_data.generate.run import GenerateConfig, run_generation
+from alpaca_data.generate.run import run_generation
 from alpaca_data.generate.teachers import Decoding, HFTeacher
 
 SEEDS = str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "seeds" / "alpaca_seed_tasks.jsonl")
@@ -55,15 +57,15 @@ def _journal_texts(store: Path) -> dict[int, str]:
     return {e["index"]: e["text"] for e in read_journal(journal) if e["type"] == "answer"}
 
 
-def _hf_config(store: Path, tiny_model: Path, **overrides) -> GenerateConfig:
-    options = dict(seeds=SEEDS, num=3, teacher=f"hf:{tiny_model}", dataset="hf", api="completions", max_tokens=16,
-                   concurrency=4, request_batch_size=2, max_requests=4, quiet=True, store=str(store))
-    return GenerateConfig(**{**options, **overrides})
+def _hf_generate(store: Path, tiny_model: Path, **overrides):
+    options = dict(seeds=SEEDS, num=3, spec=f"hf:{tiny_model}", dataset="hf", api="completions", max_tokens=16,
+                   concurrency=4, request_batch_size=2, max_requests=4)
+    return run_generation(build_config(GenerateConfig, {**options, **overrides}), store=store)
 
 
 def test_generate_with_hf_teacher_records_failures_and_is_reproducible_in_batches(tmp_path, tiny_model):
     with pytest.raises(UserError, match="no task was kept after 4 requests") as caught:
-        run_generation(_hf_config(tmp_path / "a", tiny_model))
+        _hf_generate(tmp_path / "a", tiny_model)
     assert "parse failures" in str(caught.value)
     first = _journal_texts(tmp_path / "a")
     assert sorted(first) == [0, 1, 2, 3]
@@ -72,7 +74,7 @@ def test_generate_with_hf_teacher_records_failures_and_is_reproducible_in_batche
     assert all(e["completion_tokens"] > 0 and e["model"] == str(tiny_model) for e in answers)
     # Batches are fixed groups of consecutive requests, so timing (here: concurrency) never changes an answer.
     with pytest.raises(UserError):
-        run_generation(_hf_config(tmp_path / "b", tiny_model, concurrency=1))
+        _hf_generate(tmp_path / "b", tiny_model, concurrency=1)
     assert _journal_texts(tmp_path / "b") == first
     # The batch size shapes the answers, so it is part of the run's identity.
     from alpaca_data.generate.run import config_hash
@@ -81,6 +83,6 @@ def test_generate_with_hf_teacher_records_failures_and_is_reproducible_in_batche
         config_hash(json.loads(next((tmp_path / name / "runs" / "hf").glob("*/config.json")).read_text()))
         for name in ("a", "b"))}
     with pytest.raises(UserError):
-        run_generation(_hf_config(tmp_path / "c", tiny_model, request_batch_size=1))
+        _hf_generate(tmp_path / "c", tiny_model, request_batch_size=1)
     single = json.loads(next((tmp_path / "c" / "runs" / "hf").glob("*/config.json")).read_text())
     assert len(hashes) == 1 and config_hash(single) not in hashes and single["request_batch_size"] == 1

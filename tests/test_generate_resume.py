@@ -10,9 +10,11 @@ import sys
 import time
 from pathlib import Path
 
+from alpaca_data.cli_options import build_config
+from alpaca_data.generate.config import GenerateConfig
 from alpaca_data.generate.demo_server import DemoConfig, DemoServer
 from alpaca_data.generate.journal import read_journal
-from alpaca_data.generate.run import GenerateConfig, run_generation
+from alpaca_data.generate.run import run_generation
 from alpaca_data.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,14 +23,15 @@ NUM, SEED = 120, 11
 
 
 def _cli(store: Path, base_url: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "alpaca_data", "generate", "--seeds", SEEDS, "--num", str(NUM), "--teacher", "demo",
-            "--dataset", "gen", "--seed", str(SEED), "--concurrency", "2", "--base-url", base_url, "--quiet",
-            "--store", str(store), *extra]
+    return [sys.executable, "-m", "alpaca_data", "--quiet", "--store", str(store), "generate", "--seeds", SEEDS,
+            "--num", str(NUM), "--teacher", "demo", "--dataset", "gen", "--seed", str(SEED), "--concurrency", "2",
+            "--base-url", base_url, *extra]
 
 
 def test_kill_9_then_resume_gives_the_uninterrupted_revision(tmp_path):
-    straight = run_generation(GenerateConfig(seeds=SEEDS, num=NUM, teacher="demo", dataset="gen", seed=SEED,
-                                             concurrency=8, quiet=True, store=str(tmp_path / "straight")))
+    straight = run_generation(build_config(GenerateConfig, dict(seeds=SEEDS, num=NUM, spec="demo", dataset="gen",
+                                                                seed=SEED, concurrency=8)),
+                              store=tmp_path / "straight")
     assert straight.status == "done"
 
     store = tmp_path / "killed"
@@ -72,19 +75,20 @@ def test_kill_9_then_resume_gives_the_uninterrupted_revision(tmp_path):
 def test_resume_after_an_outage_retries_the_failed_requests(tmp_path):
     """Requests journalled as failed (the teacher was down) are sent again on --resume, so the revision is
     the one a clean run makes."""
-    options = dict(seeds=SEEDS, num=12, teacher="demo", dataset="gen", seed=SEED, concurrency=4, quiet=True,
-                   max_retries=0)
-    clean = run_generation(GenerateConfig(**options, store=str(tmp_path / "clean")))
-    store = str(tmp_path / "outage")
+    options = dict(seeds=SEEDS, num=12, spec="demo", dataset="gen", seed=SEED, concurrency=4, max_retries=0)
+    clean = run_generation(build_config(GenerateConfig, options), store=tmp_path / "clean")
+    store = tmp_path / "outage"
     with DemoServer(DemoConfig(fault_5xx_rate=1.0)) as down:
         try:
-            run_generation(GenerateConfig(**options, store=store, base_url=down.base_url, max_requests=6))
+            run_generation(build_config(GenerateConfig, {**options, "base_url": down.base_url, "max_requests": 6}),
+                           store=store)
         except Exception as error:  # noqa: BLE001 - nothing could be kept while the teacher was down
             assert "no task was kept" in str(error)
     journal = next((tmp_path / "outage" / "runs" / "gen").glob("*/journal.jsonl"))
     assert sorted(e["index"] for e in read_journal(journal) if e["type"] == "failed") == list(range(6))
     with DemoServer(DemoConfig()) as up:
-        resumed = run_generation(GenerateConfig(**options, store=store, base_url=up.base_url, resume=True))
+        resumed = run_generation(build_config(GenerateConfig, {**options, "base_url": up.base_url, "resume": True}),
+                                 store=store)
     assert resumed.status == "done" and resumed.revision_id == clean.revision_id
     answers = [e["index"] for e in read_journal(journal) if e["type"] == "answer"]
     assert {0, 1} <= set(answers) and len(answers) == len(set(answers))  # failed ones sent again, once

@@ -13,10 +13,9 @@ import json
 import random
 from pathlib import Path
 
+import numba  # noqa: F401 - the kernels' compiler: a missing one must fail the suite, not skip it
 import numpy as np
 import pytest
-
-import numba  # noqa: F401 - the kernels' compiler: a missing one must fail the suite, not skip it
 from rouge_score import rouge_scorer
 
 from alpaca_data.filters import rouge as rouge_mod

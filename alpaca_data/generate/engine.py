@@ -23,6 +23,7 @@ from typing import Any
 from alpaca_data.errors import UserError
 from alpaca_data.filters.report import make_rejection
 from alpaca_data.filters.steps import Pipeline
+from alpaca_data.generate.config import GenerateConfig
 from alpaca_data.generate.journal import AsyncJournalWriter, Journal
 from alpaca_data.generate.parse import parse_response
 from alpaca_data.generate.pricing import Price
@@ -31,24 +32,6 @@ from alpaca_data.generate.ratelimit import TokenBucket, backoff_delay
 from alpaca_data.generate.teachers import TeacherError
 
 UNREACHABLE_AFTER = 3  # requests failing to connect, with none answered, before the run gives up
-
-
-@dataclass
-class EngineSettings:
-    num: int
-    seed: int = 0
-    num_prompt_instructions: int = 3
-    machine_demos: int = 0
-    machine_lag: int = 64
-    concurrency: int = 8
-    rpm: float | None = None
-    tpm: float | None = None
-    max_cost: float | None = None
-    max_retries: int = 5
-    backoff_base: float = 0.5
-    max_requests: int | None = None
-    request_id_prefix: str = "req"
-    generator: str = "unknown"
 
 
 @dataclass
@@ -85,10 +68,11 @@ class _Fatal(Exception):
 
 
 class Engine:
-    def __init__(self, settings: EngineSettings, seeds: list[SeedTask], teacher: Any, journal: Journal,
+    def __init__(self, cfg: GenerateConfig, seeds: list[SeedTask], teacher: Any, journal: Journal,
                  filters: Pipeline, price: Price | None, replay: dict[int, dict[str, Any]] | None = None,
-                 on_tick: Callable[[Stats], None] | None = None):
-        self.s, self.seeds, self.teacher, self.journal = settings, seeds, teacher, journal
+                 request_id_prefix: str = "req", on_tick: Callable[[Stats], None] | None = None):
+        self.s, self.limits, self.seeds, self.teacher, self.journal = cfg, cfg.limits, seeds, teacher, journal
+        self.request_id_prefix, self.generator = request_id_prefix, cfg.teacher.spec
         self.filters, self.price = filters, price  # rules, then ROUGE-L novelty (pool: seeds + kept so far)
         self.outcomes: dict[int, dict[str, Any]] = dict(replay or {})
         self.stats = Stats()
@@ -102,11 +86,11 @@ class Engine:
         self._stop_issuing: str | None = None
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._writer: AsyncJournalWriter | None = None
-        self._rpm = TokenBucket(settings.rpm) if settings.rpm else None
-        self._tpm = TokenBucket(settings.tpm, capacity=max(settings.tpm / 60.0, 1.0)) if settings.tpm else None
+        self._rpm = TokenBucket(cfg.limits.rpm) if cfg.limits.rpm else None
+        self._tpm = TokenBucket(cfg.limits.tpm, capacity=max(cfg.limits.tpm / 60.0, 1.0)) if cfg.limits.tpm else None
         self._avg_completion = float(getattr(getattr(teacher, "decoding", None), "max_tokens", 1024) or 1024)
         self.on_tick = on_tick
-        self.max_requests = settings.max_requests or (4 * settings.num + 16)
+        self.max_requests = cfg.limits.max_requests or (4 * cfg.num + 16)
         self.batch = max(1, int(getattr(teacher, "batch_size", 1)))
         for entry in self.outcomes.values():  # money already spent counts against the budget
             self._account(entry)
@@ -146,21 +130,21 @@ class Engine:
             return True  # replayed from the journal: costs nothing
         if group.start >= self.max_requests:
             return False
-        if len(self._tasks) * self.batch >= self.s.concurrency:
+        if len(self._tasks) * self.batch >= self.limits.concurrency:
             return False
         if self.s.machine_demos and self._next_process < group[-1] - self.s.machine_lag:
             return False  # its prompts depend on answers not processed yet
         pending = len(self._tasks) * self.batch + len(self._buffer)
         processed = self.stats.processed
         if processed == 0:
-            return pending < self.s.concurrency
+            return pending < self.limits.concurrency
         rate = len(self.kept) / processed
         if rate > 0 and len(self.kept) + rate * pending >= self.s.num:
             return False  # enough on the way to reach N (if they keep as well as so far)
-        if self.s.max_cost is not None:
+        if self.limits.max_cost is not None:
             answered = max(self.stats.requests_answered, 1)
             per_request = self.stats.cost_usd / answered
-            if self.stats.cost_usd + per_request * (len(self._tasks) + 1) * self.batch > self.s.max_cost:
+            if self.stats.cost_usd + per_request * (len(self._tasks) + 1) * self.batch > self.limits.max_cost:
                 self._stop_issuing = "budget_exhausted"
                 return False
         return True
@@ -198,11 +182,11 @@ class Engine:
             self.kept.append({
                 "instruction": record["instruction"], "input": record.get("input") or "",
                 "output": record["output"],
-                "request_id": f"{self.s.request_id_prefix}-{index:06d}-{position:02d}",
+                "request_id": f"{self.request_id_prefix}-{index:06d}-{position:02d}",
                 "prompt_seeds": list(prompt.seed_ids),
                 "rouge_max": round(float(verdict.score or 0.0), 6),
                 "rouge_most_similar": verdict.most_similar or "",
-                "generator": self.s.generator,
+                "generator": self.generator,
             })
             self._kept_index.append(index)
             stats.kept = len(self.kept)
@@ -212,7 +196,7 @@ class Engine:
         index, position = where
         self.stats.dropped[reason] += 1
         row = make_rejection(reason, record, index, score=score, most_similar=most_similar)
-        row["request_id"] = f"{self.s.request_id_prefix}-{index:06d}-{position:02d}"
+        row["request_id"] = f"{self.request_id_prefix}-{index:06d}-{position:02d}"
         self.rejections.append(row)
 
     # ------------------------------------------------------------------ one request group
@@ -243,11 +227,11 @@ class Engine:
                 errors.append(error.kind)
                 if error.kind == "fatal":
                     raise _Fatal(str(error)) from None
-                if not error.retryable or attempts > self.s.max_retries:
+                if not error.retryable or attempts > self.limits.max_retries:
                     entries = [{"type": "failed", "index": index, "error": error.kind, "message": str(error)[:200],
                                 "attempts": attempts, "errors": errors} for index in group]
                     break
-                await asyncio.sleep(backoff_delay(attempts - 1, base=self.s.backoff_base,
+                await asyncio.sleep(backoff_delay(attempts - 1, base=self.limits.backoff_base,
                                                   retry_after=error.retry_after))
                 continue
             if self._tpm:

@@ -13,57 +13,21 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from alpaca_data.cli_options import flat_settings
 from alpaca_data.durable import sha256_file
 from alpaca_data.errors import UsageError, UserError
 from alpaca_data.filters.report import rejections_table
 from alpaca_data.filters.steps import Pipeline
-from alpaca_data.generate.engine import Engine, EngineSettings, Stats
+from alpaca_data.generate.config import GenerateConfig
+from alpaca_data.generate.engine import Engine, Stats
 from alpaca_data.generate.journal import Journal, answered_indices
 from alpaca_data.generate.pricing import load_price_table, price_for
 from alpaca_data.generate.prompt import load_seed_tasks, template_hash
-from alpaca_data.generate.teachers import Decoding, HFTeacher, OpenAITeacher, parse_teacher_spec
-
-
-@dataclass
-class GenerateConfig:
-    seeds: str
-    num: int
-    teacher: str
-    dataset: str
-    api: str = "chat"
-    model: str | None = None
-    base_url: str | None = None
-    concurrency: int = 8
-    rpm: float | None = None
-    tpm: float | None = None
-    max_cost: float | None = None
-    seed: int = 0
-    resume: bool = False
-    run_dir: str | None = None
-    num_prompt_instructions: int = 3
-    machine_demos: int = 0
-    machine_lag: int = 64
-    request_batch_size: int = 1
-    timeout: float = 120.0
-    max_retries: int = 5
-    backoff_base: float = 0.5
-    max_requests: int | None = None
-    price_table: str | None = None
-    message: str = ""
-    store: str | None = None
-    quiet: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_tokens: int = 3072
-    stop: tuple[str, ...] = ("\n20", "20.", "20.")
-    rules: str = "default"
-    rouge_threshold: float = 0.7
-    send_seed: bool = True
-    demo_options: dict[str, Any] = field(default_factory=dict)
+from alpaca_data.generate.teachers import HFTeacher, OpenAITeacher, parse_teacher_spec
 
 
 @dataclass
@@ -76,29 +40,17 @@ class GenerateResult:
     kept: int = 0
 
 
-def _validate(cfg: GenerateConfig) -> None:
-    checks = [(cfg.num >= 1, "--num must be at least 1"), (cfg.concurrency >= 1, "--concurrency must be at least 1"),
-              (cfg.num_prompt_instructions >= 1, "--num-prompt-instructions must be at least 1"),
-              (cfg.max_retries >= 0, "--max-retries must be 0 or more"), (cfg.timeout > 0, "--timeout must be positive"),
-              (cfg.rpm is None or cfg.rpm > 0, "--rpm must be positive"), (cfg.tpm is None or cfg.tpm > 0, "--tpm must be positive"),
-              (cfg.max_cost is None or cfg.max_cost > 0, "--max-cost must be positive"),
-              (0 <= cfg.machine_demos <= cfg.num_prompt_instructions, "--machine-demos must be between 0 and --num-prompt-instructions"),
-              (cfg.machine_lag >= 0, "--machine-lag must be 0 or more"),
-              (cfg.api in ("chat", "completions"), f"--api {cfg.api!r}: expected chat or completions"),
-              (cfg.max_tokens >= 1, "--max-tokens must be at least 1"), (0 < cfg.rouge_threshold <= 1, "--rouge-threshold must be in (0, 1]")]
-    for ok, message in checks:
-        if not ok:
-            raise UsageError(message)
-
-
-def determining_config(cfg: GenerateConfig, decoding: Decoding, seeds_hash: str, model: str) -> dict[str, Any]:
-    return {"teacher": cfg.teacher, "model": model, "api": cfg.api, "decoding": decoding.as_dict(), "seed": cfg.seed,
+def determining_config(cfg: GenerateConfig, seeds_hash: str, model: str) -> dict[str, Any]:
+    """The settings that fix a run's output: a resumed run must share them (their hash names the run)."""
+    teacher = cfg.teacher
+    return {"teacher": teacher.spec, "model": model, "api": teacher.api, "decoding": cfg.decoding.as_dict(),
+            "seed": cfg.seed,
             "num_prompt_instructions": cfg.num_prompt_instructions, "machine_demos": cfg.machine_demos,
             "machine_lag": cfg.machine_lag if cfg.machine_demos else 0, "prompt_template_sha256": template_hash(),
             "seed_file_sha256": seeds_hash, "rules": cfg.rules, "rouge_threshold": cfg.rouge_threshold,
-            "send_seed": cfg.send_seed,
+            "send_seed": teacher.send_seed,
             # hf: a batch is sampled together with one seed, so its size shapes every answer
-            "request_batch_size": cfg.request_batch_size if cfg.teacher.startswith("hf:") else 1}
+            "request_batch_size": teacher.request_batch_size if teacher.spec.startswith("hf:") else 1}
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -146,23 +98,24 @@ def _prepare_run_dir(cfg: GenerateConfig, store_root: Path, config: dict[str, An
     return runs_root / f"{stamp}-{digest[:10]}", False
 
 
-def _make_teacher(cfg: GenerateConfig, decoding: Decoding):
-    kind, target = parse_teacher_spec(cfg.teacher)
+def _make_teacher(cfg: GenerateConfig):
+    settings, decoding = cfg.teacher, cfg.decoding
+    kind, target = parse_teacher_spec(settings.spec)
     demo_server = None
     if kind == "hf":
-        return HFTeacher(target, api=cfg.api, decoding=decoding, batch_size=max(cfg.request_batch_size, 1),
-                         spec=cfg.teacher), None
-    model = cfg.model or target
-    base_url = cfg.base_url
+        return HFTeacher(target, api=settings.api, decoding=decoding, batch_size=settings.request_batch_size,
+                         spec=settings.spec), None
+    model = target
+    base_url = settings.base_url
     if kind == "demo" and not base_url:
         from alpaca_data.generate.demo_server import DemoConfig, DemoServer
 
         demo_server = DemoServer(DemoConfig(**cfg.demo_options)).start()
         base_url = demo_server.base_url
-    teacher = OpenAITeacher(model, api=cfg.api, base_url=base_url,
+    teacher = OpenAITeacher(model, api=settings.api, base_url=base_url,
                             api_key=None if kind == "openai" else (os.environ.get("OPENAI_API_KEY") or "demo"),
-                            timeout=cfg.timeout, decoding=decoding, send_seed=cfg.send_seed, spec=cfg.teacher,
-                            kind=kind)
+                            timeout=cfg.limits.timeout, decoding=decoding, send_seed=settings.send_seed,
+                            spec=settings.spec, kind=kind)
     return teacher, demo_server
 
 
@@ -175,19 +128,19 @@ def _load_filters(cfg: GenerateConfig, seed_instructions: list[str]) -> Pipeline
                      RougeNovelty(cfg.rouge_threshold, seed_instructions, exact_scores=True)])
 
 
-def run_generation(cfg: GenerateConfig, progress: Any = None) -> GenerateResult:
-    """Run (or resume) a generation and commit the revision when N tasks are kept."""
+def run_generation(cfg: GenerateConfig, store: str | os.PathLike | None = None, progress: Any = None) -> GenerateResult:
+    """Run (or resume) a generation and commit the revision when N tasks are kept (store: a folder, default
+    $ALPACA_STORE or ./alpaca-store)."""
     from alpaca_data.store import Store
 
-    _validate(cfg)
+    cfg.validate()
     wall_start = time.time()
     seeds = load_seed_tasks(cfg.seeds)
     seeds_hash = sha256_file(cfg.seeds)
-    decoding = Decoding(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens, stop=tuple(cfg.stop))
-    kind, target = parse_teacher_spec(cfg.teacher)
-    model = target if kind == "hf" else (cfg.model or target)
-    store = Store.open(cfg.store)
-    config = determining_config(cfg, decoding, seeds_hash, model)
+    decoding, limits = cfg.decoding, cfg.limits
+    kind, model = parse_teacher_spec(cfg.teacher.spec)
+    store = Store.open(store)
+    config = determining_config(cfg, seeds_hash, model)
     digest = config_hash(config)
     run_dir, resuming = _prepare_run_dir(cfg, store.root, config, digest)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -195,20 +148,17 @@ def run_generation(cfg: GenerateConfig, progress: Any = None) -> GenerateResult:
         _write_json(run_dir / "config.json", config)
     state = {"config_hash": digest, "dataset": cfg.dataset, "status": "running", "num": cfg.num}
     _write_json(run_dir / "run.json", state)
-    price_table = load_price_table(cfg.price_table)
+    price_table = load_price_table(limits.price_table)
     price = None if kind == "hf" else price_for(model, price_table)
-    if cfg.max_cost is not None and price is None and kind != "hf":
+    if limits.max_cost is not None and price is None and kind != "hf":
         raise UsageError(f"--max-cost: no price known for model {model!r}; give one with --price-table")
     filters = _load_filters(cfg, [s.instruction for s in seeds])
 
     journal = Journal.open(run_dir / "journal.jsonl")
     replay = answered_indices(journal.entries()) if resuming else {}
     journal.event("resume" if resuming else "start", replayable=len(replay))
-    teacher, demo_server = _make_teacher(cfg, decoding)
-    # the engine's settings are the config's fields of the same names, plus what the run derives
-    shared = {f.name: getattr(cfg, f.name) for f in fields(EngineSettings) if hasattr(cfg, f.name)}
-    settings = EngineSettings(**shared, request_id_prefix=digest[:10], generator=cfg.teacher)
-    engine = Engine(settings, seeds, teacher, journal, filters, price, replay=replay,
+    teacher, demo_server = _make_teacher(cfg)
+    engine = Engine(cfg, seeds, teacher, journal, filters, price, replay=replay, request_id_prefix=digest[:10],
                     on_tick=progress.update if progress is not None else None)
 
     async def _main() -> Stats:
@@ -239,7 +189,7 @@ def run_generation(cfg: GenerateConfig, progress: Any = None) -> GenerateResult:
         "teacher": info.kind, "teacher_spec": info.spec, "model": info.model, "api": info.api,
         "endpoint_host": info.endpoint_host, "decoding": decoding.as_dict(), "seed": cfg.seed,
         "num_prompt_instructions": cfg.num_prompt_instructions, "machine_demos": cfg.machine_demos,
-        "machine_lag": cfg.machine_lag if cfg.machine_demos else None, "send_request_seed": cfg.send_seed,
+        "machine_lag": cfg.machine_lag if cfg.machine_demos else None, "send_request_seed": cfg.teacher.send_seed,
         "prompt_template_sha256": template_hash(), "seed_file_sha256": seeds_hash,
         "filters": {"rules": cfg.rules, "rouge_threshold": cfg.rouge_threshold, "rouge_pool": "seed instructions + kept",
                     **filters.summary()},
@@ -255,13 +205,12 @@ def run_generation(cfg: GenerateConfig, progress: Any = None) -> GenerateResult:
         "wall_time_s": round(time.time() - wall_start, 3), "status": stats.status,
         "run_id": run_dir.name, "config_hash": digest,
     }
-    options = {k: v for k, v in asdict(cfg).items() if k not in ("store", "quiet", "resume", "run_dir", "message")}
-    options["stop"] = list(cfg.stop)
+    options = {k: v for k, v in flat_settings(cfg).items() if k not in ("resume", "run_dir", "message")}
     if options.get("base_url"):
-        options["base_url"] = info.endpoint_host
+        options["base_url"] = info.endpoint_host  # the host only: a URL may carry credentials
     recipe = {"command": "generate", "options": options,
               "sources": [{"path": str(cfg.seeds), "sha256": seeds_hash}]}
-    message = cfg.message or f"generate {len(engine.kept)} tasks with {cfg.teacher}"
+    message = cfg.message or f"generate {len(engine.kept)} tasks with {cfg.teacher.spec}"
     manifest = store.commit(cfg.dataset, engine.kept[: cfg.num], message=message, recipe=recipe,
                             extra={"teacher": info.kind, "generation": generation},
                             sidecars={"rejections": rejections_table(engine.rejections)}).manifest
