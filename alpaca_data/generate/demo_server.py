@@ -20,15 +20,10 @@ from typing import Any
 
 from alpaca_data.generate.prompt import NO_INPUT, NUM_TASKS
 from alpaca_data.generate.task_bank import all_tasks
+from alpaca_data.generate.tokens import TOKEN_PATTERN, count_tokens
 
 DEMO_MODEL = "alpaca-demo-teacher"
-_TOKEN = re.compile(r"\w+|[^\w\s]")
 _OPEN = re.compile(r"(\d+)\.\s*Instruction:\s*$")
-
-
-def count_tokens(text: str) -> int:
-    """A rough, deterministic token count (words and punctuation marks)."""
-    return len(_TOKEN.findall(text))
 
 
 @dataclass
@@ -64,7 +59,7 @@ def _apply_stop(text: str, stop: Any) -> tuple[str, bool]:
 
 
 def _truncate_tokens(text: str, max_tokens: int) -> str:
-    matches = list(_TOKEN.finditer(text))
+    matches = list(TOKEN_PATTERN.finditer(text))
     if len(matches) <= max_tokens:
         return text
     return text[: matches[max_tokens - 1].end()] if max_tokens > 0 else ""

@@ -9,14 +9,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_TOKEN = re.compile(r"\w+|[^\w\s]")
+TOKEN_PATTERN = re.compile(r"\w+|[^\w\s]")  # a word or a punctuation mark
 MESSAGE_FRAMING_TOKENS = 8  # role and separators per chat message, generously
 REPLY_PRIMING_TOKENS = 8
 
 
 def count_tokens(text: str) -> int:
     """A rough, deterministic token count (words and punctuation marks)."""
-    return len(_TOKEN.findall(text))
+    return len(TOKEN_PATTERN.findall(text))
 
 
 def prompt_token_bound(text: str, messages: list[dict[str, Any]] | None = None) -> int:
