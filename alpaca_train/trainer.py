@@ -20,47 +20,46 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alpaca_data.cli_options import required, setting
 from alpaca_data.errors import UserError, refuse_missing_model_path
 
 TRAINER_STATE = "trainer_state.pt"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainConfig:
-    data: str = ""
-    model: str = ""
-    out: str = ""
-    tokenizer: str | None = None  # default: the model's
-    store: str | None = None  # default: $ALPACA_STORE or ./alpaca-store
-    epochs: int = 3
-    lr: float = 2e-5
-    effective_batch_size: int = 128  # micro_batch_size x grad accumulation x world size
-    micro_batch_size: int = 4
-    warmup_ratio: float = 0.03
-    lr_scheduler: str = "cosine"  # cosine | linear | constant
-    weight_decay: float = 0.0
-    max_length: int = 512
-    max_grad_norm: float = 1.0
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_epsilon: float = 1e-8
-    precision: str = "auto"  # auto (bf16 on GPUs that support it, else fp32) | bf16 | fp32
-    batching: str = "padfree"  # padfree | padded (Alpaca's) | grouped (padded, length-sorted within a step)
-    pad_token: str = "eos"  # eos | add (see alpaca_train.modeling)
-    seed: int = 42
-    max_steps: int | None = None  # overrides epochs x steps-per-epoch for the schedule
-    save_steps: int = 0  # intermediate checkpoints every N steps (0: only the final model)
-    stop_after_steps: int | None = None  # save a checkpoint and stop at this step, schedule unchanged
-    resume: str | None = None  # a checkpoint directory, or "latest" (the newest checkpoint-N under out)
-    cache_dir: str | None = None  # tokenisation cache; "" disables
-    logging_steps: int = 1
-    attn_implementation: str | None = None
-    gradient_checkpointing: bool = False
-    fsdp: str = "auto"  # auto (on when world size > 1) | on | off
+    """Every training setting, declared once: `alpaca-train train` options and its TOML file come from here."""
 
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
+    data: str = required("Store ref (alpaca@v1), JSON/JSONL/Parquet file, or Hub dataset user/name@rev.")
+    model: str = required("Base model: local path or Hub id.")
+    out: str = required("Output directory.")
+    tokenizer: str | None = setting(None, "Tokenizer path/id (default: the model's).")
+    store: str | None = setting(None, "Store folder (default $ALPACA_STORE or ./alpaca-store).")
+    epochs: int = setting(3, "Epochs.")
+    lr: float = setting(2e-5, "Peak learning rate.")
+    effective_batch_size: int = setting(128, "Examples per optimizer step: micro-batch x accumulation x world size.")
+    micro_batch_size: int = setting(4, "Examples per forward pass.")
+    warmup_ratio: float = setting(0.03, "Share of the steps spent warming up.")
+    lr_scheduler: str = setting("cosine", "cosine | linear | constant.")
+    weight_decay: float = setting(0.0, "AdamW weight decay.")
+    max_length: int = setting(512, "Tokens per example.")
+    max_grad_norm: float = setting(1.0, "Gradient clipping (0: off).")
+    adam_beta1: float = setting(0.9, "AdamW beta1.", hidden=True)
+    adam_beta2: float = setting(0.999, "AdamW beta2.", hidden=True)
+    adam_epsilon: float = setting(1e-8, "AdamW epsilon.", hidden=True)
+    precision: str = setting("auto", "auto (bf16 on GPUs that support it, else fp32) | bf16 | fp32.")
+    batching: str = setting("padfree", "padfree | padded (Alpaca's) | grouped (padded, length-sorted in a step).")
+    pad_token: str = setting("eos", "eos | add (Alpaca's [PAD] + resize).")
+    seed: int = setting(42, "Seed of the data order and the initialisation.")
+    max_steps: int | None = setting(None, "Total optimizer steps (overrides epochs for the schedule).")
+    save_steps: int = setting(0, "Intermediate checkpoint every N steps (0: only the final model).")
+    stop_after_steps: int | None = setting(None, "Save a checkpoint and stop at this step; the schedule is unchanged.")
+    resume: str | None = setting(None, "A checkpoint directory, or 'latest' (the newest checkpoint-N under --out).")
+    cache_dir: str | None = setting(None, "Tokenisation cache ('' disables).")
+    logging_steps: int = setting(1, "Log every N steps.")
+    attn_implementation: str | None = setting(None, "eager | sdpa | flash_attention_2.")
+    gradient_checkpointing: bool = setting(False, "Recompute activations in the backward pass (less memory).")
+    fsdp: str = setting("auto", "auto (on with several processes) | on | off (several processes then use DDP).")
 
     def validate(self) -> None:
         for name in ("data", "model", "out"):

@@ -1,6 +1,7 @@
 """alpaca_train with a tiny random LLaMA on CPU: batching equivalence, training, resume, lineage, CLI."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -132,28 +133,37 @@ def test_resume_refuses_other_data(tmp_path, records_file, tiny_model_dir, recor
         train(_cfg(tmp_path, other, tiny_model_dir, max_steps=2, resume="latest"))
 
 
-def test_cli_config_file_flags_and_errors(tmp_path, records_file, tiny_model_dir, monkeypatch):
-    from typer.testing import CliRunner
-
+def test_cli_config_file_flags_and_errors(tmp_path, records_file, tiny_model_dir, capsys):
+    from alpaca_data.cli_options import build_config, load_toml
     from alpaca_train import cli
 
     toml = tmp_path / "train.toml"
     toml.write_text(f'data = "{records_file}"\nmodel = "{tiny_model_dir}"\nlr = 0.5\n[train]\nmax-length = 64\n'
                     f'epochs = 2\n')
-    cfg = cli.build_config({"out": "o", "lr": 0.01, "epochs": None}, str(toml))
+    values = load_toml(toml, {f.name for f in dataclasses.fields(TrainConfig)})
+    cfg = build_config(TrainConfig, {**values, "out": "o", "lr": 0.01})  # flags win over the file
     assert (cfg.lr, cfg.max_length, cfg.epochs, cfg.out, cfg.batching) == (0.01, 64, 2, "o", "padfree")
+
+    def run(*args: str) -> tuple[int, str]:
+        with pytest.raises(SystemExit) as done:
+            cli.main(list(args))
+        captured = capsys.readouterr()
+        return done.value.code, captured.out + captured.err
+
+    code, output = run("--help")
+    assert code == 0 and all(name in output for name in ("train", "launch", "tiny-model"))
     toml.write_text("learning_rate = 1\n")
-    runner = CliRunner()
-    res = runner.invoke(cli.train_app, ["--config", str(toml), "--out", "o"])
-    assert res.exit_code == 1 and "unknown option 'learning_rate'" in res.output
-    res = runner.invoke(cli.train_app, ["--data", str(tmp_path / "nope.json"), "--model", str(tiny_model_dir),
-                                        "--out", str(tmp_path / "o")])
-    assert res.exit_code == 1 and "no such file" in res.output and "Traceback" not in res.output
-    res = runner.invoke(cli.train_app, ["--data", str(records_file), "--model", str(tiny_model_dir), "--out",
-                                        str(tmp_path / "o"), "--effective-batch-size", "6", "--micro-batch-size", "4"])
-    assert res.exit_code == 1 and "not a multiple" in res.output
-    res = runner.invoke(cli.train_app, ["--data", str(records_file), "--out", "o"])
-    assert res.exit_code == 1 and "--model is required" in res.output
+    code, output = run("train", "--config", str(toml), "--out", "o")
+    assert code == 1 and "unknown setting(s): learning_rate" in output
+    code, output = run("--data", str(tmp_path / "nope.json"), "--model", str(tiny_model_dir), "--out", str(tmp_path / "o"))
+    assert code == 1 and "no such file" in output and "Traceback" not in output
+    code, output = run("--data", str(records_file), "--model", str(tiny_model_dir), "--out", str(tmp_path / "o"),
+                       "--effective-batch-size", "6", "--micro-batch-size", "4")
+    assert code == 1 and "not a multiple" in output
+    code, output = run("--data", str(records_file), "--out", "o")
+    assert code == 2 and output.strip() == "error: missing option(s): --model"
+    code, output = run("launch", "--nproc", "0")
+    assert code == 2 and output.strip() == "error: --nproc must be at least 1"
 
 
 def test_training_from_a_store_ref_records_the_revision(tmp_path, tiny_model_dir):
