@@ -76,7 +76,7 @@ def import_(
     result = outcome.result
     if not is_quiet():
         if result.created:
-            what = f"new revision of {dataset}: {result.record_count} records"
+            what = f"new revision of {dataset}: {result.manifest.record_count} records"
         else:
             what = f"identical content already stored as {dataset}@{result.short_id}; nothing new written"
             if result.moved_main:

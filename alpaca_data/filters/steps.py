@@ -84,17 +84,12 @@ class PipelineResult:
     @property
     def counts(self) -> dict[str, int]:
         """Drop reason -> records, over every step."""
-        total: Counter = Counter()
-        for stats in self.steps:
-            total.update(stats.dropped)
-        return dict(sorted(total.items()))
+        return _summed(stats.dropped for stats in self.steps)
 
     @property
     def normalised(self) -> dict[str, int]:
-        total: Counter = Counter()
-        for stats in self.steps:
-            total.update(stats.normalised)
-        return dict(sorted(total.items()))
+        """Normalising rule -> records, over every step."""
+        return _summed(stats.normalised for stats in self.steps)
 
     @property
     def total(self) -> int:
@@ -148,6 +143,13 @@ class Pipeline:
     def summary(self) -> dict[str, Any]:
         """Per-step counts and timings, for a manifest."""
         return {"steps": [stats.as_dict() for stats in self.stats]}
+
+
+def _summed(counters) -> dict[str, int]:
+    total: Counter = Counter()
+    for counter in counters:
+        total.update(counter)
+    return dict(sorted(total.items()))
 
 
 def _with_normalised(verdict: Verdict, normalised: list[str]) -> Verdict:

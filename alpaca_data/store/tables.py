@@ -18,18 +18,11 @@ _KIND_TYPES = {"string": pa.string(), "int": pa.int64(), "float": pa.float64(), 
                "null": pa.null()}
 
 
+_KIND_OF_TYPE = {type(None): "null", bool: "bool", int: "int", float: "float", str: "string"}
+
+
 def _scalar_kind(value: Any) -> str | None:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "string"
-    return None
+    return _KIND_OF_TYPE.get(type(value))
 
 
 def _merge(a: str, b: str) -> str | None:

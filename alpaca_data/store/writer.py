@@ -43,25 +43,10 @@ class CommitResult:
     moved_main: bool
     main_moved_since: str | None = None  # set when main moved after the step read it, so main was left alone
 
-    @property
-    def id(self) -> str:
-        return self.manifest.id
-
-    @property
-    def short_id(self) -> str:
-        return self.manifest.short_id
-
-    @property
-    def dataset(self) -> str:
-        return self.manifest.dataset
-
-    @property
-    def record_count(self) -> int:
-        return self.manifest.record_count
-
-    @property
-    def data(self) -> dict[str, Any]:
-        return self.manifest.data
+    # The revision's identity, for callers that print or chain it; everything else is on `manifest`.
+    id = property(lambda self: self.manifest.id)
+    short_id = property(lambda self: self.manifest.short_id)
+    dataset = property(lambda self: self.manifest.dataset)
 
 
 def tool_version() -> str:
