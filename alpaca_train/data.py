@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from alpaca_data.durable import atomic_file
 from alpaca_data.errors import UserError
 from alpaca_data.records import KNOWN_ALIASES, content_hash
 from alpaca_train.prompts import TEMPLATE_VERSION, prompt_segments
@@ -352,10 +353,9 @@ def load_or_tokenize(records: Sequence[dict], revision_id: str, tokenizer, max_l
     data.cache_path = str(path)
     if write:
         directory.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, ids=data.ids, offsets=data.offsets, prompt_lens=data.prompt_lens,
-                 source_index=data.source_index, stats=np.asarray(json.dumps(data.stats)))
-        os.replace(tmp, path)
+        with atomic_file(path) as handle:
+            np.savez(handle, ids=data.ids, offsets=data.offsets, prompt_lens=data.prompt_lens,
+                     source_index=data.source_index, stats=np.asarray(json.dumps(data.stats)))
     return data
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from alpaca_data.cli_options import required, setting
+from alpaca_data.durable import atomic_file
 from alpaca_data.errors import UserError, refuse_missing_model_path
 
 TRAINER_STATE = "trainer_state.pt"
@@ -440,11 +441,11 @@ def _save_checkpoint(directory: Path, *, final: bool, run: _Run, dist: _Dist, cf
         write_lineage(directory, payload)
         write_card(directory, payload)
         if not final:
-            tmp = directory / (TRAINER_STATE + ".tmp")
-            torch.save({"global_step": global_step, "optimizer": optim_state, "scheduler": run.scheduler.state_dict(),
-                        "revision_id": run.source.revision_id, "total_steps": run.total_steps,
-                        "config": dataclasses.asdict(cfg), "torch_rng": torch.get_rng_state()}, tmp)
-            os.replace(tmp, directory / TRAINER_STATE)
+            with atomic_file(directory / TRAINER_STATE) as handle:
+                torch.save({"global_step": global_step, "optimizer": optim_state,
+                            "scheduler": run.scheduler.state_dict(), "revision_id": run.source.revision_id,
+                            "total_steps": run.total_steps, "config": dataclasses.asdict(cfg),
+                            "torch_rng": torch.get_rng_state()}, handle)
     dist.barrier()
 
 

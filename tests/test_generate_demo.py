@@ -105,17 +105,30 @@ def test_same_seed_same_revision_under_any_concurrency(tmp_path):
 
 
 def test_budget_cap_stops_cleanly_and_resumes_to_the_same_revision(tmp_path):
-    capped = _generate(tmp_path, num=60, concurrency=2, max_cost=0.004)
+    capped = _generate(tmp_path, num=200, concurrency=2, max_cost=0.01)
     assert capped.status == "budget_exhausted" and capped.revision_id is None
-    assert capped.stats.cost_usd <= 0.004 + 0.003  # at most the requests already in flight
+    assert 0 < capped.stats.cost_usd <= 0.01  # each request's worst case is reserved before it is sent
     assert "gen" not in Store.open(tmp_path / "store").datasets()
-    resumed = _generate(tmp_path, num=60, concurrency=2, max_cost=1.0, resume=True)
+    resumed = _generate(tmp_path, num=200, concurrency=2, max_cost=1.0, resume=True)
     assert resumed.status == "done" and resumed.run_dir == capped.run_dir
     assert resumed.stats.replayed > 0
-    straight = _generate(tmp_path, num=60, dataset="straight", concurrency=2)
+    straight = _generate(tmp_path, num=200, dataset="straight", concurrency=2)
     assert resumed.revision_id == straight.revision_id
     answered = [e["index"] for e in read_journal(resumed.run_dir / "journal.jsonl") if e["type"] == "answer"]
     assert len(answered) == len(set(answered))
+
+
+def test_a_capped_run_at_high_prices_never_spends_more_than_the_cap(tmp_path):
+    """Regression: the cap was checked only after answers arrived, so the first wave overspent (196x here)."""
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[alpaca-demo-teacher]\ninput = 60.0\noutput = 180.0\n')
+    capped = _generate(tmp_path, num=500, concurrency=8, max_cost=2.0, price_table=str(prices))
+    assert capped.status == "budget_exhausted"
+    assert 0 < capped.stats.cost_usd <= 2.0 and capped.stats.requests_answered >= 1
+    entries = list(read_journal(capped.run_dir / "journal.jsonl"))
+    spent = sum((e["prompt_tokens"] * 60.0 + e["completion_tokens"] * 180.0) / 1e6 for e in entries
+                if e["type"] == "answer")
+    assert spent <= 2.0  # recomputed from the journal: what the server reported it used
 
 
 def test_api_key_never_written(tmp_path, monkeypatch):

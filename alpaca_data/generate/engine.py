@@ -30,6 +30,7 @@ from alpaca_data.generate.pricing import Price
 from alpaca_data.generate.prompt import Prompt, SeedTask, build_prompt, request_seed
 from alpaca_data.generate.ratelimit import TokenBucket, backoff_delay
 from alpaca_data.generate.teachers import TeacherError
+from alpaca_data.generate.tokens import prompt_token_bound
 
 UNREACHABLE_AFTER = 3  # requests failing to connect, with none answered, before the run gives up
 
@@ -82,7 +83,8 @@ class Engine:
         self.rejections: list[dict[str, Any]] = []  # one row per dropped task (the revision's `rejections` table)
         self._next_issue = 0
         self._next_process = 0
-        self._tasks: dict[asyncio.Task, int] = {}
+        self._tasks: dict[asyncio.Task, range] = {}
+        self._reserved: dict[asyncio.Task, float] = {}  # worst-case cost of each group in flight (--max-cost)
         self._stop_issuing: str | None = None
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._writer: AsyncJournalWriter | None = None
@@ -134,6 +136,8 @@ class Engine:
             return False
         if self.s.machine_demos and self._next_process < group[-1] - self.s.machine_lag:
             return False  # its prompts depend on answers not processed yet
+        if not self._fits_budget(group):
+            return False
         pending = len(self._tasks) * self.batch + len(self._buffer)
         processed = self.stats.processed
         if processed == 0:
@@ -141,13 +145,26 @@ class Engine:
         rate = len(self.kept) / processed
         if rate > 0 and len(self.kept) + rate * pending >= self.s.num:
             return False  # enough on the way to reach N (if they keep as well as so far)
-        if self.limits.max_cost is not None:
-            answered = max(self.stats.requests_answered, 1)
-            per_request = self.stats.cost_usd / answered
-            if self.stats.cost_usd + per_request * (len(self._tasks) + 1) * self.batch > self.limits.max_cost:
-                self._stop_issuing = "budget_exhausted"
-                return False
         return True
+
+    def _worst_case_cost(self, group: range) -> float:
+        """The most a group can cost: a bound on its prompt tokens plus `max_tokens` answered, at the price."""
+        if self.price is None:
+            return 0.0
+        max_tokens = self.s.decoding.max_tokens
+        return sum(self.price.cost(prompt_token_bound(prompt.text, prompt.messages()), max_tokens)
+                   for prompt in map(self._prompt, group))
+
+    def _fits_budget(self, group: range) -> bool:
+        """Spend never crosses --max-cost: a group is sent only when its worst case fits beside what is spent
+        and what the groups in flight may still cost. When nothing is in flight and it does not fit, stop."""
+        if self.limits.max_cost is None:
+            return True
+        if self.stats.cost_usd + sum(self._reserved.values()) + self._worst_case_cost(group) <= self.limits.max_cost:
+            return True
+        if not self._tasks:
+            self._stop_issuing = "budget_exhausted"
+        return False
 
     # ------------------------------------------------------------------ processing (index order)
     def _process_ready(self) -> None:
@@ -267,7 +284,10 @@ class Engine:
                         continue
                     if stats.network_started is None:
                         stats.network_started = time.monotonic()
-                    self._tasks[asyncio.create_task(self._send(group))] = group
+                    task = asyncio.create_task(self._send(group))
+                    self._tasks[task] = group
+                    if self.limits.max_cost is not None:
+                        self._reserved[task] = self._worst_case_cost(group)
                 stats.in_flight = len(self._tasks)
                 self._process_ready()
                 if self._done() or not self._tasks:
@@ -277,6 +297,7 @@ class Engine:
                 finished, _ = await asyncio.wait(list(self._tasks), return_when=asyncio.FIRST_COMPLETED)
                 for task in finished:
                     self._tasks.pop(task)
+                    self._reserved.pop(task, None)  # what it really cost is accounted below
                     try:
                         entries = task.result()
                     except _Fatal as error:

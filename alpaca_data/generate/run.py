@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from alpaca_data.cli_options import flat_settings
-from alpaca_data.durable import sha256_file
+from alpaca_data.durable import sha256_file, write_json
 from alpaca_data.errors import UsageError, UserError
 from alpaca_data.filters.report import rejections_table
 from alpaca_data.filters.steps import Pipeline
@@ -55,12 +55,6 @@ def determining_config(cfg: GenerateConfig, seeds_hash: str, model: str) -> dict
 
 def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
-    os.replace(tmp, path)
 
 
 def _find_run(runs_root: Path, digest: str) -> Path | None:
@@ -145,9 +139,9 @@ def run_generation(cfg: GenerateConfig, store: str | os.PathLike | None = None, 
     run_dir, resuming = _prepare_run_dir(cfg, store.root, config, digest)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resuming:
-        _write_json(run_dir / "config.json", config)
+        write_json(run_dir / "config.json", config)
     state = {"config_hash": digest, "dataset": cfg.dataset, "status": "running", "num": cfg.num}
-    _write_json(run_dir / "run.json", state)
+    write_json(run_dir / "run.json", state)
     price_table = load_price_table(limits.price_table)
     price = None if kind == "hf" else price_for(model, price_table)
     if limits.max_cost is not None and price is None and kind != "hf":
@@ -176,10 +170,10 @@ def run_generation(cfg: GenerateConfig, store: str | os.PathLike | None = None, 
     state.update(status=stats.status, kept=len(engine.kept))
     result = GenerateResult(status=stats.status, stats=stats, run_dir=run_dir, kept=len(engine.kept))
     if stats.status == "budget_exhausted":
-        _write_json(run_dir / "run.json", state)
+        write_json(run_dir / "run.json", state)
         return result
     if not engine.kept:
-        _write_json(run_dir / "run.json", state)
+        write_json(run_dir / "run.json", state)
         raise UserError(f"no task was kept after {stats.processed} requests ({stats.requests_failed} failed; "
                         f"errors: {dict(stats.errors)}, parse failures: {dict(stats.parse_failures)}, "
                         f"dropped: {dict(stats.dropped)}); "
@@ -215,7 +209,7 @@ def run_generation(cfg: GenerateConfig, store: str | os.PathLike | None = None, 
                             extra={"teacher": info.kind, "generation": generation},
                             sidecars={"rejections": rejections_table(engine.rejections)}).manifest
     state.update(status="committed", revision=manifest.id)
-    _write_json(run_dir / "run.json", state)
+    write_json(run_dir / "run.json", state)
     closing = Journal.open(run_dir / "journal.jsonl")
     closing.event("committed", revision=manifest.id, kept=len(engine.kept[: cfg.num]))
     closing.close()
