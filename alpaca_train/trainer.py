@@ -73,8 +73,18 @@ class TrainConfig:
                 raise UserError(f"--{name} must be at least 1, got {value}")
         if not 0 <= self.warmup_ratio < 1:
             raise UserError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.lr <= 0:
-            raise UserError(f"--lr must be positive, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise UserError(f"--lr must be a positive finite number, got {self.lr}")
+        for name, value in {"max-grad-norm": self.max_grad_norm, "weight-decay": self.weight_decay}.items():
+            if not (math.isfinite(value) and value >= 0):
+                raise UserError(f"--{name} must be a finite number >= 0, got {value}")
+        at_least_one = {"max-steps": self.max_steps, "stop-after-steps": self.stop_after_steps,
+                        "logging-steps": self.logging_steps}
+        for name, value in at_least_one.items():
+            if value is not None and value < 1:
+                raise UserError(f"--{name} must be at least 1, got {value}")
+        if self.save_steps < 0:
+            raise UserError(f"--save-steps must be 0 (final model only) or more, got {self.save_steps}")
         choices = {"precision": ("auto", "bf16", "fp32"), "batching": ("padfree", "padded", "grouped"),
                    "pad_token": ("eos", "add"), "lr_scheduler": ("cosine", "linear", "constant"),
                    "fsdp": ("auto", "on", "off")}
@@ -206,6 +216,21 @@ def train(cfg: TrainConfig) -> TrainResult:
         dist.close()
 
 
+RUN_MARKERS = ("alpaca_lineage.json", "train_log.jsonl")
+
+
+def _check_out(out: Path, resuming: bool) -> None:
+    """--out is a folder this run may write: never a file, and never an earlier run's (unless resuming it)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: is a file, not a folder")
+    if resuming or not out.is_dir():
+        return
+    earlier = [name for name in RUN_MARKERS if (out / name).exists()] + sorted(p.name for p in out.glob("checkpoint-*"))
+    if earlier:
+        raise UserError(f"--out {out}: holds an earlier training run ({earlier[0]}); continue it with --resume latest "
+                        "or choose another folder")
+
+
 def _parallel_mode(cfg: TrainConfig, world: int) -> str:
     if cfg.fsdp == "on" and world == 1:
         raise UserError("--fsdp on needs several processes: use `alpaca-train launch --nproc N`")
@@ -226,6 +251,7 @@ def _setup(cfg: TrainConfig, dist: _Dist) -> _Run:
 
     out = Path(cfg.out)
     resume_dir = _resolve_resume(cfg)
+    _check_out(out, resuming=resume_dir is not None)
     world = dist.world_size
     micro_world = cfg.micro_batch_size * world
     if cfg.effective_batch_size % micro_world:
@@ -379,13 +405,15 @@ def _fit(cfg: TrainConfig, dist: _Dist, run: _Run) -> TrainResult:
             if cfg.max_grad_norm and cfg.max_grad_norm > 0 else None
         if grad_norm is not None and hasattr(grad_norm, "full_tensor"):
             grad_norm = grad_norm.full_tensor()
+        step_loss = dist.sum(loss_sum) / plan.label_tokens
+        if not math.isfinite(step_loss) or (grad_norm is not None and not math.isfinite(float(grad_norm))):
+            _stop_on_non_finite(result, step_loss, grad_norm)  # before the step: no NaN reaches the weights
         lr = run.scheduler.get_last_lr()[0]
         run.optimizer.step()
         run.scheduler.step()
         run.optimizer.zero_grad(set_to_none=True)
         result.global_step += 1
         step = result.global_step
-        step_loss = dist.sum(loss_sum) / plan.label_tokens
         result.losses.append(step_loss)
         result.lrs.append(lr)
         if dist.is_main and (step % max(1, cfg.logging_steps) == 0 or step == run.total_steps):
@@ -411,6 +439,13 @@ def _fit(cfg: TrainConfig, dist: _Dist, run: _Run) -> TrainResult:
     result.checkpoint = out
     _log(dist, f"saved {out}")
     return result
+
+
+def _stop_on_non_finite(result: TrainResult, loss: float, grad_norm) -> None:
+    kept = f"the last good checkpoint is {result.checkpoint}" if result.checkpoint else "no checkpoint was written"
+    what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {float(grad_norm)}"
+    raise UserError(f"step {result.global_step + 1}: {what}; training stopped before the update ({kept}); "
+                    "try a lower --lr or --max-grad-norm")
 
 
 def _save_checkpoint(directory: Path, *, final: bool, run: _Run, dist: _Dist, cfg: TrainConfig,
