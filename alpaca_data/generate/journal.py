@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from alpaca_data.secrets import redact_value
+
 
 def read_journal(path: Path) -> Iterator[dict[str, Any]]:
     """Complete lines only; a torn final line (no newline, or not JSON) is ignored."""
@@ -59,8 +61,8 @@ class Journal:
 
     def append_many(self, entries: list[dict[str, Any]]) -> None:
         """Write entries, then one flush + fsync for all of them (group commit)."""
-        data = b"".join(json.dumps(e, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
-                        for e in entries)
+        data = b"".join(json.dumps(redact_value(e), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+                        + b"\n" for e in entries)  # a server may echo a key back in an answer or error
         self._handle.write(data)
         self._handle.flush()
         if self.fsync:

@@ -28,6 +28,7 @@ from alpaca_data.generate.journal import Journal, answered_indices
 from alpaca_data.generate.pricing import load_price_table, price_for
 from alpaca_data.generate.prompt import load_seed_tasks, template_hash
 from alpaca_data.generate.teachers import HFTeacher, OpenAITeacher, parse_teacher_spec
+from alpaca_data.secrets import redact
 
 
 @dataclass
@@ -131,9 +132,15 @@ def run_generation(cfg: GenerateConfig, store: str | os.PathLike | None = None, 
     wall_start = time.time()
     seeds = load_seed_tasks(cfg.seeds)
     seeds_hash = sha256_file(cfg.seeds)
-    decoding, limits = cfg.decoding, cfg.limits
+    limits = cfg.limits
     kind, model = parse_teacher_spec(cfg.teacher.spec)
     store = Store.open(store)
+    # Everything that can be refused is checked before a run folder exists or a request is sent.
+    price_table = load_price_table(limits.price_table)
+    price = None if kind == "hf" else price_for(model, price_table)
+    if limits.max_cost is not None and price is None and kind != "hf":
+        raise UsageError(f"--max-cost: no price known for model {model!r}; give one with --price-table")
+    filters = _load_filters(cfg, [s.instruction for s in seeds])
     config = determining_config(cfg, seeds_hash, model)
     digest = config_hash(config)
     run_dir, resuming = _prepare_run_dir(cfg, store.root, config, digest)
@@ -142,12 +149,20 @@ def run_generation(cfg: GenerateConfig, store: str | os.PathLike | None = None, 
         write_json(run_dir / "config.json", config)
     state = {"config_hash": digest, "dataset": cfg.dataset, "status": "running", "num": cfg.num}
     write_json(run_dir / "run.json", state)
-    price_table = load_price_table(limits.price_table)
-    price = None if kind == "hf" else price_for(model, price_table)
-    if limits.max_cost is not None and price is None and kind != "hf":
-        raise UsageError(f"--max-cost: no price known for model {model!r}; give one with --price-table")
-    filters = _load_filters(cfg, [s.instruction for s in seeds])
+    try:
+        return _run(cfg, store, run_dir, resuming, state, seeds, seeds_hash, digest, price, filters, progress,
+                    wall_start)
+    except BaseException as error:  # the run folder says how it ended; --resume continues it
+        if state["status"] == "running":
+            interrupted = isinstance(error, KeyboardInterrupt)
+            state.update(status="interrupted" if interrupted else "failed", error=redact(str(error))[:300])
+            write_json(run_dir / "run.json", state)
+        raise
 
+
+def _run(cfg: GenerateConfig, store, run_dir: Path, resuming: bool, state: dict[str, Any], seeds, seeds_hash: str,
+         digest: str, price, filters: Pipeline, progress: Any, wall_start: float) -> GenerateResult:
+    decoding = cfg.decoding
     journal = Journal.open(run_dir / "journal.jsonl")
     replay = answered_indices(journal.entries()) if resuming else {}
     journal.event("resume" if resuming else "start", replayable=len(replay))
