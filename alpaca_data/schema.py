@@ -27,6 +27,7 @@ MANIFEST_SCHEMA_FILE = "revision-manifest.schema.json"
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 # Invalid UTF-8 bytes survive decoding as lone surrogates (surrogateescape); JSON "\ud800" escapes too.
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_BAD_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 @lru_cache(maxsize=None)
@@ -97,14 +98,15 @@ class RecordChecker:
         problems = []
         for name, value in record.items():
             for text in _strings_in(value):
+                match = _BAD_CHARS.search(text)  # one scan per string; which kind is decided only on a hit
+                if match is None:
+                    continue
                 if _LONE_SURROGATE.search(text):
                     problems.append(FieldProblem(name, "contains invalid UTF-8 (undecodable bytes or lone surrogates)"))
-                    break
-                match = _CONTROL_CHARS.search(text)
-                if match:
+                else:
                     problems.append(FieldProblem(
                         name, f"contains control character U+{ord(match.group()):04X} at offset {match.start()}"))
-                    break
+                break
             if isinstance(value, float) and not math.isfinite(value):
                 problems.append(FieldProblem(name, "NaN/Infinity is not valid JSON"))
             elif isinstance(value, list) and any(isinstance(v, float) and not math.isfinite(v) for v in value):
