@@ -270,3 +270,33 @@ def test_leftovers_of_killed_writers_are_cleaned_and_never_shown(cli, store_path
     assert refused.returncode == 1
     state = json.loads(next((store_path / "runs" / "g").glob("*/run.json")).read_text())
     assert state["status"] == "failed" and "cannot reach" in state["error"]
+
+
+class _NotAHub(http.server.BaseHTTPRequestHandler):
+    """A proxy's HTML page where the Hub should be."""
+
+    def _answer(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        self.wfile.write(b"<html><body>Please log in to the captive portal</body></html>")
+
+    do_GET = do_POST = do_HEAD = _answer
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_hub_answer_that_is_not_json_is_one_line(cli, store_path):
+    cli("import", SEEDS, "-d", "s")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotAHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {"HF_ENDPOINT": f"http://127.0.0.1:{server.server_port}", "HF_HUB_DISABLE_XET": "1",
+           "HF_TOKEN": "hf_NotARealToken0000"}
+    try:
+        before = snapshot(store_path)
+        for command in (["pull", "you/x@main", "-d", "copy"], ["push", "s@main", "--repo", "you/x"]):
+            _one_line_error(cli(*command, env=env), "did not answer like a Hugging Face Hub")
+        assert snapshot(store_path) == before
+    finally:
+        server.shutdown()

@@ -91,3 +91,7 @@ def hub_errors(repo_id: str, secret: str | None, revision: str | None = None) ->
     except (httpx2.TransportError, ConnectionError) as error:
         raise UserError(f"cannot reach the Hub at {where}: {redact(type(error).__name__, secret)}"
                         f" ({redact(str(error), secret) or 'no answer'})") from None
+    except (ValueError, KeyError, TypeError) as error:  # JSON decoding errors are ValueErrors
+        # a proxy's HTML page, or a server that is not a Hub: the client cannot read its answer
+        raise UserError(f"{at}: the server at {where} did not answer like a Hugging Face Hub (is HF_ENDPOINT "
+                        f"right?): {redact(type(error).__name__, secret)}") from None
