@@ -1,7 +1,7 @@
 """Training data: where records come from, how they become token ids, and how ids become batches.
 
-Sources (`load_source`): a local JSON array / JSONL file, a store ref (`alpaca@v1`, `alpaca@main`,
-`alpaca@<id prefix>`), or -- not yet -- a Hub dataset `user/name@rev` (see `load_hub_dataset`).
+Sources (`load_source`): a local JSON array / JSONL / Parquet file, a store ref (`alpaca@v1`, `alpaca@main`,
+`alpaca@<id prefix>`), or a Hub dataset `user/name@rev`, pulled into the store first (`load_hub_dataset`).
 
 Tokenisation (`tokenize_records`): the prompt and the response are tokenised *separately*, each without
 special tokens, and the ids are concatenated: `[prefix specials] + prompt_ids + response_ids + [eos]`.
@@ -80,7 +80,7 @@ def load_source(ref: str, store_path: str | os.PathLike | None = None) -> DataSo
     path = Path(ref).expanduser()
     if path.is_file():
         return _load_file(path, ref)
-    if path.suffix.lower() in {".json", ".jsonl"} or ref.startswith((".", "/", "~")):
+    if path.suffix.lower() in {".json", ".jsonl", ".parquet"} or ref.startswith((".", "/", "~")):
         raise UserError(f"--data {ref}: no such file")
     if _HUB_REF.match(ref):
         repo, _, rev = ref.partition("@")

@@ -5,9 +5,7 @@ tokenisation cache key and of the lineage: bump it whenever the text or the segm
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 TEMPLATE_VERSION = "alpaca-v1"
 
@@ -46,7 +44,3 @@ def format_prompt(instruction: str, input_text: str = "") -> str:
     if input_text:
         return PROMPT_INPUT.format(instruction=instruction, input=input_text)
     return PROMPT_NO_INPUT.format(instruction=instruction)
-
-
-def record_prompt(record: Mapping[str, Any]) -> str:
-    return format_prompt(record.get("instruction") or "", record.get("input") or "")

@@ -47,9 +47,6 @@ class ParseResult:
     failures: Counter = field(default_factory=Counter)
     normalised: Counter = field(default_factory=Counter)
 
-    @property
-    def num_failed(self) -> int:
-        return sum(self.failures.values())
 
 
 def normalise_input(value: str) -> tuple[str, bool]:

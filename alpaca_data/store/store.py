@@ -213,11 +213,6 @@ class Store:
         except (pa.ArrowException, OSError):
             raise damaged(manifest.dataset, manifest.id, "data.parquet cannot be read") from None
 
-    def read_sidecar(self, manifest: Manifest, name: str) -> pa.Table | None:
-        if not manifest.has_sidecar(name):
-            return None
-        return _read_verified(manifest, f"{name}.parquet", pq.read_table)
-
     def manifest_hash(self, ref: str | Manifest) -> str:
         from alpaca_data.durable import sha256_file
 

@@ -193,9 +193,3 @@ class RevisionStats:
             "words": {name: _summary(values) for name, values in self.words.items()},
             "chars_total": self.chars_total,
         }
-
-
-def compute_stats(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    stats = RevisionStats()
-    stats.add(records)
-    return stats.result()
