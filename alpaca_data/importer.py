@@ -2,7 +2,8 @@
 
 Two passes over the files, each holding one batch at a time: the first validates every record and decides
 every column's type (the same `Validator` as `alpaca-data validate`), the second converts and writes. Nothing
-is written if any record is invalid, and a file that changes between the passes is refused.
+is written if any record is invalid, and a file that changes between the passes is refused. Inputs up to
+`HOLD_BYTES` keep their records from the first pass instead of being read again.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from alpaca_data.store.tables import records_to_table
 from alpaca_data.validate import FileReport, Validator, file_records
 
 BATCH_RECORDS = 16 * 1024
+HOLD_BYTES = 64 * 1024**2  # inputs up to this size are read once and held (a few hundred MB of records at most)
 
 
 @dataclass
@@ -37,15 +39,23 @@ def import_files(store: Store, paths: list[str], dataset: str, *, message: str =
     """All files become one revision, in the order given."""
     store.check_dataset_name(dataset)
     validator = Validator(field_map, strict)
-    reports = [validator.check_file(path, show_progress=show_progress) for path in paths]
+    # Small inputs keep their valid records from the first pass (one read); large ones are read twice so
+    # memory stays flat whatever the size.
+    held: list[dict[str, Any]] | None = [] if _total_size(paths) <= HOLD_BYTES else None
+    on_valid = held.append if held is not None else None
+    reports = [validator.check_file(path, on_valid=on_valid, show_progress=show_progress) for path in paths]
     problems = [problem for report in reports for problem in report.problems]
     count = sum(report.problem_count for report in reports)
     if count:
         return ImportOutcome(problems, count)
     schema = validator.types.schema()
     with store.begin(dataset, schema) as writer:
-        for report in reports:
-            _write_file(writer, report, validator.field_map, schema)
+        if held is not None:
+            for start in range(0, len(held), BATCH_RECORDS):
+                writer.write(records_to_table(held[start:start + BATCH_RECORDS], schema))
+        else:
+            for report in reports:
+                _write_file(writer, report, validator.field_map, schema)
         sources = [{"path": os.path.basename(r.path), "sha256": r.sha256, "format": r.format, "kind": r.kind}
                    for r in reports]
         recipe = {"command": "import", "options": {"map": validator.field_map, "strict": strict},
@@ -53,6 +63,13 @@ def import_files(store: Store, paths: list[str], dataset: str, *, message: str =
         names = ", ".join(source["path"] for source in sources)
         result = writer.commit(message=message or f"import {names}", recipe=recipe)
     return ImportOutcome([], 0, result)
+
+
+def _total_size(paths: list[str]) -> int:
+    try:
+        return sum(os.stat(path).st_size for path in paths)
+    except OSError:
+        return HOLD_BYTES + 1  # the validator reports the problem; take the streaming path
 
 
 def _write_file(writer: Any, report: FileReport, field_map: Mapping[str, str], schema) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import unicodedata
 from typing import Any, Iterable, Mapping
 
@@ -16,12 +15,13 @@ CORE_FIELDS: tuple[str, ...] = ("instruction", "input", "output")
 # Real variants seen in the wild; applied only when the user asks (--map) or by `alias_map_for`.
 KNOWN_ALIASES: dict[str, str] = {"response": "output"}
 
-_WS = re.compile(r"\s+")
 
 
 def normalise_text(text: str) -> str:
     """Normal form used for keys and exact dedup: NFKC, case-folded, whitespace collapsed."""
-    return _WS.sub(" ", unicodedata.normalize("NFKC", text)).strip().casefold()
+    if not text.isascii():  # ASCII is already NFKC: skip the costly normalisation for most text
+        text = unicodedata.normalize("NFKC", text)
+    return " ".join(text.split()).casefold()  # str.split() splits on the same Unicode whitespace as \s+
 
 
 def record_key(instruction: str, input_text: str = "") -> str:
