@@ -61,6 +61,11 @@ class TrainConfig:
     attn_implementation: str | None = setting(None, "eager | sdpa | flash_attention_2.")
     gradient_checkpointing: bool = setting(False, "Recompute activations in the backward pass (less memory).")
     fsdp: str = setting("auto", "auto (on with several processes) | on | off (several processes then use DDP).")
+    val_fraction: float = setting(0.02, "Share of the revision held out for validation, chosen by record hash "
+                                        "(the same records on every run); 0: no validation.")
+    val_data: str | None = setting(None, "Validate on this dataset instead (store ref, file or Hub dataset); "
+                                         "the whole revision then trains.")
+    eval_steps: int = setting(0, "Validation loss every N steps, besides each epoch end and the last step (0: not).")
 
     def validate(self) -> None:
         for name in ("data", "model", "out"):
@@ -83,6 +88,10 @@ class TrainConfig:
         for name, value in at_least_one.items():
             if value is not None and value < 1:
                 raise UserError(f"--{name} must be at least 1, got {value}")
+        if not 0 <= self.val_fraction < 1:
+            raise UserError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        if self.eval_steps < 0:
+            raise UserError(f"--eval-steps must be 0 (epoch ends only) or more, got {self.eval_steps}")
         if self.save_steps < 0:
             raise UserError(f"--save-steps must be 0 (final model only) or more, got {self.save_steps}")
         choices = {"precision": ("auto", "bf16", "fp32"), "batching": ("padfree", "padded", "grouped"),
@@ -99,6 +108,7 @@ class TrainResult:
     global_step: int
     total_steps: int
     losses: list[float] = field(default_factory=list)  # mean token loss of each step run in this call
+    val_losses: list[tuple[int, float]] = field(default_factory=list)  # (step, validation loss)
     lrs: list[float] = field(default_factory=list)
     checkpoint: Path | None = None
     stopped_early: bool = False
@@ -203,6 +213,7 @@ class _Run:
     total_steps: int
     global_step: int
     lineage: dict[str, Any]
+    validation: Any = None  # tokenized held-out examples (None: no validation)
 
 
 def train(cfg: TrainConfig) -> TrainResult:
@@ -275,17 +286,28 @@ def _setup(cfg: TrainConfig, dist: _Dist) -> _Run:
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot load tokenizer {tok_id}: {str(exc).splitlines()[0]}") from exc
     pad_info = setup_pad_token(tokenizer, None, cfg.pad_token)
-    if dist.is_main:  # rank 0 tokenises and caches; the others then read the cache
-        tokenized = D.load_or_tokenize(source.records, source.revision_id, tokenizer, cfg.max_length, cfg.cache_dir)
-    dist.barrier()
-    if not dist.is_main:
-        tokenized = D.load_or_tokenize(source.records, source.revision_id, tokenizer, cfg.max_length,
-                                       cfg.cache_dir, write=cfg.cache_dir == "")
+    train_records, val_records, validation_info = _validation_split(cfg, source)
+
+    def tokenize(records, cache_id):
+        if dist.is_main:  # rank 0 tokenises and caches; the others then read the cache
+            data = D.load_or_tokenize(records, cache_id, tokenizer, cfg.max_length, cfg.cache_dir)
+        dist.barrier()
+        if not dist.is_main:
+            data = D.load_or_tokenize(records, cache_id, tokenizer, cfg.max_length, cfg.cache_dir,
+                                      write=cfg.cache_dir == "")
+        return data
+
+    split_id = f"{source.revision_id}:train-val@{cfg.val_fraction}" if not cfg.val_data and val_records else None
+    tokenized = tokenize(train_records, split_id + ":train" if split_id else source.revision_id)
+    validation = tokenize(val_records, validation_info["cache_id"]) if val_records else None
+    if validation is not None and not len(validation):
+        validation = None
     stats = tokenized.stats
     _log(dist, f"data {source.ref} ({source.kind}, revision {source.revision_id[:12]}): {stats['examples']} "
                f"examples, {stats['dropped']} dropped, {stats['prompt_truncated']} prompts and "
                f"{stats['response_truncated']} responses truncated to {cfg.max_length} tokens"
-               f"{' (cache hit)' if tokenized.cache_hit else ''}")
+               f"{' (cache hit)' if tokenized.cache_hit else ''}; validation: "
+               f"{len(validation) if validation is not None else 0} examples ({validation_info['held_out']})")
 
     model, autocast = _load_model(cfg, dist, resume_dir, tokenizer, parallel, precision)
     decay, no_decay = [], []
@@ -316,6 +338,8 @@ def _setup(cfg: TrainConfig, dist: _Dist) -> _Run:
         "tokenization": {**stats, "template_version": TEMPLATE_VERSION,
                          "truncation_version": D.TRUNCATION_VERSION, "cache": tokenized.cache_path},
         "training": training,
+        "validation": {k: v for k, v in validation_info.items() if k != "cache_id"} | {
+            "examples": len(validation) if validation is not None else 0, "losses": []},
         "code": code_version(),
         "output_dir": str(out),
     }
@@ -326,7 +350,23 @@ def _setup(cfg: TrainConfig, dist: _Dist) -> _Run:
                    f"accumulation {accumulation} x micro-batch {cfg.micro_batch_size} x world {world}, "
                    f"{precision}, batching {cfg.batching}{shown}")
     return _Run(source, tokenizer, tokenized, model, optimizer, scheduler, parallel, autocast, spe, total_steps,
-                global_step, lineage)
+                global_step, lineage, validation)
+
+
+def _validation_split(cfg: TrainConfig, source) -> tuple[list[dict], list[dict], dict[str, Any]]:
+    """(training records, validation records, what the lineage says about them)."""
+    from alpaca_train import data as D
+    from alpaca_train.validation import split_validation
+
+    if cfg.val_data:
+        other = D.load_source(cfg.val_data, cfg.store)
+        return source.records, other.records, {"held_out": f"--val-data {cfg.val_data}", "ref": other.ref,
+                                               "revision_id": other.revision_id, "cache_id": other.revision_id}
+    train, held = split_validation(source.records, cfg.val_fraction)
+    info = {"held_out": f"{cfg.val_fraction:.0%} of the revision by record-key hash" if cfg.val_fraction else "none",
+            "fraction": cfg.val_fraction, "records": len(held),
+            "cache_id": f"{source.revision_id}:train-val@{cfg.val_fraction}:val"}
+    return train, held, info
 
 
 def _load_model(cfg: TrainConfig, dist: _Dist, resume_dir: Path | None, tokenizer, parallel: str, precision: str):
@@ -369,6 +409,7 @@ def _fit(cfg: TrainConfig, dist: _Dist, run: _Run) -> TrainResult:
 
     from alpaca_train import data as D
     from alpaca_train.modeling import token_losses
+    from alpaca_train.validation import validation_loss
 
     out, world, model, spe = Path(cfg.out), dist.world_size, run.model, run.steps_per_epoch
     tokenized = run.tokenized
@@ -420,10 +461,21 @@ def _fit(cfg: TrainConfig, dist: _Dist, run: _Run) -> TrainResult:
             elapsed = time.perf_counter() - started
             record = {"step": step, "epoch": round(step / spe, 4), "loss": round(step_loss, 6),
                       "lr": lr, "grad_norm": None if grad_norm is None else round(float(grad_norm), 6),
-                      "tokens_per_s_rank0": round(tokens_seen / elapsed, 1) if elapsed > 0 else None}
-            with log_path.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record) + "\n")
+                      "tokens_per_s_rank0": round(tokens_seen / elapsed, 1) if elapsed > 0 else None,
+                      **_memory(dist)}
+            _append_log(log_path, record)
             _log(dist, json.dumps(record))
+        due = (cfg.eval_steps and step % cfg.eval_steps == 0) or step % spe == 0 or step == run.total_steps
+        if run.validation is not None and due:
+            val_loss = validation_loss(model, run.validation, collate, cfg.micro_batch_size, dist.rank, world,
+                                       dist.device, run.autocast, dist.sum)
+            result.val_losses.append((step, val_loss))
+            run.lineage["validation"]["losses"].append({"step": step, "epoch": round(step / spe, 4),
+                                                        "loss": round(val_loss, 6)})
+            if dist.is_main:
+                record = {"step": step, "epoch": round(step / spe, 4), "val_loss": round(val_loss, 6)}
+                _append_log(log_path, record)
+                _log(dist, json.dumps(record))
         if cfg.save_steps and step % cfg.save_steps == 0 and step < run.total_steps:
             result.checkpoint = out / f"checkpoint-{step}"
             _save_checkpoint(result.checkpoint, final=False, run=run, dist=dist, cfg=cfg, global_step=step)
@@ -439,6 +491,23 @@ def _fit(cfg: TrainConfig, dist: _Dist, run: _Run) -> TrainResult:
     result.checkpoint = out
     _log(dist, f"saved {out}")
     return result
+
+
+def _append_log(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def _memory(dist: _Dist) -> dict[str, float]:
+    """Peak memory so far on this rank: host RSS and, on a GPU, allocated device memory (MiB)."""
+    import resource
+
+    import torch
+
+    peak = {"peak_rss_mib_rank0": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if dist.device.type == "cuda":
+        peak["peak_gpu_mib_rank0"] = round(torch.cuda.max_memory_allocated(dist.device) / 2**20, 1)
+    return peak
 
 
 def _stop_on_non_finite(result: TrainResult, loss: float, grad_norm) -> None:
@@ -460,6 +529,7 @@ def _save_checkpoint(directory: Path, *, final: bool, run: _Run, dist: _Dist, cf
     )
 
     from alpaca_train.lineage import write_card, write_lineage
+    from alpaca_train.plots import plot_losses
 
     model = run.model
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -475,6 +545,7 @@ def _save_checkpoint(directory: Path, *, final: bool, run: _Run, dist: _Dist, cf
                                  "epoch": round(global_step / run.steps_per_epoch, 4)}
         write_lineage(directory, payload)
         write_card(directory, payload)
+        plot_losses(Path(cfg.out) / "train_log.jsonl", directory / "loss_curve.png")
         if not final:
             with atomic_file(directory / TRAINER_STATE) as handle:
                 torch.save({"global_step": global_step, "optimizer": optim_state,
