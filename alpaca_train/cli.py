@@ -48,22 +48,39 @@ def launch_command(
     nproc: int = typer.Option(..., "--nproc", help="processes (GPUs) on this node"),
     nnodes: int = typer.Option(1, "--nnodes"),
     node_rank: int = typer.Option(0, "--node-rank"),
-    master_addr: str | None = typer.Option(None, "--master-addr", help="for --nnodes > 1"),
-    master_port: int = typer.Option(29500, "--master-port", help="for --nnodes > 1"),
+    master_addr: str | None = typer.Option(None, "--master-addr", help="for --nnodes > 1 (static rendezvous)"),
+    master_port: int = typer.Option(29500, "--master-port", help="for --nnodes > 1 (static rendezvous)"),
+    rdzv_backend: str | None = typer.Option(None, "--rdzv-backend", help="torchrun rendezvous, e.g. c10d"),
+    rdzv_endpoint: str | None = typer.Option(None, "--rdzv-endpoint", help="HOST:PORT of the rendezvous"),
+    rdzv_id: str | None = typer.Option(None, "--rdzv-id", help="a job id shared by every node"),
+    max_restarts: int = typer.Option(0, "--max-restarts", help="torchrun restarts of failed workers"),
 ) -> None:
     """Run `alpaca-train train` under torchrun (FSDP full shard; --fsdp off: DDP); other options are train's."""
     if nproc < 1:
         raise UsageError("--nproc must be at least 1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}"]
-    if nnodes == 1:
-        cmd.append("--standalone")
-    else:
-        if not master_addr:
-            raise UsageError("--nnodes > 1 needs --master-addr")
-        cmd += [f"--nnodes={nnodes}", f"--node-rank={node_rank}", f"--master-addr={master_addr}",
-                f"--master-port={master_port}"]
-    cmd += ["-m", "alpaca_train", "train", *ctx.args]
+    cmd = torchrun_command(nproc, nnodes, node_rank, master_addr, master_port, rdzv_backend, rdzv_endpoint, rdzv_id,
+                           max_restarts) + ["-m", "alpaca_train", "train", *ctx.args]
     raise typer.Exit(subprocess.call(cmd))
+
+
+def torchrun_command(nproc: int, nnodes: int, node_rank: int, master_addr: str | None, master_port: int,
+                     rdzv_backend: str | None, rdzv_endpoint: str | None, rdzv_id: str | None,
+                     max_restarts: int) -> list[str]:
+    """torchrun's command line: standalone on one node; several nodes by a static master or a rendezvous."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", f"--max-restarts={max_restarts}"]
+    if rdzv_backend or rdzv_endpoint:
+        if not (rdzv_backend and rdzv_endpoint):
+            raise UsageError("--rdzv-backend and --rdzv-endpoint go together")
+        return cmd + [f"--nnodes={nnodes}", f"--rdzv-backend={rdzv_backend}", f"--rdzv-endpoint={rdzv_endpoint}",
+                      f"--rdzv-id={rdzv_id or 'alpaca-train'}"]
+    if nnodes == 1:
+        return cmd + ["--standalone"]
+    if not master_addr:
+        raise UsageError("--nnodes > 1 needs --master-addr (or --rdzv-backend and --rdzv-endpoint)")
+    if not 0 <= node_rank < nnodes:
+        raise UsageError(f"--node-rank {node_rank}: expected 0 to {nnodes - 1}")
+    return cmd + [f"--nnodes={nnodes}", f"--node-rank={node_rank}", f"--master-addr={master_addr}",
+                  f"--master-port={master_port}"]
 
 
 @app.command("tiny-model")

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from alpaca_train.trainer import TrainConfig, train
 from tests.train_fixtures import *
 
@@ -68,3 +70,47 @@ def test_two_processes_without_fsdp_use_ddp_and_match_single_process(tmp_path, r
     assert sorted(a) == sorted(b)
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
     assert json.loads((out / "alpaca_lineage.json").read_text())["training"]["parallel"] == "ddp"
+
+
+def test_launch_builds_torchrun_for_one_node_many_nodes_and_a_rendezvous():
+    from alpaca_data.errors import UsageError
+    from alpaca_train.cli import torchrun_command
+
+    single = torchrun_command(8, 1, 0, None, 29500, None, None, None, 0)
+    assert single[-1] == "--standalone" and "--nproc-per-node=8" in single
+    static = torchrun_command(4, 2, 1, "node0", 29400, None, None, None, 3)
+    assert {"--nnodes=2", "--node-rank=1", "--master-addr=node0", "--master-port=29400", "--max-restarts=3"} <= set(static)
+    rdzv = torchrun_command(4, 2, 0, None, 29500, "c10d", "node0:29400", "job7", 0)
+    assert {"--rdzv-backend=c10d", "--rdzv-endpoint=node0:29400", "--rdzv-id=job7"} <= set(rdzv)
+    for bad in ((4, 2, 0, None, 29500, None, None, None, 0), (4, 2, 2, "h", 29500, None, None, None, 0),
+                (4, 2, 0, None, 29500, "c10d", None, None, 0)):
+        with pytest.raises(UsageError):
+            torchrun_command(*bad)
+
+
+def test_two_nodes_on_loopback_train_the_single_process_model(tmp_path, records_file, tiny_model_dir):
+    """Two `launch --nnodes 2` processes (one per "node", static rendezvous on 127.0.0.1) form one world."""
+    import socket
+
+    from safetensors.torch import load_file
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    common = ["--data", str(records_file), "--model", str(tiny_model_dir), "--max-length", "96",
+              "--effective-batch-size", "8", "--micro-batch-size", "2", "--lr", "1e-3", "--max-steps", "2",
+              "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "nodes")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    nodes = [subprocess.Popen([sys.executable, "-m", "alpaca_train", "launch", "--nproc", "1", "--nnodes", "2",
+                               "--node-rank", str(rank), "--master-addr", "127.0.0.1", "--master-port", str(port),
+                               *common], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for rank in (0, 1)]
+    outputs = [node.communicate(timeout=300) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][1][-2000:] + outputs[1][1][-2000:]
+    assert "world 2" in outputs[0][1]
+    single = train(TrainConfig(data=str(records_file), model=str(tiny_model_dir), out=str(tmp_path / "single"),
+                               max_length=96, effective_batch_size=8, micro_batch_size=2, lr=1e-3, max_steps=2,
+                               cache_dir=str(tmp_path / "cache"), logging_steps=100))
+    assert single.global_step == 2
+    a, b = load_file(tmp_path / "nodes" / "model.safetensors"), load_file(tmp_path / "single" / "model.safetensors")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
