@@ -373,9 +373,22 @@ def _load_model(cfg: TrainConfig, dist: _Dist, resume_dir: Path | None, tokenize
     import torch
     from transformers import AutoModelForCausalLM
 
+    from alpaca_train.loading import build_sharded, checkpoint_files
     from alpaca_train.modeling import apply_fsdp, setup_pad_token
 
     load_from = str(resume_dir) if resume_dir else cfg.model
+    if parallel == "fsdp" and cfg.pad_token == "eos" and Path(load_from).is_dir() and checkpoint_files(Path(load_from)):
+        # memory-safe: meta-device build, shard, then each rank reads only its own rows of the weights
+        def prepare(model):
+            if cfg.gradient_checkpointing:
+                model.gradient_checkpointing_enable()
+            model.config.use_cache = False
+
+        model = build_sharded(load_from, dist.device, precision == "bf16", cfg.attn_implementation, dist.rank,
+                              dist.world_size, prepare=prepare)
+        setup_pad_token(tokenizer, model, cfg.pad_token)
+        model.train()
+        return model, None
     kwargs: dict[str, Any] = {"dtype": torch.float32}
     if cfg.attn_implementation:
         kwargs["attn_implementation"] = cfg.attn_implementation

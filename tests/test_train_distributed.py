@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from alpaca_train.trainer import TrainConfig, train
+from tests.conftest import ROOT
 from tests.train_fixtures import *
 
 
@@ -114,3 +115,28 @@ def test_two_nodes_on_loopback_train_the_single_process_model(tmp_path, records_
     assert single.global_step == 2
     a, b = load_file(tmp_path / "nodes" / "model.safetensors"), load_file(tmp_path / "single" / "model.safetensors")
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
+
+
+def test_a_sharded_load_holds_a_fraction_of_the_model_on_each_rank(tmp_path, tokenizer):
+    """~110M parameters (random, built here), 2 gloo ranks: each rank's peak host memory while loading is
+    below 60% of one full fp32 copy; the plain path (every rank reads everything) is shown for contrast."""
+    from alpaca_train.tiny import make_tiny_llama
+
+    folder = tmp_path / "llama-110m"
+    make_tiny_llama(folder, tokenizer, layers=12, hidden=640)
+    results = {}
+    for mode in ("sharded", "full"):
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                   "-m", "tests.load_memory_probe", str(folder)] + (["--full"] if mode == "full" else [])
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert done.returncode == 0, done.stderr[-3000:]
+        results[mode] = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    for mode, rows in results.items():
+        for row in rows:
+            print(f"{mode} rank {row['rank']}: load peak {row['load_peak_bytes'] / 2**20:.0f} MiB = "
+                  f"{row['load_peak_bytes'] / row['full_fp32_bytes']:.0%} of one fp32 copy "
+                  f"({row['full_fp32_bytes'] / 2**20:.0f} MiB)")
+    assert len(results["sharded"]) == 2 and results["sharded"][0]["full_fp32_bytes"] > 400 * 2**20
+    assert all(row["load_peak_bytes"] < 0.6 * row["full_fp32_bytes"] for row in results["sharded"])
+    assert all(row["load_peak_bytes"] > 0.9 * row["full_fp32_bytes"] for row in results["full"])  # the contrast
