@@ -135,7 +135,7 @@ def restore_buffers(model) -> None:
 
 
 def build_sharded(folder: str, device, bf16: bool, attn_implementation: str | None, rank: int, world: int,
-                  prepare=None):
+                  prepare=None, load_weights: bool = True):
     """The model of `folder`, FSDP-sharded, each rank holding only its shards (see the module docstring).
     `prepare(model)` runs on the meta model before sharding (e.g. to switch on gradient checkpointing)."""
     import torch
@@ -154,5 +154,6 @@ def build_sharded(folder: str, device, bf16: bool, attn_implementation: str | No
     model = apply_fsdp(model, device, bf16=bf16)
     model.to_empty(device=device)
     restore_buffers(model)
-    load_local_shards(model, Path(folder), rank, world)
+    if load_weights:
+        load_local_shards(model, Path(folder), rank, world)
     return model

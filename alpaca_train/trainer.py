@@ -25,6 +25,7 @@ from alpaca_data.durable import atomic_file
 from alpaca_data.errors import UserError, refuse_missing_model_path
 
 TRAINER_STATE = "trainer_state.pt"
+SHARDS_DIR = "shards"  # torch distributed checkpoint of an intermediate checkpoint: weights + optimizer state
 
 
 @dataclass(kw_only=True)
@@ -376,7 +377,9 @@ def _load_model(cfg: TrainConfig, dist: _Dist, resume_dir: Path | None, tokenize
     from alpaca_train.loading import build_sharded, checkpoint_files
     from alpaca_train.modeling import apply_fsdp, setup_pad_token
 
-    load_from = str(resume_dir) if resume_dir else cfg.model
+    sharded_resume = resume_dir is not None and (resume_dir / SHARDS_DIR).is_dir()
+    # a sharded checkpoint's weights are loaded with its optimizer state (`_load_training_state`)
+    load_from = cfg.model if sharded_resume or resume_dir is None else str(resume_dir)
     if parallel == "fsdp" and cfg.pad_token == "eos" and Path(load_from).is_dir() and checkpoint_files(Path(load_from)):
         # memory-safe: meta-device build, shard, then each rank reads only its own rows of the weights
         def prepare(model):
@@ -385,7 +388,7 @@ def _load_model(cfg: TrainConfig, dist: _Dist, resume_dir: Path | None, tokenize
             model.config.use_cache = False
 
         model = build_sharded(load_from, dist.device, precision == "bf16", cfg.attn_implementation, dist.rank,
-                              dist.world_size, prepare=prepare)
+                              dist.world_size, prepare=prepare, load_weights=not sharded_resume)
         setup_pad_token(tokenizer, model, cfg.pad_token)
         model.train()
         return model, None
@@ -538,20 +541,25 @@ def _save_checkpoint(directory: Path, *, final: bool, run: _Run, dist: _Dist, cf
     from torch.distributed.checkpoint.state_dict import (
         StateDictOptions,
         get_model_state_dict,
-        get_optimizer_state_dict,
     )
 
     from alpaca_train.lineage import write_card, write_lineage
     from alpaca_train.plots import plot_losses
 
     model = run.model
-    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    state = get_model_state_dict(model, options=options)
-    optim_state = None if final else get_optimizer_state_dict(model, run.optimizer, options=options)
+    if final:  # an ordinary from_pretrained folder, gathered on rank 0 alone (offloaded to its CPU)
+        state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    else:  # every rank writes its own shards of the weights and optimizer state
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import get_state_dict
+
+        model_state, optim_state = get_state_dict(model, run.optimizer)
+        dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(directory / SHARDS_DIR))
     if dist.is_main:
         directory.mkdir(parents=True, exist_ok=True)
-        plain = model.module if run.parallel == "ddp" else model
-        plain.save_pretrained(directory, state_dict=state, safe_serialization=True)
+        if final:
+            plain = model.module if run.parallel == "ddp" else model
+            plain.save_pretrained(directory, state_dict=state, safe_serialization=True)
         run.tokenizer.save_pretrained(directory)
         payload = dict(run.lineage)
         payload["checkpoint"] = {"global_step": global_step, "total_steps": run.total_steps, "final": final,
@@ -560,8 +568,8 @@ def _save_checkpoint(directory: Path, *, final: bool, run: _Run, dist: _Dist, cf
         write_card(directory, payload)
         plot_losses(Path(cfg.out) / "train_log.jsonl", directory / "loss_curve.png")
         if not final:
-            with atomic_file(directory / TRAINER_STATE) as handle:
-                torch.save({"global_step": global_step, "optimizer": optim_state,
+            with atomic_file(directory / TRAINER_STATE) as handle:  # written last: marks the checkpoint whole
+                torch.save({"global_step": global_step, "format": "dcp", "world_size": dist.world_size,
                             "scheduler": run.scheduler.state_dict(), "revision_id": run.source.revision_id,
                             "total_steps": run.total_steps, "config": dataclasses.asdict(cfg),
                             "torch_rng": torch.get_rng_state()}, handle)
@@ -589,8 +597,17 @@ def _load_training_state(resume_dir: Path, cfg: TrainConfig, source, model, opti
     if changed:
         raise UserError(f"--resume {resume_dir}: options differ from the interrupted run: "
                         + ", ".join(f"{k} {saved[k]} -> {getattr(cfg, k)}" for k in changed))
-    set_optimizer_state_dict(model, optimizer, optim_state_dict=state["optimizer"],
-                             options=StateDictOptions(full_state_dict=True))
+    if state.get("format") == "dcp":  # each rank reads its own shards, whatever world size wrote them
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+        model_state, optim_state = get_state_dict(model, optimizer)
+        shards = {"model": model_state, "optim": optim_state}
+        dcp.load(shards, checkpoint_id=str(resume_dir / SHARDS_DIR))
+        set_state_dict(model, optimizer, model_state_dict=shards["model"], optim_state_dict=shards["optim"])
+    else:  # a full optimizer state from an earlier version of this tool
+        set_optimizer_state_dict(model, optimizer, optim_state_dict=state["optimizer"],
+                                 options=StateDictOptions(full_state_dict=True))
     scheduler.load_state_dict(state["scheduler"])
     if "torch_rng" in state:
         torch.set_rng_state(state["torch_rng"])

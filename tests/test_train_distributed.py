@@ -140,3 +140,52 @@ def test_a_sharded_load_holds_a_fraction_of_the_model_on_each_rank(tmp_path, tok
     assert len(results["sharded"]) == 2 and results["sharded"][0]["full_fp32_bytes"] > 400 * 2**20
     assert all(row["load_peak_bytes"] < 0.6 * row["full_fp32_bytes"] for row in results["sharded"])
     assert all(row["load_peak_bytes"] > 0.9 * row["full_fp32_bytes"] for row in results["full"])  # the contrast
+
+
+def test_sigkill_then_resume_from_shards_on_two_or_one_processes(tmp_path, records_file, tiny_model_dir):
+    """A 2-process FSDP run writes sharded checkpoints (each rank its shards), is SIGKILLed, resumes from the
+    shards on 2 processes (same weights as an uninterrupted run within 1e-6) and on 1 process (resharded)."""
+    import signal
+    import time
+
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    common = ["--data", str(records_file), "--model", str(tiny_model_dir), "--max-length", "96",
+              "--effective-batch-size", "8", "--micro-batch-size", "2", "--lr", "1e-3", "--max-steps", "12",
+              "--save-steps", "2", "--val-fraction", "0", "--cache-dir", str(tmp_path / "cache")]
+    straight = _launch(*common, "--out", str(tmp_path / "straight"))
+    assert straight.returncode == 0, straight.stderr[-3000:]
+
+    out = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    run = subprocess.Popen([sys.executable, "-m", "alpaca_train", "launch", "--nproc", "2", *common, "--out", str(out)],
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not (out / "checkpoint-2" / "trainer_state.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert run.poll() is None, "the run ended before it could be killed"
+    os.killpg(run.pid, signal.SIGKILL)  # torchrun and both ranks at once
+    run.wait(timeout=30)
+    assert not (out / "model.safetensors").exists()
+    shards = sorted((out / "checkpoint-2" / "shards").glob("*.distcp"))
+    assert len(shards) == 2  # one file per rank
+
+    resumed = _launch(*common, "--out", str(out), "--resume", "latest")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = load_file(tmp_path / "straight" / "model.safetensors"), load_file(out / "model.safetensors")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-6
+
+    one = train(TrainConfig(data=str(records_file), model=str(tiny_model_dir), out=str(tmp_path / "one"),
+                            resume=str(out / "checkpoint-2"), max_length=96, effective_batch_size=8,
+                            micro_batch_size=2, lr=1e-3, max_steps=12, save_steps=2, val_fraction=0.0,
+                            cache_dir=str(tmp_path / "cache"), logging_steps=100))
+    assert one.global_step == 12
+    c = load_file(tmp_path / "one" / "model.safetensors")
+    assert max((a[k] - c[k]).abs().max().item() for k in a) < 1e-4  # resharded 2 -> 1: other reduction order
+
+    ids = torch.tensor([[1, 42, 314, 2718]])
+    logits = [AutoModelForCausalLM.from_pretrained(str(path)).eval()(ids).logits
+              for path in (tmp_path / "straight", out)]
+    assert torch.allclose(logits[0], logits[1], atol=1e-5)

@@ -110,7 +110,7 @@ def test_resume_continues_the_schedule_exactly(tmp_path, records_file, tiny_mode
     assert part.stopped_early and part.global_step == 3
     ckpt = tmp_path / "b" / "out" / "checkpoint-3"
     assert (ckpt / TRAINER_STATE).is_file() and (ckpt / "alpaca_lineage.json").is_file()
-    assert (ckpt / "README.md").is_file() and (ckpt / "model.safetensors").is_file()
+    assert (ckpt / "README.md").is_file() and (ckpt / "shards" / ".metadata").is_file()  # a sharded checkpoint
     assert json.loads((ckpt / "alpaca_lineage.json").read_text())["checkpoint"]["global_step"] == 3
     rest = train(_cfg(tmp_path / "b", records_file, tiny_model_dir, batching="grouped", resume="latest"))
     assert rest.global_step == full.global_step == 6 and rest.total_steps == full.total_steps
