@@ -559,7 +559,7 @@ def _save_checkpoint(directory: Path, *, final: bool, run: _Run, dist: _Dist, cf
         directory.mkdir(parents=True, exist_ok=True)
         if final:
             plain = model.module if run.parallel == "ddp" else model
-            plain.save_pretrained(directory, state_dict=state, safe_serialization=True)
+            plain.save_pretrained(directory, state_dict=state, safe_serialization=True, max_shard_size="5GB")
         run.tokenizer.save_pretrained(directory)
         payload = dict(run.lineage)
         payload["checkpoint"] = {"global_step": global_step, "total_steps": run.total_steps, "final": final,

@@ -37,6 +37,7 @@ CORPORA = ("gsm8k_train_alpaca.json", "gpteacher_roleplay.json", "gpteacher_code
 SIZES = {  # LLaMA shapes; vocab is the tokenizer's (GPT-2 BPE, 50,257)
     "tiny": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4},
     "0.5b": {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16},
+    "1b": {"hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 22, "num_attention_heads": 32},
 }
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
 
