@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 SECRET_ENV_VARS = ("OPENAI_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_HUB_TOKEN",
-                   "ALPACA_WATERMARK_KEY", "ALPACA_API_KEY")
+                   "ALPACA_WATERMARK_KEY", "ALPACA_API_KEY", "WANDB_API_KEY")
 MASK = "***"
 _MIN_SECRET_LENGTH = 6  # shorter values would mask ordinary words
 _registered: set[str] = set()

@@ -23,6 +23,7 @@ from typing import Any
 from alpaca_data.cli_options import required, setting
 from alpaca_data.durable import atomic_file
 from alpaca_data.errors import UserError, refuse_missing_model_path
+from alpaca_train.reporting import Reporter
 
 TRAINER_STATE = "trainer_state.pt"
 SHARDS_DIR = "shards"  # torch distributed checkpoint of an intermediate checkpoint: weights + optimizer state
@@ -67,6 +68,7 @@ class TrainConfig:
     val_data: str | None = setting(None, "Validate on this dataset instead (store ref, file or Hub dataset); "
                                          "the whole revision then trains.")
     eval_steps: int = setting(0, "Validation loss every N steps, besides each epoch end and the last step (0: not).")
+    report_to: str = setting("none", "none | tensorboard | wandb: also send the step log there (when installed).")
 
     def validate(self) -> None:
         for name in ("data", "model", "out"):
@@ -97,7 +99,7 @@ class TrainConfig:
             raise UserError(f"--save-steps must be 0 (final model only) or more, got {self.save_steps}")
         choices = {"precision": ("auto", "bf16", "fp32"), "batching": ("padfree", "padded", "grouped"),
                    "pad_token": ("eos", "add"), "lr_scheduler": ("cosine", "linear", "constant"),
-                   "fsdp": ("auto", "on", "off")}
+                   "fsdp": ("auto", "on", "off"), "report_to": ("none", "tensorboard", "wandb")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: expected one of {', '.join(allowed)}")
@@ -419,6 +421,16 @@ def _load_model(cfg: TrainConfig, dist: _Dist, resume_dir: Path | None, tokenize
 
 def _fit(cfg: TrainConfig, dist: _Dist, run: _Run) -> TrainResult:
     """The optimizer steps from `run.global_step` to the end (or `--stop-after-steps`), saving on the way."""
+    reporter = Reporter(cfg.report_to, Path(cfg.out), dataclasses.asdict(cfg)) \
+        if dist.is_main and cfg.report_to != "none" else None
+    try:
+        return _steps(cfg, dist, run, reporter)
+    finally:
+        if reporter is not None:
+            reporter.close()
+
+
+def _steps(cfg: TrainConfig, dist: _Dist, run: _Run, reporter) -> TrainResult:
     import contextlib
 
     import torch
@@ -479,7 +491,7 @@ def _fit(cfg: TrainConfig, dist: _Dist, run: _Run) -> TrainResult:
                       "lr": lr, "grad_norm": None if grad_norm is None else round(float(grad_norm), 6),
                       "tokens_per_s_rank0": round(tokens_seen / elapsed, 1) if elapsed > 0 else None,
                       **_memory(dist)}
-            _append_log(log_path, record)
+            _append_log(log_path, record, reporter)
             _log(dist, json.dumps(record))
         due = (cfg.eval_steps and step % cfg.eval_steps == 0) or step % spe == 0 or step == run.total_steps
         if run.validation is not None and due:
@@ -490,7 +502,7 @@ def _fit(cfg: TrainConfig, dist: _Dist, run: _Run) -> TrainResult:
                                                         "loss": round(val_loss, 6)})
             if dist.is_main:
                 record = {"step": step, "epoch": round(step / spe, 4), "val_loss": round(val_loss, 6)}
-                _append_log(log_path, record)
+                _append_log(log_path, record, reporter)
                 _log(dist, json.dumps(record))
         if cfg.save_steps and step % cfg.save_steps == 0 and step < run.total_steps:
             result.checkpoint = out / f"checkpoint-{step}"
@@ -509,9 +521,11 @@ def _fit(cfg: TrainConfig, dist: _Dist, run: _Run) -> TrainResult:
     return result
 
 
-def _append_log(path: Path, record: dict[str, Any]) -> None:
+def _append_log(path: Path, record: dict[str, Any], reporter=None) -> None:
     with path.open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(record) + "\n")
+    if reporter is not None:
+        reporter.log(record)
 
 
 def _memory(dist: _Dist) -> dict[str, float]:
@@ -554,7 +568,8 @@ def _save_checkpoint(directory: Path, *, final: bool, run: _Run, dist: _Dist, cf
         from torch.distributed.checkpoint.state_dict import get_state_dict
 
         model_state, optim_state = get_state_dict(model, run.optimizer)
-        dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(directory / SHARDS_DIR))
+        dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(directory / SHARDS_DIR),
+                 no_dist=dist.world_size == 1)
     if dist.is_main:
         directory.mkdir(parents=True, exist_ok=True)
         if final:
@@ -603,7 +618,7 @@ def _load_training_state(resume_dir: Path, cfg: TrainConfig, source, model, opti
 
         model_state, optim_state = get_state_dict(model, optimizer)
         shards = {"model": model_state, "optim": optim_state}
-        dcp.load(shards, checkpoint_id=str(resume_dir / SHARDS_DIR))
+        dcp.load(shards, checkpoint_id=str(resume_dir / SHARDS_DIR), no_dist=not torch.distributed.is_initialized())
         set_state_dict(model, optimizer, model_state_dict=shards["model"], optim_state_dict=shards["optim"])
     else:  # a full optimizer state from an earlier version of this tool
         set_optimizer_state_dict(model, optimizer, optim_state_dict=state["optimizer"],

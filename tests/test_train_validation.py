@@ -50,3 +50,26 @@ def test_validation_loss_is_logged_carded_and_measured_on_held_out_records(tmp_p
     lineage = json.loads((tmp_path / "out2" / "alpaca_lineage.json").read_text())
     assert lineage["validation"]["ref"] == str(other) and lineage["validation"]["examples"] == 8
     assert lineage["tokenization"]["records"] == 64 and [s for s, _ in separate.val_losses] == [2]
+
+
+def test_report_to_tensorboard_writes_the_step_log_and_a_missing_package_is_one_line(tmp_path, records_file,
+                                                                                    tiny_model_dir, monkeypatch):
+    import sys
+
+    import pytest
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from alpaca_data.errors import UserError
+
+    cfg = TrainConfig(data=str(records_file), model=str(tiny_model_dir), out=str(tmp_path / "tb"),
+                      cache_dir=str(tmp_path / "cache"), max_length=96, effective_batch_size=4, micro_batch_size=2,
+                      lr=1e-3, max_steps=3, val_fraction=0.25, report_to="tensorboard")
+    result = train(cfg)
+    events = EventAccumulator(str(tmp_path / "tb" / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("loss")] == [1, 2, 3]
+    assert [round(e.value, 4) for e in events.Scalars("loss")] == [round(x, 4) for x in result.losses]
+    assert [e.step for e in events.Scalars("val_loss")] == [3]
+    monkeypatch.setitem(sys.modules, "wandb", None)
+    with pytest.raises(UserError, match="pip install wandb"):
+        train(TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "wb"), "report_to": "wandb"}))
