@@ -149,9 +149,9 @@ def run_generation(cfg: GenerateConfig, store: str | os.PathLike | None = None, 
         write_json(run_dir / "config.json", config)
     state = {"config_hash": digest, "dataset": cfg.dataset, "status": "running", "num": cfg.num}
     write_json(run_dir / "run.json", state)
+    plan = _RunPlan(cfg, store, run_dir, resuming, state, seeds, seeds_hash, digest, price, filters, wall_start)
     try:
-        return _run(cfg, store, run_dir, resuming, state, seeds, seeds_hash, digest, price, filters, progress,
-                    wall_start)
+        return _run(plan, progress)
     except BaseException as error:  # the run folder says how it ended; --resume continues it
         if state["status"] == "running":
             interrupted = isinstance(error, KeyboardInterrupt)
@@ -160,8 +160,27 @@ def run_generation(cfg: GenerateConfig, store: str | os.PathLike | None = None, 
         raise
 
 
-def _run(cfg: GenerateConfig, store, run_dir: Path, resuming: bool, state: dict[str, Any], seeds, seeds_hash: str,
-         digest: str, price, filters: Pipeline, progress: Any, wall_start: float) -> GenerateResult:
+@dataclass
+class _RunPlan:
+    """What `run_generation` checked and prepared before the first request."""
+
+    cfg: GenerateConfig
+    store: Any
+    run_dir: Path
+    resuming: bool
+    state: dict[str, Any]  # run.json
+    seeds: list
+    seeds_hash: str
+    digest: str  # config hash: names the run
+    price: Any
+    filters: Pipeline
+    wall_start: float
+
+
+def _run(plan: _RunPlan, progress: Any) -> GenerateResult:
+    cfg, store, run_dir, state, digest, price = plan.cfg, plan.store, plan.run_dir, plan.state, plan.digest, plan.price
+    seeds, seeds_hash, filters, resuming, wall_start = plan.seeds, plan.seeds_hash, plan.filters, plan.resuming, \
+        plan.wall_start
     decoding = cfg.decoding
     journal = Journal.open(run_dir / "journal.jsonl")
     replay = answered_indices(journal.entries()) if resuming else {}
