@@ -14,6 +14,7 @@ import math
 import os
 import pickle
 import re
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -566,6 +567,10 @@ def _save_checkpoint(directory: Path, *, final: bool, run: _Run, dist: _Dist, cf
     else:  # every rank writes its own shards of the weights and optimizer state
         import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint.state_dict import get_state_dict
+
+        if dist.is_main and directory.exists():  # left by a killed run (resume restarts before it): start clean
+            shutil.rmtree(directory)
+        dist.barrier()
 
         model_state, optim_state = get_state_dict(model, run.optimizer)
         dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(directory / SHARDS_DIR),

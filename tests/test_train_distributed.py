@@ -142,10 +142,33 @@ def test_a_sharded_load_holds_a_fraction_of_the_model_on_each_rank(tmp_path, tok
     assert all(row["load_peak_bytes"] > 0.9 * row["full_fp32_bytes"] for row in results["full"])  # the contrast
 
 
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a process and every process below it, found through /proc."""
+    import signal
+    from pathlib import Path
+
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(parents.get(current, []))
+    for member in tree:
+        try:
+            os.kill(member, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def test_sigkill_then_resume_from_shards_on_two_or_one_processes(tmp_path, records_file, tiny_model_dir):
     """A 2-process FSDP run writes sharded checkpoints (each rank its shards), is SIGKILLed, resumes from the
     shards on 2 processes (same weights as an uninterrupted run within 1e-6) and on 1 process (resharded)."""
-    import signal
     import time
 
     import torch
@@ -161,17 +184,24 @@ def test_sigkill_then_resume_from_shards_on_two_or_one_processes(tmp_path, recor
     out = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     run = subprocess.Popen([sys.executable, "-m", "alpaca_train", "launch", "--nproc", "2", *common, "--out", str(out)],
-                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while not (out / "checkpoint-2" / "trainer_state.pt").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert run.poll() is None, "the run ended before it could be killed"
-    os.killpg(run.pid, signal.SIGKILL)  # torchrun and both ranks at once
+    _kill_tree(run.pid)  # torchrun and both ranks at once (torchrun starts its workers in sessions of their own)
     run.wait(timeout=30)
-    assert not (out / "model.safetensors").exists()
+    time.sleep(1)
+    assert not (out / "model.safetensors").exists()  # nothing of the killed run is still going
     shards = sorted((out / "checkpoint-2" / "shards").glob("*.distcp"))
     assert len(shards) == 2  # one file per rank
 
+    # A kill during a later save leaves a partial checkpoint beyond the last whole one: resume must rewrite it.
+    whole = max(int(p.parent.name.split("-")[1]) for p in out.glob("checkpoint-*/trainer_state.pt"))
+    partial = out / f"checkpoint-{whole + 2}" / "shards"
+    partial.mkdir(parents=True, exist_ok=True)
+    (partial / "__0_0.distcp").write_bytes(b"half a shard")
+    (partial / ".metadata").write_bytes(b"not metadata")
     resumed = _launch(*common, "--out", str(out), "--resume", "latest")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a, b = load_file(tmp_path / "straight" / "model.safetensors"), load_file(out / "model.safetensors")
