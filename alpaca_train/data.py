@@ -75,13 +75,14 @@ def load_hub_dataset(repo_id: str, revision: str | None, store_path=None) -> Dat
                                      "verified": pulled.verified}, "store": str(store.root)})
 
 
-def load_source(ref: str, store_path: str | os.PathLike | None = None) -> DataSource:
-    """Resolve `--data REF`: an existing local file wins, then `user/name@rev` (Hub), then a store ref."""
+def load_source(ref: str, store_path: str | os.PathLike | None = None, option: str = "--data") -> DataSource:
+    """Resolve `--data REF` (or `--val-data`, named in errors): an existing local file wins, then
+    `user/name@rev` (Hub), then a store ref."""
     path = Path(ref).expanduser()
     if path.is_file():
         return _load_file(path, ref)
     if path.suffix.lower() in {".json", ".jsonl", ".parquet"} or ref.startswith((".", "/", "~")):
-        raise UserError(f"--data {ref}: no such file")
+        raise UserError(f"{option} {ref}: no such file")
     if _HUB_REF.match(ref):
         repo, _, rev = ref.partition("@")
         return load_hub_dataset(repo, rev or None, store_path)
@@ -89,14 +90,9 @@ def load_source(ref: str, store_path: str | os.PathLike | None = None) -> DataSo
 
 
 def _load_store(ref: str, store_path) -> DataSource:
-    try:
-        from alpaca_data.store import Store
-    except ImportError as exc:  # pragma: no cover - the store package is part of alpaca_data
-        raise UserError(f"--data {ref}: the dataset store is not available ({exc})") from exc
-    try:
-        store = Store.open(store_path, create=False)
-    except TypeError:  # an older Store.open without `create`
-        store = Store.open(store_path)
+    from alpaca_data.store import Store
+
+    store = Store.open(store_path, create=False)
     manifest = store.resolve(ref)
     records = normalise_records(store.read_records(manifest), ref)
     return DataSource(ref=ref, kind="store", dataset=manifest.dataset, revision_id=manifest.id,

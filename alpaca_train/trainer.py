@@ -301,8 +301,7 @@ def _setup(cfg: TrainConfig, dist: _Dist) -> _Run:
                                       write=cfg.cache_dir == "")
         return data
 
-    split_id = f"{source.revision_id}:train-val@{cfg.val_fraction}" if not cfg.val_data and val_records else None
-    tokenized = tokenize(train_records, split_id + ":train" if split_id else source.revision_id)
+    tokenized = tokenize(train_records, validation_info["train_cache_id"])
     validation = tokenize(val_records, validation_info["cache_id"]) if val_records else None
     if validation is not None and not len(validation):
         validation = None
@@ -342,7 +341,7 @@ def _setup(cfg: TrainConfig, dist: _Dist) -> _Run:
         "tokenization": {**stats, "template_version": TEMPLATE_VERSION,
                          "truncation_version": D.TRUNCATION_VERSION, "cache": tokenized.cache_path},
         "training": training,
-        "validation": {k: v for k, v in validation_info.items() if k != "cache_id"} | {
+        "validation": {k: v for k, v in validation_info.items() if not k.endswith("cache_id")} | {
             "examples": len(validation) if validation is not None else 0, "losses": []},
         "code": code_version(),
         "output_dir": str(out),
@@ -358,18 +357,21 @@ def _setup(cfg: TrainConfig, dist: _Dist) -> _Run:
 
 
 def _validation_split(cfg: TrainConfig, source) -> tuple[list[dict], list[dict], dict[str, Any]]:
-    """(training records, validation records, what the lineage says about them)."""
+    """(training records, validation records, what the lineage says about them, with the tokenisation cache
+    ids of both sides: `train_cache_id`, `cache_id`)."""
     from alpaca_train import data as D
     from alpaca_train.validation import split_validation
 
     if cfg.val_data:
-        other = D.load_source(cfg.val_data, cfg.store)
+        other = D.load_source(cfg.val_data, cfg.store, option="--val-data")
         return source.records, other.records, {"held_out": f"--val-data {cfg.val_data}", "ref": other.ref,
-                                               "revision_id": other.revision_id, "cache_id": other.revision_id}
+                                               "revision_id": other.revision_id, "cache_id": other.revision_id,
+                                               "train_cache_id": source.revision_id}
     train, held = split_validation(source.records, cfg.val_fraction)
+    split = f"{source.revision_id}:train-val@{cfg.val_fraction}"
     info = {"held_out": f"{cfg.val_fraction:.0%} of the revision by record-key hash" if cfg.val_fraction else "none",
-            "fraction": cfg.val_fraction, "records": len(held),
-            "cache_id": f"{source.revision_id}:train-val@{cfg.val_fraction}:val"}
+            "fraction": cfg.val_fraction, "records": len(held), "cache_id": f"{split}:val",
+            "train_cache_id": f"{split}:train" if held else source.revision_id}
     return train, held, info
 
 

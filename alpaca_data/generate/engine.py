@@ -85,6 +85,7 @@ class Engine:
         self._next_process = 0
         self._tasks: dict[asyncio.Task, range] = {}
         self._reserved: dict[asyncio.Task, float] = {}  # worst-case cost of each group in flight (--max-cost)
+        self._next_reservation = 0.0
         self._stop_issuing: str | None = None
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._writer: AsyncJournalWriter | None = None
@@ -160,7 +161,8 @@ class Engine:
         and what the groups in flight may still cost. When nothing is in flight and it does not fit, stop."""
         if self.limits.max_cost is None:
             return True
-        if self.stats.cost_usd + sum(self._reserved.values()) + self._worst_case_cost(group) <= self.limits.max_cost:
+        self._next_reservation = self._worst_case_cost(group)  # kept for the group about to be sent
+        if self.stats.cost_usd + sum(self._reserved.values()) + self._next_reservation <= self.limits.max_cost:
             return True
         if not self._tasks:
             self._stop_issuing = "budget_exhausted"
@@ -287,7 +289,7 @@ class Engine:
                     task = asyncio.create_task(self._send(group))
                     self._tasks[task] = group
                     if self.limits.max_cost is not None:
-                        self._reserved[task] = self._worst_case_cost(group)
+                        self._reserved[task] = self._next_reservation
                 stats.in_flight = len(self._tasks)
                 self._process_ready()
                 if self._done() or not self._tasks:
