@@ -6,6 +6,7 @@ that leaves this module goes through `redact`, in case a server or client echoes
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -91,7 +92,6 @@ def hub_errors(repo_id: str, secret: str | None, revision: str | None = None) ->
     except (httpx2.TransportError, ConnectionError) as error:
         raise UserError(f"cannot reach the Hub at {where}: {redact(type(error).__name__, secret)}"
                         f" ({redact(str(error), secret) or 'no answer'})") from None
-    except (ValueError, KeyError, TypeError) as error:  # JSON decoding errors are ValueErrors
-        # a proxy's HTML page, or a server that is not a Hub: the client cannot read its answer
+    except json.JSONDecodeError as error:  # a proxy's HTML page, or a server that is not a Hub
         raise UserError(f"{at}: the server at {where} did not answer like a Hugging Face Hub (is HF_ENDPOINT "
                         f"right?): {redact(type(error).__name__, secret)}") from None
