@@ -26,7 +26,7 @@ from alpaca_train.trainer import TrainConfig
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, no_args_is_help=True,
                   help="Fine-tune a causal LM on an Alpaca-style dataset revision (Stanford Alpaca's recipe).")
-COMMANDS = ("train", "launch", "tiny-model")
+COMMANDS = ("train", "launch", "tiny-model", "serve", "detect", "flags")
 
 
 @app.command("train")
@@ -95,6 +95,17 @@ def tiny_model_command(
 
     model = make_tiny_llama(out, layers=layers, hidden=hidden, seed=seed)
     typer.echo(f"wrote a {sum(p.numel() for p in model.parameters()):,}-parameter LLaMA to {out}")
+
+
+def _register_subcommands() -> None:
+    from alpaca_train import watermark_cli
+    from alpaca_train.serve import cli as serve_cli
+
+    serve_cli.register(app)
+    watermark_cli.register(app)
+
+
+_register_subcommands()
 
 
 def main(argv: list[str] | None = None) -> None:
