@@ -1,0 +1,328 @@
+"""Blind pairwise rating by people (`alpaca-data eval rate A B`): a small web server and its state.
+
+Each rater sees the compared items in an order seeded by (seed, rater), each with its two answers placed
+left/right by (seed, rater, item): a reload shows the same placement, and nothing tells which model wrote
+which answer (the API speaks of "left" and "right" only; no generator, dataset or revision names).
+A click (or key 1/2/3) becomes a canonical preference (1 = output_1 better, 2 = output_2, 0 = tie) and an
+`order` ("12" when output_1 was on the left), journalled (fsynced) before the API answers
+(`alpaca_data.eval.rating_journal`). The annotations revision is committed from the journal when the server
+stops (Ctrl-C / SIGTERM), on `POST /api/commit`, or by `eval rate --commit-only`.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import random
+import re
+import signal
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from importlib import resources
+from typing import Any
+
+from alpaca_data.errors import UsageError, UserError
+from alpaca_data.eval.annotations import annotation_record, commit_rows, revision_ref
+from alpaca_data.eval.pairs import Comparison
+from alpaca_data.eval.rating_journal import CHOICES, Judgment, RatingJournal, canonical_preference, journal_path
+from alpaca_data.store import CommitResult, Store
+
+RATER_NAME = re.compile(r"^\w[\w .@'-]{0,39}$")  # letters of any script, digits, a few separators
+_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class RatingError(Exception):
+    """A request the API refuses: an HTTP status and one line the page shows."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def default_dataset(manifest_1: Any, manifest_2: Any) -> str:
+    """`ratings-<A>-vs-<B>`, made a valid dataset name (the store allows letters, digits, . _ -; up to 100)."""
+    name = _UNSAFE_NAME_CHARS.sub("-", f"ratings-{manifest_1.dataset}-vs-{manifest_2.dataset}")
+    return name[:100].rstrip("-._") or "ratings"
+
+
+def parse_raters(text: str | None) -> list[str] | None:
+    """`--raters ann,bob` as a list (None: any name typed in the page is accepted)."""
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise UsageError("--raters: give at least one name (e.g. --raters ann,bob)")
+    for name in names:
+        if not RATER_NAME.match(name):
+            raise UsageError(f"--raters: {name!r} is not a usable name (up to 40 letters, digits, space . @ ' _ -)")
+    if len(set(names)) != len(names):
+        raise UsageError("--raters: a name is given twice")
+    return names
+
+
+def _seeded_int(*parts: object) -> int:
+    return int.from_bytes(hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()[:8], "big")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class RatingSession:
+    """Items, placements and the judgments of every rater of one comparison, safe to use from many threads."""
+
+    def __init__(self, store: Store, comparison: Comparison, *, dataset: str, seed: int = 0,
+                 raters: list[str] | None = None, limit: int | None = None):
+        Store.check_dataset_name(dataset)
+        self.store, self.comparison, self.dataset = store, comparison, dataset
+        self.seed, self.raters, self.limit = seed, raters, limit
+        self.pairs = {pair.key: pair for pair in comparison.pairs}
+        self.keys = list(self.pairs)
+        self.journal = RatingJournal(journal_path(store.root, dataset, comparison.manifest_1.id,
+                                                  comparison.manifest_2.id))
+        self._judgments: dict[str, dict[str, Judgment]] = {}
+        self._sequences: dict[str, list[str]] = {}
+        self._lock = threading.Lock()  # judgments and their journal lines, in one order
+        self._commit_lock = threading.Lock()  # one commit at a time, each from a full snapshot
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What a restarted server must share with the journal to resume it."""
+        return {"output_1": self.comparison.manifest_1.id, "output_2": self.comparison.manifest_2.id,
+                "seed": self.seed, "limit": self.limit}
+
+    def open(self, append: bool = True) -> RatingSession:
+        self._judgments = self.journal.open(self.identity, append=append)
+        return self
+
+    def close(self) -> None:
+        self.journal.close()
+
+    # ------------------------------------------------------------------ what a rater sees
+
+    def check_rater(self, name: Any) -> str:
+        if not isinstance(name, str) or not name.strip():
+            raise RatingError(400, "choose a rater name first")
+        name = name.strip()
+        if self.raters is not None and name not in self.raters:
+            raise RatingError(403, f"{name!r} is not one of this comparison's raters")
+        if not RATER_NAME.match(name):
+            raise RatingError(400, "a rater name is up to 40 letters, digits, space . @ ' _ -")
+        return name
+
+    def sequence(self, rater: str) -> list[str]:
+        """The items in this rater's order (seeded, so every session of the rater sees the same order)."""
+        if rater not in self._sequences:
+            keys = list(self.keys)
+            random.Random(_seeded_int("order", self.seed, rater)).shuffle(keys)
+            self._sequences[rater] = keys
+        return self._sequences[rater]
+
+    def placement(self, rater: str, key: str) -> str:
+        """"12" when output_1 goes on the left for this rater and item, else "21"."""
+        return "12" if _seeded_int("side", self.seed, rater, key) % 2 == 0 else "21"
+
+    def state(self, rater: Any) -> dict[str, Any]:
+        rater = self.check_rater(rater)
+        with self._lock:
+            return self._state(rater)
+
+    def _state(self, rater: str) -> dict[str, Any]:
+        judged = self._judgments.get(rater, {})
+        pending = next((key for key in self.sequence(rater) if key not in judged), None)
+        state: dict[str, Any] = {"rater": rater, "done": len(judged), "total": len(self.keys),
+                                 "finished": pending is None, "can_undo": bool(judged), "item": None}
+        if pending is not None:
+            pair = self.pairs[pending]
+            left, right = ((pair.output_1, pair.output_2) if self.placement(rater, pending) == "12"
+                           else (pair.output_2, pair.output_1))
+            state["item"] = {"id": pending, "instruction": pair.instruction, "input": pair.input,
+                             "left": left, "right": right}
+        return state
+
+    # ------------------------------------------------------------------ judging
+
+    def judge(self, rater: Any, item: Any, choice: Any) -> dict[str, Any]:
+        """Store one judgment (journalled before this returns) and give the rater's next item."""
+        rater = self.check_rater(rater)
+        if choice not in CHOICES:
+            raise RatingError(400, f"choice must be one of {', '.join(CHOICES)}")
+        if item not in self.pairs:
+            raise RatingError(404, "no such item in this comparison")
+        with self._lock:
+            if item in self._judgments.get(rater, {}):
+                raise RatingError(409, "this item is already judged (undo it first to change it)")
+            order = self.placement(rater, item)
+            judgment = Judgment(rater, item, choice, order, canonical_preference(choice, order), _now())
+            self.journal.record_judgment(judgment)
+            self._judgments.setdefault(rater, {})[item] = judgment
+            return self._state(rater)
+
+    def undo(self, rater: Any) -> dict[str, Any]:
+        """Withdraw the rater's last judgment; that item is the next one shown again."""
+        rater = self.check_rater(rater)
+        with self._lock:
+            judged = self._judgments.get(rater, {})
+            if not judged:
+                raise RatingError(409, "nothing to undo")
+            item = next(reversed(judged))
+            self.journal.record_undo(rater, item)
+            del judged[item]
+            return self._state(rater)
+
+    def progress(self) -> dict[str, int]:
+        with self._lock:
+            return {rater: len(self._judgments.get(rater, {})) for rater in self._rater_order()}
+
+    def _rater_order(self) -> list[str]:
+        listed = list(self.raters or [])
+        return listed + sorted(name for name in self._judgments if name not in listed)
+
+    # ------------------------------------------------------------------ committing
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Annotation records of every standing judgment: by rater, then in comparison order."""
+        comparison = self.comparison
+        with self._lock:
+            snapshot = {rater: dict(items) for rater, items in self._judgments.items()}
+            raters = self._rater_order()
+        rows = []
+        for rater in raters:
+            judged = snapshot.get(rater, {})
+            for key in self.keys:
+                judgment = judged.get(key)
+                if judgment is None:
+                    continue
+                pair = self.pairs[key]
+                rows.append(annotation_record(
+                    instruction=pair.instruction, input=pair.input, output_1=pair.output_1,
+                    generator_1=comparison.generator_1, output_2=pair.output_2, generator_2=comparison.generator_2,
+                    annotator=rater, preference=judgment.preference, item_id=pair.item_id,
+                    category=pair.category, order=judgment.order, raw=judgment.choice, created_at=judgment.at))
+        return rows
+
+    def commit(self) -> CommitResult | None:
+        """The annotations revision of every standing judgment (None when there is none yet)."""
+        with self._commit_lock:
+            rows = self.rows()
+            if not rows:
+                return None
+            comparison = self.comparison
+            raters = list(dict.fromkeys(row["annotator"] for row in rows))
+            recipe = {"command": "eval rate",
+                      "output_1": revision_ref(comparison.manifest_1, comparison.generator_1),
+                      "output_2": revision_ref(comparison.manifest_2, comparison.generator_2),
+                      "raters": raters, "seed": self.seed, "limit": self.limit, "items": len(self.keys),
+                      "journal": str(self.journal.path.relative_to(self.store.root))}
+            message = (f"{len(rows)} blind judgments by {len(raters)} rater(s): "
+                       f"{comparison.generator_1} (output_1) vs {comparison.generator_2} (output_2)")
+            return commit_rows(self.store, self.dataset, rows, message=message, recipe=recipe)
+
+
+# ---------------------------------------------------------------------- the web app
+
+
+def page_html() -> bytes:
+    return resources.files("alpaca_data.eval").joinpath("static/rate.html").read_bytes()
+
+
+def build_app(session: RatingSession, on_commit: Callable[[CommitResult | None], None] | None = None):
+    """The FastAPI app: the page at `/`, and a JSON API that never names the models."""
+    from fastapi import Body, FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, Response
+
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    html = page_html()
+
+    @app.exception_handler(RatingError)
+    def _refused(_: Request, error: RatingError) -> JSONResponse:
+        return JSONResponse({"error": str(error)}, status_code=error.status)
+
+    @app.exception_handler(RequestValidationError)
+    def _malformed(_: Request, error: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": "malformed request: send JSON with rater, item and choice"}, status_code=400)
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Content-Security-Policy"] = ("default-src 'self'; script-src 'unsafe-inline'; "
+                                                       "style-src 'unsafe-inline'; frame-ancestors 'none'")
+        return response
+
+    @app.get("/")
+    def page() -> Response:
+        return Response(html, media_type="text/html; charset=utf-8")
+
+    @app.get("/api/config")
+    def config() -> dict[str, Any]:
+        return {"raters": session.raters, "total": len(session.keys)}
+
+    @app.get("/api/state")
+    def state(rater: str = "") -> dict[str, Any]:
+        return session.state(rater)
+
+    @app.post("/api/judge")
+    def judge(rater: str = Body(...), item: str = Body(...), choice: str = Body(...)) -> dict[str, Any]:
+        return session.judge(rater, item, choice)
+
+    @app.post("/api/undo")
+    def undo(rater: str = Body(..., embed=True)) -> dict[str, Any]:
+        return session.undo(rater)
+
+    @app.post("/api/commit")
+    def commit() -> dict[str, Any]:
+        try:
+            result = session.commit()
+        except UserError as error:
+            raise RatingError(503, f"commit failed: {error}") from None
+        if on_commit is not None:
+            on_commit(result)
+        if result is None:
+            return {"records": 0, "revision": None}
+        return {"records": result.manifest.record_count, "revision": result.id, "created": result.created}
+
+    return app
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket (port 0: any free port), bound before the URL is printed so it is never refused."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as error:
+        sock.close()
+        raise UserError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def serve(app: Any, sock: socket.socket) -> None:
+    """Run until Ctrl-C or SIGTERM, then return normally (the caller commits; uvicorn would re-raise)."""
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            originals = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in originals.items():
+                    signal.signal(sig, handler)
+
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5)
+    _Server(config).run(sockets=[sock])
