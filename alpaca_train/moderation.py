@@ -231,7 +231,9 @@ def _check_threshold(threshold: float | None) -> None:
 def make_moderator(spec: str, *, base_url: str | None = None, timeout: float = 10.0,
                    threshold: float | None = None, max_retries: int = 1) -> Moderator:
     """"openai", "openai:MODEL", "local" or "none"; UsageError (one line) for anything else, or for openai with
-    neither $OPENAI_API_KEY nor a base_url (a local server needs no key)."""
+    neither $OPENAI_API_KEY nor a base_url (a local server needs no key; $OPENAI_BASE_URL counts as one).
+    `threshold`: local's flagging score (default LOCAL_THRESHOLD); for openai, flag categories scoring at least this
+    instead of trusting the endpoint's own flags. `max_retries`: the SDK's retries of a failed request."""
     _check_threshold(threshold)
     kind, _, model = (spec or "").strip().partition(":")
     if kind == "none" and not model:
