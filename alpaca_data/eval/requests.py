@@ -1,0 +1,416 @@
+"""One resumable request runner for evaluation: model outputs (`eval generate`) and LLM judging (`eval judge`).
+
+The self-instruct engine (`alpaca_data.generate.engine`) parses and filters answers in index order until N
+tasks are kept; evaluation instead needs exactly one answer per known request. This runner sends a fixed list
+of requests with the same machinery: bounded concurrency, `TokenBucket` rate limits, retries with
+`backoff_delay`, a cost cap that reserves each request's worst case (`prompt_token_bound` + `max_tokens`) before
+sending it, and the fsynced, redacted `Journal`. Each request has a stable `key`, so `--resume` sends only the
+requests that have no answer in the journal yet (failed ones are sent again).
+
+Run folder: `<store>/runs/<dataset>/<run-id>/` with `config.json` (the settings that fix the answers: their
+hash names the run), `journal.jsonl` and `run.json` (status), as for `generate`.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alpaca_data.durable import write_json
+from alpaca_data.errors import UsageError, UserError
+from alpaca_data.generate.config import Decoding, RequestLimits, TeacherSettings
+from alpaca_data.generate.journal import AsyncJournalWriter, Journal
+from alpaca_data.generate.pricing import Price, load_price_table, price_for
+from alpaca_data.generate.prompt import request_seed
+from alpaca_data.generate.ratelimit import TokenBucket, backoff_delay
+from alpaca_data.generate.teachers import HFTeacher, OpenAITeacher, Prompt, TeacherError, parse_teacher_spec
+from alpaca_data.generate.tokens import prompt_token_bound
+from alpaca_data.secrets import redact, redact_value
+
+UNREACHABLE_AFTER = 3  # requests failing to connect, with none answered, before the run gives up
+
+
+@dataclass(frozen=True)
+class Request:
+    key: str  # stable across runs: how a resumed run matches a journalled answer to its request
+    prompt: Prompt
+
+
+@dataclass
+class RunnerStats:
+    total: int
+    answered: int = 0        # requests with an answer (journal replay included)
+    failed: int = 0          # requests that failed after every retry (sent again on --resume)
+    replayed: int = 0        # answers taken from the journal instead of the network
+    sent: int = 0            # requests sent in this session (a retry is not a new request)
+    attempts: int = 0        # HTTP attempts in this session, retries included
+    in_flight: int = 0
+    errors: Counter = field(default_factory=Counter)  # failed attempts by kind
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    status: str = "running"  # done | budget_exhausted | request_limit | incomplete
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+class _Fatal(Exception):
+    pass
+
+
+class RequestRunner:
+    """Sends `requests` (in fixed groups of the teacher's batch size) until each has an outcome."""
+
+    def __init__(self, teacher: Any, journal: Journal, limits: RequestLimits, *, max_tokens: int,
+                 price: Price | None = None, seed: int = 0, replay: Mapping[str, dict[str, Any]] | None = None,
+                 on_tick: Callable[[RunnerStats], None] | None = None):
+        self.teacher, self.journal, self.limits, self.max_tokens = teacher, journal, limits, max_tokens
+        self.price, self.seed, self.on_tick = price, seed, on_tick
+        self.replay = dict(replay or {})
+        self.batch = max(1, int(getattr(teacher, "batch_size", 1)))
+        self.outcomes: dict[str, dict[str, Any]] = {}
+        self.stats = RunnerStats(total=0)
+        self._rpm = TokenBucket(limits.rpm) if limits.rpm else None
+        self._tpm = TokenBucket(limits.tpm, capacity=max(limits.tpm / 60.0, 1.0)) if limits.tpm else None
+        self._avg_completion = float(max_tokens)
+        self._reserved: dict[asyncio.Task, float] = {}
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._writer = AsyncJournalWriter(journal, self._io)
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _account(self, entry: dict[str, Any]) -> None:
+        if entry.get("type") != "answer":
+            self.stats.failed += 1
+            return
+        self.stats.answered += 1
+        prompt_tokens, completion_tokens = int(entry.get("prompt_tokens") or 0), int(entry.get("completion_tokens") or 0)
+        self.stats.prompt_tokens += prompt_tokens
+        self.stats.completion_tokens += completion_tokens
+        if self.price:
+            self.stats.cost_usd += self.price.cost(prompt_tokens, completion_tokens)
+        self._avg_completion += (completion_tokens - self._avg_completion) / self.stats.answered
+
+    def _worst_case(self, group: list[tuple[int, Request]]) -> float:
+        if self.price is None:
+            return 0.0
+        return sum(self.price.cost(prompt_token_bound(r.prompt.text, r.prompt.messages()), self.max_tokens)
+                   for _, r in group)
+
+    # ------------------------------------------------------------------ one group
+    async def _send(self, group: list[tuple[int, Request]]) -> list[dict[str, Any]]:
+        prompts = [request.prompt for _, request in group]
+        seed = request_seed(self.seed, group[0][0])
+        attempts, errors = 0, []
+        estimate = sum(len(p.text) / 4 + self._avg_completion for p in prompts)
+        while True:
+            if self._rpm:
+                await self._rpm.acquire(len(group))
+            if self._tpm:
+                await self._tpm.acquire(estimate)
+            attempts += 1
+            self.stats.attempts += 1
+            started = time.monotonic()
+            try:
+                completions = await self.teacher.complete(prompts, seed=seed)
+            except TeacherError as error:
+                self.stats.errors[error.kind] += 1
+                errors.append(error.kind)
+                if error.kind == "fatal":
+                    raise _Fatal(str(error)) from None
+                if not error.retryable or attempts > self.limits.max_retries:
+                    entries = [{"type": "failed", "key": r.key, "index": i, "error": error.kind,
+                                "message": str(error)[:200], "attempts": attempts, "errors": errors} for i, r in group]
+                    break
+                await asyncio.sleep(backoff_delay(attempts - 1, base=self.limits.backoff_base,
+                                                  retry_after=error.retry_after))
+                continue
+            if self._tpm:
+                self._tpm.adjust(sum(c.prompt_tokens + c.completion_tokens for c in completions) - estimate)
+            latency = round(time.monotonic() - started, 4)
+            answered_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            entries = [{"type": "answer", "key": r.key, "index": i, "text": c.text, "finish_reason": c.finish_reason,
+                        "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens, "model": c.model,
+                        "attempts": attempts, "errors": errors, "latency_s": latency, "time": answered_at}
+                       for (i, r), c in zip(group, completions)]
+            break
+        entries = redact_value(entries)  # a server may echo a key back: it never reaches a revision either
+        for entry in entries:  # on disk before it counts
+            await self._writer.write(entry)
+        return entries
+
+    # ------------------------------------------------------------------ the loop
+    async def run(self, requests: Sequence[Request]) -> dict[str, dict[str, Any]]:
+        """Outcomes by request key: {"type": "answer", "text", ...} or {"type": "failed", "error", ...}."""
+        keys = [r.key for r in requests]
+        if len(set(keys)) != len(keys):
+            raise ValueError("request keys must be unique")
+        stats = self.stats
+        stats.total = len(requests)
+        for key in keys:
+            if self.replay.get(key, {}).get("type") == "answer":
+                self.outcomes[key] = self.replay[key]
+                self._account(self.replay[key])  # money already spent counts against the budget
+                stats.replayed += 1
+        indexed = list(enumerate(requests))
+        groups = [indexed[start:start + self.batch] for start in range(0, len(indexed), self.batch)]
+        pending = [g for g in groups if any(r.key not in self.outcomes for _, r in g)]
+        tasks: dict[asyncio.Task, list[tuple[int, Request]]] = {}
+        stop: str | None = None
+        ticker = asyncio.create_task(self._tick()) if self.on_tick else None
+        try:
+            while pending or tasks:
+                while pending and stop is None and len(tasks) * self.batch < self.limits.concurrency:
+                    group = pending[0]
+                    if self.limits.max_requests is not None and stats.sent + len(group) > self.limits.max_requests:
+                        stop = "request_limit"
+                        break
+                    worst = self._worst_case(group)
+                    if self.limits.max_cost is not None and (
+                            stats.cost_usd + sum(self._reserved.values()) + worst > self.limits.max_cost):
+                        if not tasks:
+                            stop = "budget_exhausted"
+                        break  # wait for the groups in flight to settle what they really cost
+                    pending.pop(0)
+                    task = asyncio.create_task(self._send(group))
+                    tasks[task] = group
+                    self._reserved[task] = worst
+                    stats.sent += len(group)
+                stats.in_flight = len(tasks) * self.batch
+                if not tasks:
+                    break
+                finished, _ = await asyncio.wait(list(tasks), return_when=asyncio.FIRST_COMPLETED)
+                for task in finished:
+                    tasks.pop(task)
+                    self._reserved.pop(task, None)
+                    try:
+                        entries = task.result()
+                    except _Fatal as error:
+                        raise UserError(f"the model refused the request: {error}") from None
+                    for entry in entries:
+                        if self.outcomes.get(entry["key"], {}).get("type") == "answer":
+                            continue  # answered before (a group is sent whole when one of it is missing)
+                        self.outcomes[entry["key"]] = entry
+                        self._account(entry)
+                        self._check_reachable(entry)
+        finally:
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            stats.in_flight = 0
+            if ticker:
+                ticker.cancel()
+            self._io.shutdown(wait=True)
+        missing = sum(1 for key in keys if self.outcomes.get(key, {}).get("type") != "answer")
+        stats.status = "done" if not missing else (stop or "incomplete")
+        if self.on_tick:
+            self.on_tick(stats)
+        return self.outcomes
+
+    def _check_reachable(self, entry: dict[str, Any]) -> None:
+        """Fail fast on a wrong endpoint instead of spending every retry of every request on it."""
+        stats = self.stats
+        if (entry["type"] == "failed" and entry.get("error") == "connection" and stats.answered == 0
+                and stats.failed >= UNREACHABLE_AFTER):
+            raise UserError(f"cannot reach the model ({entry.get('message', 'connection failed')}); "
+                            f"{stats.failed} requests failed and none was answered")
+
+    async def _tick(self) -> None:
+        while True:
+            self.on_tick(self.stats)
+            await asyncio.sleep(0.25)
+
+
+# ---------------------------------------------------------------------------------------------- teachers
+def make_teacher(settings: TeacherSettings, decoding: Decoding, *, timeout: float, prompt_format=None):
+    """The teacher for a spec (`openai:MODEL`, `hf:PATH`, `demo`) and the demo server it started, if any."""
+    kind, target = parse_teacher_spec(settings.spec)
+    if kind == "hf":
+        return HFTeacher(target, api=settings.api, decoding=decoding, batch_size=settings.request_batch_size,
+                         spec=settings.spec, prompt_format=prompt_format), None
+    base_url, demo_server = settings.base_url, None
+    if kind == "demo" and not base_url:
+        from alpaca_data.generate.demo_server import DemoServer
+
+        demo_server = DemoServer().start()
+        base_url = demo_server.base_url
+    api_key = None if kind == "openai" else (os.environ.get("OPENAI_API_KEY") or "demo")
+    teacher = OpenAITeacher(target, api=settings.api, base_url=base_url, api_key=api_key, timeout=timeout,
+                            decoding=decoding, send_seed=settings.send_seed, spec=settings.spec, kind=kind)
+    return teacher, demo_server
+
+
+def price_of(spec: str, limits: RequestLimits) -> Price | None:
+    """The price of an HTTP model (None for an in-process one); --max-cost needs one."""
+    kind, model = parse_teacher_spec(spec)
+    if kind == "hf":
+        return None
+    price = price_for(model, load_price_table(limits.price_table))
+    if limits.max_cost is not None and price is None:
+        raise UsageError(f"--max-cost: no price known for model {model!r}; give one with --price-table")
+    return price
+
+
+# ---------------------------------------------------------------------------------------------- run folder
+@dataclass
+class RunFolder:
+    path: Path
+    resuming: bool
+    digest: str
+    state: dict[str, Any]
+
+    @property
+    def journal_path(self) -> Path:
+        return self.path / "journal.jsonl"
+
+    def replay(self) -> dict[str, dict[str, Any]]:
+        """The first journalled answer of each request key (failed requests are sent again)."""
+        if not self.resuming:
+            return {}
+        journal = Journal(self.journal_path)
+        answers: dict[str, dict[str, Any]] = {}
+        for entry in journal.entries():
+            if entry.get("type") == "answer" and isinstance(entry.get("key"), str):
+                answers.setdefault(entry["key"], entry)
+        return answers
+
+    def mark(self, status: str, **fields: Any) -> None:
+        self.state.update(status=status, **fields)
+        write_json(self.path / "run.json", self.state)
+
+
+def open_run(runs_root: Path, config: dict[str, Any], *, resume: bool, run_dir: str | None) -> RunFolder:
+    """The run folder for these settings: a new one, or with --resume the newest unfinished one that shares
+    them (or --run-dir)."""
+    from alpaca_data.generate.run import config_hash  # here: run.py pulls in the filters, not needed at start-up
+
+    digest = config_hash(config)
+    path, existing = None, False
+    if run_dir:
+        path = Path(run_dir)
+        existing = (path / "config.json").exists()
+        if existing and not resume:
+            raise UsageError(f"{path}: holds a run already; pass --resume to continue it")
+        if existing:
+            saved = json.loads((path / "config.json").read_text())
+            if config_hash(saved) != digest:
+                changed = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
+                raise UsageError(f"{path}: cannot resume with different settings: {', '.join(changed)}")
+    elif resume:
+        path = _newest_unfinished(runs_root, digest)
+        existing = path is not None
+    if path is None:
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        path = runs_root / f"{stamp}-{digest[:10]}"
+    path.mkdir(parents=True, exist_ok=True)
+    if not existing:
+        write_json(path / "config.json", config)
+    folder = RunFolder(path, existing, digest, {"config_hash": digest, "status": "running"})
+    folder.mark("running")
+    return folder
+
+
+def _newest_unfinished(runs_root: Path, digest: str) -> Path | None:
+    candidates = []
+    for run_json in runs_root.glob("*/run.json") if runs_root.is_dir() else ():
+        try:
+            state = json.loads(run_json.read_text())
+        except (OSError, ValueError):
+            continue
+        if state.get("config_hash") == digest and state.get("status") != "committed":
+            candidates.append(run_json.parent)
+    return max(candidates, key=lambda p: p.name) if candidates else None
+
+
+def run_requests(folder: RunFolder, teacher: Any, requests: Sequence[Request], limits: RequestLimits, *,
+                 max_tokens: int, price: Price | None, seed: int, progress: Any = None,
+                 demo_server: Any = None) -> tuple[dict[str, dict[str, Any]], RunnerStats]:
+    """Send every request without a journalled answer; the run folder says how it ended if it fails."""
+    journal = Journal.open(folder.journal_path)
+    replay = folder.replay()
+    journal.event("resume" if folder.resuming else "start", replayable=len(replay))
+    runner = RequestRunner(teacher, journal, limits, max_tokens=max_tokens, price=price, seed=seed, replay=replay,
+                           on_tick=progress.update if progress is not None else None)
+
+    async def _main() -> dict[str, dict[str, Any]]:
+        try:
+            return await runner.run(requests)
+        finally:
+            await teacher.aclose()
+
+    try:
+        outcomes = asyncio.run(_main())
+    except BaseException as error:  # --resume continues it
+        folder.mark("interrupted" if isinstance(error, KeyboardInterrupt) else "failed", error=redact(str(error))[:300])
+        raise
+    finally:
+        journal.close()
+        if demo_server is not None:
+            demo_server.stop()
+    folder.mark(runner.stats.status, answered=runner.stats.answered, total=runner.stats.total)
+    return outcomes, runner.stats
+
+
+def record_commit(folder: RunFolder, revision_id: str) -> None:
+    folder.mark("committed", revision=revision_id)
+    journal = Journal.open(folder.journal_path)
+    journal.event("committed", revision=revision_id)
+    journal.close()
+
+
+# ---------------------------------------------------------------------------------------------- progress
+class RequestProgress:
+    """A rich progress bar on stderr (answered of total, failures, cost); off when quiet or not a terminal."""
+
+    def __init__(self, title: str, total: int, enabled: bool = True):
+        from alpaca_data.progress import is_quiet
+
+        self.title, self.total = title, total
+        self.enabled = enabled and not is_quiet() and sys.stderr.isatty()
+        self._progress = None
+        self._task = None
+
+    def __enter__(self) -> RequestProgress:
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            from alpaca_data.progress import stderr_console
+
+            self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                      console=stderr_console, transient=False)
+            self._progress.__enter__()
+            self._task = self._progress.add_task(self.title, total=self.total, note="")
+        return self
+
+    def update(self, stats: RunnerStats) -> None:
+        if self._progress is None:
+            return
+        note = f"{stats.failed} failed, {stats.in_flight} in flight, ${stats.cost_usd:.4f}"
+        if stats.errors:
+            note += ", retried: " + ", ".join(f"{k} {v}" for k, v in stats.errors.most_common())
+        self._progress.update(self._task, completed=stats.answered, total=stats.total or self.total, note=note)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+            self._progress = None
