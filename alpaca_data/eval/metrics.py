@@ -19,6 +19,8 @@ import numpy as np
 LABELS = ("baseline", "draw", "model")  # a verdict as a category (for kappa, order agreement)
 LC_FORMULA = ("logit P(model wins) = theta + phi * tanh(delta_len / sd(delta_len)), delta_len = len(output_1) - "
               "len(output_2) in characters; LC win rate = 100 * sigmoid(theta) (the fit at delta_len = 0)")
+BOUND = 30.0  # |coefficient| cap: a separable sample stops here instead of running to infinity
+DIVERGED = 10.0  # beyond this a coefficient on a feature in [-1, 1] makes verdicts near-certain: a diverging fit
 LC_NAME = "alpaca_eval length_controlled_minimal (no instruction-difficulty term), unregularised maximum likelihood"
 
 
@@ -196,7 +198,8 @@ def length_controlled_winrate(preferences: Sequence[float | None], len_1: Sequen
     model's predicted win rate had both outputs the same length. alpaca_eval's default (`length_controlled_v1`)
     adds per-instruction difficulty weights and a regularised cross-validated fit, so this figure is not its
     published LC number; alpaca_eval fits the minimal formula with an L1 penalty chosen by 5-fold CV, we fit it
-    unregularised (the two agree closely unless the data are nearly separable)."""
+    unregularised (the two agree closely unless the data are nearly separable). A diverging fit gives None and a
+    `note`; an extrapolating one (every model output longer, or every one shorter) keeps its figure with a note."""
     from scipy.optimize import minimize
 
     scores = model_scores(preferences)
@@ -216,8 +219,14 @@ def length_controlled_winrate(preferences: Sequence[float | None], len_1: Sequen
         gradient = design.T @ (1 / (1 + np.exp(-z)) - y)
         return value, gradient
 
-    # bounds keep a separable sample (say, every row a win) finite instead of running to infinity
-    fit = minimize(loss, np.zeros(2), jac=True, method="L-BFGS-B", bounds=[(-30, 30), (-30, 30)])
+    fit = minimize(loss, np.zeros(2), jac=True, method="L-BFGS-B", bounds=[(-BOUND, BOUND), (-BOUND, BOUND)])
     theta, phi = (float(v) for v in fit.x)
-    return {"length_controlled_winrate": 100 / (1 + math.exp(-theta)), "theta": theta, "phi": phi,
-            "n": int(y.size), "formula": LC_FORMULA, "glm": LC_NAME}
+    out = {"length_controlled_winrate": 100 / (1 + math.exp(-theta)), "theta": theta, "phi": phi,
+           "n": int(y.size), "formula": LC_FORMULA, "glm": LC_NAME}
+    if max(abs(theta), abs(phi)) > DIVERGED:
+        out.update(length_controlled_winrate=None, note="not computed: the fit diverged (too few rows, or verdicts "
+                                                         "that length alone separates)")
+    elif np.all(delta[keep] > 0) or np.all(delta[keep] < 0):
+        out["note"] = ("extrapolated: every model output is " + ("shorter" if delta[keep][0] > 0 else "longer")
+                       + " than the baseline's, so equal length lies outside the data")
+    return out

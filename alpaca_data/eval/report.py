@@ -103,6 +103,12 @@ def _categories(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _avg_length(rows: list[dict[str, Any]]) -> int | None:
+    """The leaderboard's avg_length: the model's mean output length in characters, truncated to an int."""
+    texts = [row["output_2"] for row in rows if row.get("output_2") is not None]
+    return int(sum(map(len, texts)) / len(texts)) if texts else None
+
+
 def build_report(store: Store, ref: str, *, resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
     """Everything `eval report` shows, as one JSON-safe dict (see the module docstring for how rows count)."""
     manifest, rows = _annotation_rows(store, ref)
@@ -133,7 +139,8 @@ def build_report(store: Store, ref: str, *, resamples: int = 2000, seed: int = 0
                                                                              "unit": "item"},
         "sign_test": {"wins": wins, "losses": losses, "p_value": metrics.sign_test(wins, losses),
                       "test": "exact two-sided binomial test, ties dropped"},
-        "alpaca_eval": {**figures, "length_controlled_winrate": length["length_controlled_winrate"]},
+        "alpaca_eval": {**figures, "length_controlled_winrate": length["length_controlled_winrate"],
+                        "avg_length": _avg_length(rows)},
         "length_controlled": length,
         "agreement": metrics.rater_agreement([(item, str(row.get("annotator")), score)
                                               for item, (row, score) in zip(items, judged)]),
@@ -186,10 +193,13 @@ def render_text(report: dict[str, Any]) -> str:
              "", "AlpacaEval metrics",
              f"  win_rate {_num(ae['win_rate'], 4)}  standard_error {_num(ae['standard_error'], 4)}  "
              f"discrete_win_rate {_num(ae['discrete_win_rate'], 4)}",
-             f"  n_wins {ae['n_wins']}  n_wins_base {ae['n_wins_base']}  n_draws {ae['n_draws']}  n_total {ae['n_total']}",
+             f"  n_wins {ae['n_wins']}  n_wins_base {ae['n_wins_base']}  n_draws {ae['n_draws']}  n_total {ae['n_total']}"
+             f"  avg_length {ae['avg_length'] if ae['avg_length'] is not None else '-'}",
              f"  length-controlled win rate {_num(lc['length_controlled_winrate'], 2, '%')}: {lc['glm']}",
-             f"    {lc['formula']}" + (f" ({lc['note']})" if lc.get("note") else ""),
+             f"    {lc['formula']}",
              "    (not alpaca_eval's published LC figure, which needs per-instruction difficulty weights)"]
+    if lc.get("note"):
+        lines.append(f"    {lc['note']}")
     agreement = report["agreement"]
     if agreement["cohen_kappa"]:
         lines += ["", "agreement between raters"]
