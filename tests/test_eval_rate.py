@@ -20,12 +20,13 @@ from pathlib import Path
 
 import pytest
 
+from alpaca_data.errors import UsageError
 from alpaca_data.eval.annotations import ANNOTATION_FIELDS, commit_rows, output_record
 from alpaca_data.eval.pairs import compare
-from alpaca_data.eval.rating import RatingSession, build_app, listen, url_of
+from alpaca_data.eval.rating import RatingSession, build_app, listen, parse_raters, url_of
 from alpaca_data.generate.journal import read_journal
 from alpaca_data.store import Store
-from tests.conftest import SHARED_DATA, run_cli
+from tests.conftest import SHARED_DATA, run_cli, snapshot
 
 PREDICTIONS = SHARED_DATA / "eval" / "self_instruct_predictions"
 GENERATORS = ("model-alpha", "model-beta")
@@ -69,14 +70,33 @@ def build_outputs(store_root: Path, count: int = 20) -> Outputs:
     return Outputs(store_root, (f"{DATASETS[0]}@main", f"{DATASETS[1]}@main"), tuple(ids), by_text)
 
 
+def shown_order(outputs: Outputs, item: dict) -> str | None:
+    """"12" when the left answer the rater was shown is output_1's text (shown trimmed), "21" when output_2's;
+    None when both read the same (one item of the 20 differs in whitespace only)."""
+    output_1, output_2 = (text.strip() for text in outputs.by_text[(item["instruction"], item["input"])])
+    assert {item["left"], item["right"]} == {output_1, output_2}
+    if output_1 == output_2:
+        return None
+    return "12" if item["left"] == output_1 else "21"
+
+
+def stored_judgments(rows: list[dict], expected: dict) -> dict[tuple[str, str], tuple[int, str | None]]:
+    """(annotator, instruction + input) -> (preference, order), the order left out where the page could not show
+    which side was which (`shown_order` None)."""
+    out = {}
+    for row in rows:
+        key = (row["annotator"], row["instruction"] + "\0" + row["input"])
+        known = expected.get(key, (None, "?"))[1] is not None
+        out[key] = (int(row["preference"]), row["order"] if known else None)
+    return out
+
+
 def expected_preference(outputs: Outputs, item: dict, choice: str) -> int:
     """The canonical preference a left/right/tie choice means, found from the texts the rater was shown."""
     if choice == "tie":
         return 0
-    output_1, output_2 = outputs.by_text[(item["instruction"], item["input"])]
-    chosen = item["left"] if choice == "left" else item["right"]
-    assert chosen in (output_1, output_2) and output_1 != output_2
-    return 1 if chosen == output_1 else 2
+    left_is_1 = shown_order(outputs, item) == "12"
+    return 1 if (choice == "left") == left_is_1 else 2
 
 
 # ---------------------------------------------------------------------------- a real server and client
@@ -136,8 +156,8 @@ class Client:
 
 
 def rule_choice(step: int, item: dict) -> str:
-    """A choice decided from what is shown: every fifth a tie, otherwise the longer answer."""
-    if step % 5 == 4:
+    """A choice decided from what is shown: every fifth a tie (and when both read the same), else the longer."""
+    if step % 5 == 4 or item["left"] == item["right"]:
         return "tie"
     return "left" if len(item["left"]) > len(item["right"]) else "right"
 
@@ -172,10 +192,8 @@ def test_choices_become_canonical_preferences_and_the_api_never_names_the_models
                 assert set(item) == {"id", "instruction", "input", "left", "right"}
                 shown_orders.setdefault(rater, []).append(item["id"])
                 choice = rule_choice(step, item)
-                output_1, _ = outputs.by_text[(item["instruction"], item["input"])]
-                order = "12" if item["left"] == output_1 else "21"
                 expected[(rater, item["instruction"] + "\0" + item["input"])] = (
-                    expected_preference(outputs, item, choice), order)
+                    expected_preference(outputs, item, choice), shown_order(outputs, item))
                 assert client.state(rater)["item"] == item, "a reload shows the same item, same sides"
                 state = client.judge(rater, item["id"], choice)
             assert state["finished"] and state["item"] is None and state["done"] == 20
@@ -192,9 +210,7 @@ def test_choices_become_canonical_preferences_and_the_api_never_names_the_models
     rows = store.read_records(manifest)
     # the store leaves out columns with no value at all: here only `category` (the outputs have none)
     assert len(rows) == 40 and all(set(row) == set(ANNOTATION_FIELDS) - {"category"} for row in rows)
-    got = {(row["annotator"], row["instruction"] + "\0" + row["input"]): (int(row["preference"]), row["order"])
-           for row in rows}
-    assert got == expected
+    assert stored_judgments(rows, expected) == expected
     assert {row["order"] for row in rows} == {"12", "21"}, "both placements occur"
     assert {int(row["preference"]) for row in rows} == {0, 1, 2}
     for row in rows:
@@ -349,13 +365,18 @@ def test_mistakes_are_one_line_and_write_nothing(outputs: Outputs, tmp_path: Pat
         assert expect in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert "Traceback" not in result.stderr
 
+    before = snapshot(store)
     refused(refs[0], "nowhere@main", "--port", "0", expect="nowhere")
-    refused(*refs, "--raters", " , ", "--port", "0", expect="--raters: give at least one name", code=2)
-    refused(*refs, "--raters", "ann,ann", "--port", "0", expect="a name is given twice", code=2)
+    refused(*refs, "--raters", "ann, ann", "--port", "0", expect="--raters: a name is given twice", code=2)
     refused(*refs, "--dataset", "../escape", "--port", "0", expect="invalid dataset name", code=2)
     refused(*refs, "--commit-only", expect="no judgments to commit yet")
     with socket_in_use() as port:
         refused(*refs, "--port", str(port), expect=f"cannot listen on 127.0.0.1:{port}")
+    assert snapshot(store) == before, "a refused command leaves no journal, folder or revision"
+    with pytest.raises(UsageError, match="give at least one name"):
+        parse_raters(" , ")
+    with pytest.raises(UsageError, match="not a usable name"):
+        parse_raters("ann,<script>")
 
     server = RateProcess(store, *refs, "--port", "0", "--seed", "3")
     try:

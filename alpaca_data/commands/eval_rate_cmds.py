@@ -60,8 +60,8 @@ def rate(
             session.close()
         return
     sock = listen(host, port)
-    session.open()
     try:
+        session.open()
         url = url_of(sock)
         _say(f"rating {len(session.keys)} items blind: {comparison.generator_1} ({comparison.manifest_1.dataset}@"
              f"{comparison.manifest_1.short_id}) vs {comparison.generator_2} ({comparison.manifest_2.dataset}@"

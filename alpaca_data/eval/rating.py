@@ -2,7 +2,8 @@
 
 Each rater sees the compared items in an order seeded by (seed, rater), each with its two answers placed
 left/right by (seed, rater, item): a reload shows the same placement, and nothing tells which model wrote
-which answer (the API speaks of "left" and "right" only; no generator, dataset or revision names).
+which answer (the API speaks of "left" and "right" only; no generator, dataset or revision names; answers are
+trimmed of surrounding whitespace).
 A click (or key 1/2/3) becomes a canonical preference (1 = output_1 better, 2 = output_2, 0 = tie) and an
 `order` ("12" when output_1 was on the left), journalled (fsynced) before the API answers
 (`alpaca_data.eval.rating_journal`). The annotations revision is committed from the journal when the server
@@ -135,8 +136,9 @@ class RatingSession:
                                  "finished": pending is None, "can_undo": bool(judged), "item": None}
         if pending is not None:
             pair = self.pairs[pending]
-            left, right = ((pair.output_1, pair.output_2) if self.placement(rater, pending) == "12"
-                           else (pair.output_2, pair.output_1))
+            # trimmed: a model's habit of leading newlines would tell the rater who wrote which answer
+            left, right = ((pair.output_1.strip(), pair.output_2.strip()) if self.placement(rater, pending) == "12"
+                           else (pair.output_2.strip(), pair.output_1.strip()))
             state["item"] = {"id": pending, "instruction": pair.instruction, "input": pair.input,
                              "left": left, "right": right}
         return state

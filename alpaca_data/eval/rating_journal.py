@@ -79,6 +79,8 @@ class RatingJournal:
     def open(self, identity: Mapping[str, Any], append: bool = True) -> dict[str, dict[str, Judgment]]:
         """Take the journal, check it belongs to the same comparison, and return what it holds (`append=False`:
         read only, for committing without serving)."""
+        if not append and not self.path.exists():
+            return {}  # nothing journalled: leave no folder or lock file behind
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._lock.acquire()
