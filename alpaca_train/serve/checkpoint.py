@@ -1,0 +1,75 @@
+"""Load what the server serves: a checkpoint folder (alpaca-train's, or any causal LM folder) and its lineage."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alpaca_data.errors import UserError
+from alpaca_train.lineage import LINEAGE_FILE
+from alpaca_train.serve.prompting import PromptError, template_for
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    name: str
+    model: Any
+    tokenizer: Any
+    lineage: dict[str, Any] | None  # alpaca_lineage.json, None for a plain model folder
+    template_version: str
+    prompt_prefix: list[int]  # ids the trainer put before the prompt (e.g. BOS)
+    context_length: int | None
+
+    def summary(self) -> dict[str, Any]:
+        """What clients may see about where the model came from (no local secrets: paths and ids only)."""
+        lineage = self.lineage or {}
+        dataset = lineage.get("dataset") or {}
+        return {"checkpoint": str(self.path), "base_model": (lineage.get("base_model") or {}).get("id"),
+                "dataset": {k: dataset.get(k) for k in ("ref", "name", "revision_id") if dataset.get(k)} or None,
+                "output_dir": lineage.get("output_dir"), "template_version": self.template_version,
+                "trained_with_alpaca_train": self.lineage is not None}
+
+
+def read_lineage(path: Path) -> dict[str, Any] | None:
+    file = path / LINEAGE_FILE
+    if not file.is_file():
+        return None
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except ValueError:
+        raise UserError(f"{file}: is not valid JSON") from None
+
+
+def load_checkpoint(path: str, *, name: str | None = None, dtype: str = "auto", device: str | None = None) -> Checkpoint:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from alpaca_train.data import special_prefix
+
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise UserError(f"{path}: no such checkpoint folder")
+    lineage = read_lineage(folder)
+    try:
+        template = template_for(lineage)
+    except PromptError as error:
+        raise UserError(f"{folder / LINEAGE_FILE}: {error}") from None
+    if dtype not in DTYPES:
+        raise UserError(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype if dtype == "auto" else getattr(torch, dtype))
+    except (OSError, ValueError) as error:
+        raise UserError(f"{folder}: cannot load a causal LM: {str(error).splitlines()[0]}") from None
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    model.eval()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    context = getattr(model.config, "max_position_embeddings", None)
+    return Checkpoint(folder.resolve(), name or folder.resolve().name, model, tokenizer, lineage, template,
+                      special_prefix(tokenizer), context)

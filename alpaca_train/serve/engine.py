@@ -1,0 +1,218 @@
+"""Batched generation for the server: requests that arrive together are generated together.
+
+One worker thread owns the model. It takes the waiting requests that share decoding settings (sampling or
+greedy, temperature, top-p) as one left-padded batch and runs transformers' `generate` on it (with the
+watermark processor when it is on). A stopping criterion, called once per decoding step with the whole
+batch, reads each row's newest token: it streams the row's text to its request (an asyncio queue on the
+server's loop) and ends the row on EOS, a stop string, its own `max_tokens`, its deadline or cancellation
+(client gone, stop button, content filter). Rows of one batch may therefore ask for different lengths.
+
+This is "generate on a dynamic batch", not continuous batching: a request that arrives while a batch runs
+waits for the next batch (at most `max_tokens` steps of the longest row).
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
+
+GATHER_SECONDS = 0.01  # how long the worker waits for companions once a request is waiting
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float
+    top_p: float
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0
+
+
+@dataclass
+class Event:
+    kind: str  # "text" (delta), "done" (finish_reason), "error" (message)
+    text: str = ""
+    finish_reason: str | None = None
+    completion_tokens: int = 0
+
+
+@dataclass
+class GenerationRequest:
+    prompt_ids: list[int]
+    max_tokens: int
+    sampling: Sampling
+    stop: tuple[str, ...]
+    deadline: float  # time.monotonic() after which the answer is cut
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    token_ids: list[int] = field(default_factory=list)  # generated so far (EOS excluded)
+    text: str = ""  # decoded text emitted so far
+    finished: bool = False
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    def emit(self, event: Event) -> None:
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
+
+
+class _RowStreamer(StoppingCriteria):
+    """Per-step bookkeeping for each row: stream its new text and say which rows are done."""
+
+    def __init__(self, engine: BatchEngine, rows: list[GenerationRequest], prompt_len: int):
+        self.engine, self.rows, self.prompt_len = engine, rows, prompt_len
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any = None, **kwargs: Any) -> torch.BoolTensor:
+        newest = input_ids[:, -1].tolist()
+        done = []
+        for row, token in zip(self.rows, newest):
+            if not row.finished:
+                self.engine.advance(row, int(token))
+            done.append(row.finished)
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+class BatchEngine:
+    def __init__(self, model: Any, tokenizer: Any, *, max_batch_size: int = 16, watermarking_config: Any = None):
+        self.model, self.tokenizer = model, tokenizer
+        self.max_batch_size = max(1, max_batch_size)
+        self.watermarking_config = watermarking_config
+        self.eos_ids = self._eos_ids()
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (self.eos_ids or [0])[0]
+        self._waiting: deque[GenerationRequest] = deque()
+        self._wake = threading.Condition()
+        self._closed = False
+        self.batches = 0
+        self.batch_rows = 0
+        self._thread = threading.Thread(target=self._run, name="alpaca-serve-generate", daemon=True)
+        self._thread.start()
+
+    def _eos_ids(self) -> list[int]:
+        ids = self.model.generation_config.eos_token_id
+        if ids is None:
+            ids = self.tokenizer.eos_token_id
+        return [ids] if isinstance(ids, int) else list(ids or [])
+
+    # ------------------------------------------------------------------ the server side
+
+    def submit(self, request: GenerationRequest) -> None:
+        with self._wake:
+            if self._closed:
+                raise RuntimeError("the generation worker has stopped")
+            self._waiting.append(request)
+            self._wake.notify()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def close(self) -> None:
+        with self._wake:
+            self._closed = True
+            for request in self._waiting:
+                request.emit(Event("error", "the server is shutting down"))
+            self._waiting.clear()
+            self._wake.notify_all()
+
+    # ------------------------------------------------------------------ the worker
+
+    def _next_batch(self) -> list[GenerationRequest]:
+        with self._wake:
+            while not self._waiting and not self._closed:
+                self._wake.wait()
+            if self._closed:
+                return []
+        time.sleep(GATHER_SECONDS)  # let requests sent at the same moment join this batch
+        with self._wake:
+            first = self._waiting[0]
+            batch = [r for r in self._waiting if r.sampling == first.sampling][: self.max_batch_size]
+            for request in batch:
+                self._waiting.remove(request)
+        return [r for r in batch if not self._drop_if_done(r)]
+
+    @staticmethod
+    def _drop_if_done(request: GenerationRequest) -> bool:
+        if request.cancelled.is_set():
+            request.emit(Event("done", finish_reason="cancelled"))
+            return True
+        if time.monotonic() > request.deadline:
+            request.emit(Event("error", "timed out waiting for a free generation slot"))
+            return True
+        return False
+
+    def _run(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if not batch:
+                if self._closed:
+                    return
+                continue
+            try:
+                self._generate(batch)
+            except Exception as error:  # noqa: BLE001 - one failed batch must not stop the server
+                for row in batch:
+                    if not row.finished:
+                        row.finished = True
+                        row.emit(Event("error", f"generation failed: {type(error).__name__}"))
+
+    def _generate(self, batch: list[GenerationRequest]) -> None:
+        longest = max(len(r.prompt_ids) for r in batch)
+        ids = torch.full((len(batch), longest), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), longest), dtype=torch.long)
+        for i, row in enumerate(batch):  # left padding: every row's next token is at the same position
+            ids[i, longest - len(row.prompt_ids):] = torch.tensor(row.prompt_ids, dtype=torch.long)
+            mask[i, longest - len(row.prompt_ids):] = 1
+        device = self.model.device
+        sampling = batch[0].sampling
+        kwargs: dict[str, Any] = {"max_new_tokens": max(r.max_tokens for r in batch), "pad_token_id": self.pad_id,
+                                  "do_sample": not sampling.greedy}
+        if not sampling.greedy:
+            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
+        if self.watermarking_config is not None:
+            kwargs["watermarking_config"] = self.watermarking_config
+        self.batches += 1
+        self.batch_rows += len(batch)
+        with torch.inference_mode():
+            self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                stopping_criteria=StoppingCriteriaList([_RowStreamer(self, batch, longest)]),
+                                **kwargs)
+        for row in batch:  # rows the batch's length limit ended before their own checks did
+            if not row.finished:
+                self._finish(row, "length")
+
+    def advance(self, row: GenerationRequest, token: int) -> None:
+        """Row `row` has a new token: end it or stream the text it adds."""
+        if row.cancelled.is_set():
+            return self._finish(row, "cancelled")
+        if token in self.eos_ids:
+            return self._finish(row, "stop")
+        row.token_ids.append(token)
+        text = self.tokenizer.decode(row.token_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        cut = min((i for i in (text.find(s, max(0, len(row.text) - len(s))) for s in row.stop if s) if i >= 0),
+                  default=-1)
+        if cut >= 0:
+            self._send(row, text[:cut])
+            return self._finish(row, "stop")
+        if not text.endswith("\ufffd"):  # hold back a character whose UTF-8 bytes are still arriving
+            self._send(row, text)
+        if len(row.token_ids) >= row.max_tokens or time.monotonic() > row.deadline:
+            self._finish(row, "length")
+
+    @staticmethod
+    def _send(row: GenerationRequest, text: str) -> None:
+        # byte-level BPE decodes by concatenation, so the text only grows (clean-up of spaces is off)
+        if len(text) > len(row.text) and text.startswith(row.text):
+            row.emit(Event("text", text[len(row.text):]))
+            row.text = text
+
+    def _finish(self, row: GenerationRequest, reason: str) -> None:
+        row.finished = True
+        row.emit(Event("done", finish_reason=reason, completion_tokens=len(row.token_ids)))
