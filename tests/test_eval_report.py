@@ -280,3 +280,20 @@ def test_the_cli_writes_the_chart_and_prints_json(cli, store_path, tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     assert width > 500 and height > 150  # overall plus two category bars
+
+
+def test_a_revision_without_verdicts_reports_so_and_a_bad_chart_path_is_one_line(tmp_path):
+    from alpaca_data.errors import UserError
+    from alpaca_data.eval.plots import plot_report
+
+    store = Store.open(tmp_path / "store")
+    rows = [annotation_record(instruction=f"Task {i}", output_1="a", generator_1="b", output_2="bb", generator_2="m",
+                              annotator="judge", preference=None) for i in range(3)]
+    commit_rows(store, "unparsed", rows, message="x", recipe={"command": "eval judge"})
+    report = build_report(store, "unparsed@main")
+    assert report["headline"] == "b vs m: no verdicts (no row has a preference)"
+    assert report["win_rate"] is None and report["excluded_rows"] == 3 and report["bootstrap_95"] is None
+    assert "win rate      - (draws as half)" in render_text(report)
+    json.dumps(report, allow_nan=False)
+    with pytest.raises(UserError, match="cannot write the chart"):
+        plot_report(report, tmp_path / "no-such-folder" / "chart.png")

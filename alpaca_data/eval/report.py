@@ -79,14 +79,15 @@ def _lineage(store: Store, manifest: Any) -> dict[str, Any]:
 
 def _headline(baseline: str, model: str, wins: int, losses: int, ties: int, rate: float | None,
               error: float | None) -> str:
+    if rate is None:
+        return f"{baseline} vs {model}: no verdicts (no row has a preference)"
     if wins > losses:
         verdict = f"{model} wins {wins} vs {losses}"
     elif losses > wins:
         verdict = f"{baseline} wins {losses} vs {wins}"
     else:
         verdict = f"even: {wins} wins each"
-    figure = "no verdicts" if rate is None else f"win rate of {model} {rate:.1f}%" + (
-        f" +- {error:.1f}" if error is not None else "")
+    figure = f"win rate of {model} {rate:.1f}%" + (f" +- {error:.1f}" if error is not None else "")
     return f"{baseline} vs {model}: {verdict}, {ties} ties ({figure})"
 
 
@@ -185,7 +186,8 @@ def render_text(report: dict[str, Any]) -> str:
              f"revision      {report['dataset']}@{report['short_id']}: {report['rows']} rows, {report['items']} items judged, "
              f"{report['excluded_rows']} without a verdict (excluded); annotators: {', '.join(report['annotators'])}",
              f"counting      {report['counting']}",
-             f"win rate      {_num(report['win_rate'])}% (draws as half), standard error {_num(report['standard_error'])}"
+             f"win rate      {_num(report['win_rate'], 2, '%')} (draws as half), standard error "
+             f"{_num(report['standard_error'])}"
              + (f", bootstrap 95% [{low_high[0]:.2f}, {low_high[1]:.2f}] ({report['bootstrap']['resamples']} "
                 f"resamples of items, seed {report['bootstrap']['seed']})" if low_high else ""),
              f"sign test     {report['wins']} wins vs {report['losses']} losses: p = "
