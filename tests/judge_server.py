@@ -10,6 +10,9 @@ Any other prompt is answered as a model would: "Answer: " and the prompt's first
 Usage tokens are reported (words of prompt and answer), so cost accounting works. `fail_status` makes every
 POST fail with that HTTP status, `fail_after = K` every POST after the K-th; `received` keeps each request body in arrival order; `models` is what
 GET /v1/models lists (entries may carry a `lineage`).
+
+`cli_in_process` runs the real CLI (`alpaca_data.cli.main`) in the test's process, sparing the eval tests an
+interpreter start-up per call.
 """
 from __future__ import annotations
 
@@ -18,6 +21,10 @@ import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import pytest
+
+from tests.conftest import CliResult
 
 QUALITY = "[[carefully checked]]"
 GARBAGE = "<<unjudgeable>>"
@@ -118,3 +125,21 @@ class JudgeServer:
     def __exit__(self, *exc: object) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def cli_in_process(store_path, monkeypatch, capsys):
+    """`invoke(*args, env=None) -> CliResult` on the store at `store_path` (pytest's monkeypatch and capsys)."""
+    from alpaca_data.cli import main
+
+    monkeypatch.setenv("ALPACA_STORE", str(store_path))
+
+    def invoke(*args: str, env: dict | None = None) -> CliResult:
+        capsys.readouterr()
+        with monkeypatch.context() as scoped, pytest.raises(SystemExit) as exited:
+            for name, value in (env or {}).items():  # for this call only, as a subprocess's env would be
+                scoped.setenv(name, value)
+            main([str(arg) for arg in args])
+        captured = capsys.readouterr()
+        return CliResult(exited.value.code or 0, captured.out, captured.err)
+
+    return invoke

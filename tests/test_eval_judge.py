@@ -15,7 +15,7 @@ from alpaca_data.eval.judge_prompt import JudgePrompt, parse_verdict, to_prefere
 from alpaca_data.generate.journal import read_journal
 from alpaca_data.store import Store
 from tests.conftest import SHARED_DATA, snapshot
-from tests.judge_server import GARBAGE, JUDGE_MODEL, QUALITY, JudgeServer, verdict_text
+from tests.judge_server import GARBAGE, JUDGE_MODEL, QUALITY, JudgeServer, cli_in_process, verdict_text
 
 N = 20
 ONLY_B = {1, 6, 11, 16, 19}     # only the model's output carries the quality marker
@@ -51,6 +51,11 @@ def outputs(store_path: Path) -> Path:
     _outputs(store, "base", "text-davinci-003.jsonl", "text-davinci-003", ONLY_A | BOTH)
     _outputs(store, "model", "davinci-self-instruct.jsonl", "gpt3-self-instruct", ONLY_B | BOTH)
     return store_path
+
+
+@pytest.fixture
+def cli_here(store_path, monkeypatch, capsys):
+    return cli_in_process(store_path, monkeypatch, capsys)
 
 
 @pytest.fixture
@@ -143,13 +148,13 @@ def test_judging_both_orders_cancels_the_judges_position_bias(cli, outputs, judg
         first["output_2"]) for b in shown)  # order 21 really showed output_2 first
 
 
-def test_resume_after_request_limit_sends_only_the_missing_requests(cli, outputs, judge_server):
-    stopped = _judge(cli, judge_server, "--max-requests", "15", "-d", "judged")
+def test_resume_after_request_limit_sends_only_the_missing_requests(cli_here, outputs, judge_server):
+    stopped = _judge(cli_here, judge_server, "--max-requests", "15", "-d", "judged")
     assert stopped.returncode == 3, stopped.stderr
     assert "--max-requests 15 reached: 15 of 40 judgments made; nothing committed" in stopped.stderr
     assert len(judge_server.received) == 15
     assert "judged" not in Store.open(outputs).datasets()
-    resumed = _judge(cli, judge_server, "--resume", "-d", "judged")
+    resumed = _judge(cli_here, judge_server, "--resume", "-d", "judged")
     assert resumed.returncode == 0, resumed.stderr
     assert len(judge_server.received) == 2 * N  # the 25 missing ones, nothing twice
     bodies = [json.dumps(b, sort_keys=True) for b in judge_server.received]
@@ -161,24 +166,24 @@ def test_resume_after_request_limit_sends_only_the_missing_requests(cli, outputs
     assert manifest.data["recipe"]["counts"]["replayed"] == 15
 
 
-def test_failed_requests_are_sent_again_on_resume(cli, outputs, judge_server):
+def test_failed_requests_are_sent_again_on_resume(cli_here, outputs, judge_server):
     judge_server.fail_after = 30
-    failed = _judge(cli, judge_server, "--max-retries", "1", "--concurrency", "1", "-d", "judged")
+    failed = _judge(cli_here, judge_server, "--max-retries", "1", "--concurrency", "1", "-d", "judged")
     assert failed.returncode == 1, failed.stderr
     assert "10 requests failed" in failed.stderr and "Traceback" not in failed.stderr
     assert len(judge_server.received) == 30 + 2 * 10  # each failing request tried twice
     judge_server.fail_after = None
-    resumed = _judge(cli, judge_server, "--resume", "-d", "judged")
+    resumed = _judge(cli_here, judge_server, "--resume", "-d", "judged")
     assert resumed.returncode == 0, resumed.stderr
     assert len(judge_server.received) == 50 + 10
     assert len(Store.open(outputs).read_records("judged@main")) == 2 * N
 
 
-def test_the_cost_cap_stops_cleanly_and_resume_continues(cli, outputs, judge_server, tmp_path):
+def test_the_cost_cap_stops_cleanly_and_resume_continues(cli_here, outputs, judge_server, tmp_path):
     prices = tmp_path / "prices.json"
     prices.write_text(json.dumps({JUDGE_MODEL: {"input": 2000.0, "output": 2000.0}}))
     cap = 12.0
-    capped = _judge(cli, judge_server, "--price-table", str(prices), "--max-cost", str(cap), "-d", "judged")
+    capped = _judge(cli_here, judge_server, "--price-table", str(prices), "--max-cost", str(cap), "-d", "judged")
     assert capped.returncode == 3, capped.stderr
     assert "budget reached" in capped.stderr and "nothing committed" in capped.stderr
     sent = len(judge_server.received)
@@ -189,23 +194,23 @@ def test_the_cost_cap_stops_cleanly_and_resume_continues(cli, outputs, judge_ser
     spent = sum((e["prompt_tokens"] + e["completion_tokens"]) * 2000.0 / 1e6 for e in answers)
     assert spent <= cap
     assert "judged" not in Store.open(outputs).datasets()
-    resumed = _judge(cli, judge_server, "--price-table", str(prices), "--max-cost", "1000", "--resume", "-d", "judged")
+    resumed = _judge(cli_here, judge_server, "--price-table", str(prices), "--max-cost", "1000", "--resume", "-d", "judged")
     assert resumed.returncode == 0, resumed.stderr
     assert len(judge_server.received) == 2 * N
     recipe = Store.open(outputs).resolve("judged@main").data["recipe"]
     assert recipe["cost_usd"] <= 1000 and recipe["cost_usd"] > spent
 
 
-def test_mistakes_are_one_line_and_write_nothing(cli, outputs, judge_server):
+def test_mistakes_are_one_line_and_write_nothing(cli_here, outputs, judge_server):
     before = snapshot(outputs)
     cases = [(("base@main", "nothere@main", "--judge", "openai:x", "--base-url", judge_server.base_url), 1, "nothere"),
              (("base@main", "model@main", "--judge", "openai:x", "--orders", "three"), 2, "--orders"),
-             (("base@main", "model@main", "--judge", "nonsense"), 2, "--teacher"),
+             (("base@main", "model@main", "--judge", "nonsense"), 2, "--judge 'nonsense': expected"),
              (("base@main", "model@main", "--judge", "openai:unpriced", "--base-url", judge_server.base_url,
                "--max-cost", "1"), 2, "no price known"),
              (("base@main", "model@main", "--judge", "openai:x", "-d", "../evil"), 2, "invalid dataset name")]
     for args, code, needle in cases:
-        result = cli("eval", "judge", *args)
+        result = cli_here("eval", "judge", *args)
         assert result.returncode == code, (args, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and needle in lines[0] and "Traceback" not in result.stderr, (args, result.stderr)

@@ -43,6 +43,10 @@ def judge(cfg: JudgeConfig,
               f"--resume (run folder {result.run_dir})", file=sys.stderr)
         raise typer.Exit(STOPPED_EXIT if result.status != "incomplete" else 1)
     rate = "-" if result.win_rate is None else f"{100 * result.win_rate:.1f}%"
+    counts = result.manifest.data["recipe"]["counts"]
+    if counts["only_1"] or counts["only_2"]:
+        print(f"left out: {counts['only_1']} items answered by {baseline} only, {counts['only_2']} by {model} only",
+              file=sys.stderr)
     print(f"{result.dataset}@{result.revision_id[:12]}: {result.annotations} judgments ({cfg.orders} orders), "
           f"{result.unparseable} unparseable; win rate of {model}: {rate}; "
           f"{stats.prompt_tokens + stats.completion_tokens:,} tokens, {spent}")

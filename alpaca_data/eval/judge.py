@@ -22,6 +22,7 @@ from alpaca_data.eval.pairs import Comparison, compare
 from alpaca_data.eval.requests import (
     Request,
     RunnerStats,
+    check_spec,
     make_teacher,
     open_run,
     price_of,
@@ -38,6 +39,10 @@ ORDERS = {"both": ("12", "21"), "one": ("12",)}
 class JudgeSettings(TeacherSettings):
     spec: str = required("The judge: openai:MODEL (with --base-url for a local server), hf:PATH or demo.",
                          "--judge")
+
+    def validate(self) -> None:
+        check_spec(self.spec, "--judge")
+        super().validate()
 
 
 @dataclass(kw_only=True)

@@ -20,11 +20,12 @@ from typing import Any
 
 from alpaca_data.cli_options import flat_settings, required, setting
 from alpaca_data.cli_options import nested as nested_settings
-from alpaca_data.errors import UsageError, UserError
+from alpaca_data.errors import UsageError, UserError, refuse_missing_model_path
 from alpaca_data.eval.annotations import commit_rows, output_record
 from alpaca_data.eval.requests import (
     Request,
     RunnerStats,
+    check_spec,
     make_teacher,
     open_run,
     price_of,
@@ -43,6 +44,10 @@ LINEAGE_KEYS = ("dataset", "base_model", "output_dir")
 @dataclass(kw_only=True)
 class ModelSettings(TeacherSettings):
     spec: str = required("openai:MODEL (with --base-url for a local server), hf:PATH or demo.", "--model")
+
+    def validate(self) -> None:
+        check_spec(self.spec, "--model")
+        super().validate()
 
 
 @dataclass(kw_only=True)
@@ -169,6 +174,8 @@ def generate_outputs(cfg: EvalGenerateConfig, store: str | os.PathLike | None = 
     eval_set = load_eval_set(cfg.set, eval_data=cfg.eval_data, store=store, limit=cfg.limit)
     kind, target = parse_teacher_spec(cfg.model.spec)
     price = price_of(cfg.model.spec, cfg.limits)
+    if kind == "hf":
+        refuse_missing_model_path(target, cfg.model.spec)
     lineage = checkpoint_lineage(target) if kind == "hf" else None
     prompt_format = (lambda prompt: prompt.text) if lineage else None  # checkpoints always see their template
     folder = open_run(store.root / "runs" / cfg.dataset, _identity(cfg, eval_set), resume=cfg.resume,

@@ -234,6 +234,14 @@ class RequestRunner:
 
 
 # ---------------------------------------------------------------------------------------------- teachers
+def check_spec(spec: str, flag: str) -> None:
+    """parse_teacher_spec's check, naming the command's own flag (--model, --judge) instead of --teacher."""
+    try:
+        parse_teacher_spec(spec or "")
+    except UsageError:
+        raise UsageError(f"{flag} {spec!r}: expected openai:MODEL, hf:PATH or demo") from None
+
+
 def make_teacher(settings: TeacherSettings, decoding: Decoding, *, timeout: float, prompt_format=None):
     """The teacher for a spec (`openai:MODEL`, `hf:PATH`, `demo`) and the demo server it started, if any."""
     kind, target = parse_teacher_spec(settings.spec)
