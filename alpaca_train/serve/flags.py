@@ -18,7 +18,7 @@ from typing import Any
 
 from alpaca_data.errors import UserError
 
-REASONS = ("harmful", "incorrect", "unhelpful", "offensive", "other")
+REASONS = ("incorrect", "harmful", "unhelpful", "offensive", "other")
 
 
 class FlagJournal:

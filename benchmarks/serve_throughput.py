@@ -1,0 +1,111 @@
+"""Serving throughput: generated tokens/s with 1, 4 and 16 concurrent streaming clients against
+`alpaca-train serve` (dynamic batching), and against the same server taking one request at a time
+(`--max-batch-size 1`) under the 16-client load. Prints the ratio at 16 clients last. Goal on CPU: >= 4x.
+
+    .venv/bin/python benchmarks/serve_throughput.py                      # a tiny LLaMA made here (CPU)
+    .venv/bin/python benchmarks/serve_throughput.py --model PATH --dtype bfloat16   # e.g. a ~0.5B model on a GPU
+
+Each client sends `--requests` chat requests one after another (streamed, sampled, `--max-tokens` each) and
+counts the completion tokens the server reports. The watermark is on (the default); the content filter is
+off so the figure is the model's, not the filter's (`--moderation local` to include it).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def start_server(model: str, *args: str) -> tuple[subprocess.Popen, str]:
+    env = {**os.environ, "ALPACA_WATERMARK_KEY": os.environ.get("ALPACA_WATERMARK_KEY", "benchmark-key-0123456789")}
+    process = subprocess.Popen([sys.executable, "-m", "alpaca_train", "serve", model, "--port", "0", *args],
+                               stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    for line in process.stderr:
+        match = re.search(r"serving \S+ on (http://\S+?) ", line)
+        if match:
+            return process, match.group(1)
+    raise SystemExit(f"the server did not start (exit {process.wait()})")
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+async def load(base_url: str, clients: int, requests: int, max_tokens: int) -> tuple[int, float]:
+    import openai
+
+    api = openai.AsyncOpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0, timeout=600)
+    name = (await api.models.list()).data[0].id
+
+    async def client(number: int) -> int:
+        tokens = 0
+        for turn in range(requests):
+            stream = await api.chat.completions.create(
+                model=name, messages=[{"role": "user", "content": f"Tell story {number}.{turn} about a robot."}],
+                max_tokens=max_tokens, temperature=1.0, stream=True, stream_options={"include_usage": True})
+            async for chunk in stream:
+                if chunk.usage:
+                    tokens += chunk.usage.completion_tokens
+        return tokens
+
+    await client(-1)  # warm-up: first-call costs are not throughput
+    started = time.perf_counter()
+    total = sum(await asyncio.gather(*(client(n) for n in range(clients))))
+    elapsed = time.perf_counter() - started
+    await api.close()
+    return total, elapsed
+
+
+def measure(model: str, clients: int, requests: int, max_tokens: int, serve_args: list[str]) -> float:
+    process, url = start_server(model, *serve_args)
+    try:
+        tokens, seconds = asyncio.run(load(url, clients, requests, max_tokens))
+    finally:
+        stop_server(process)
+    rate = tokens / seconds
+    shown = " ".join(serve_args)
+    print(f"{clients:>3} clients x {requests} requests, {shown}: {tokens:,} tokens in {seconds:.2f} s = "
+          f"{rate:,.0f} tokens/s", flush=True)
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="checkpoint folder (default: a tiny LLaMA made in a temp folder)")
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--requests", type=int, default=4, help="requests per client")
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--moderation", default="none")
+    options = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="serve-bench-") as folder:
+        model = options.model
+        if model is None:
+            from alpaca_train.tiny import make_tiny_llama
+
+            model = str(Path(folder) / "tiny-llama")
+            make_tiny_llama(model, layers=4, hidden=256)
+            print("model: tiny LLaMA (4 layers, hidden 256, GPT-2 vocabulary), random weights, CPU", flush=True)
+        common = ["--moderation", options.moderation, "--dtype", options.dtype, "--max-concurrent", "64"]
+        rates = {n: measure(model, n, options.requests, options.max_tokens, common) for n in (1, 4, 16)}
+        one_at_a_time = measure(model, 16, options.requests, options.max_tokens, common + ["--max-batch-size", "1"])
+    print(f"\nbatched serving vs one request at a time, 16 clients: {rates[16]:,.0f} / {one_at_a_time:,.0f} "
+          f"tokens/s; 4 clients: {rates[4] / one_at_a_time:.2f}x; 1 client: {rates[1] / one_at_a_time:.2f}x")
+    print(f"ratio at 16 clients: {rates[16] / one_at_a_time:.2f}x (goal >= 4x)")
+
+
+if __name__ == "__main__":
+    main()
