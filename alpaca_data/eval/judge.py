@@ -95,7 +95,9 @@ class JudgeResult:
 
 
 def annotator_name(spec: str) -> str:
-    return f"{spec} ({PROMPT_VERSION})"
+    stripped = spec.strip()  # the offline heuristic judge says so in every row: demo-judge[:NAME]
+    name = "demo-judge" + stripped[4:] if stripped == "demo" or stripped.startswith("demo:") else spec
+    return f"{name} ({PROMPT_VERSION})"
 
 
 def win_rate(preferences: list[float | None]) -> float | None:
@@ -141,7 +143,7 @@ def judge_outputs(cfg: JudgeConfig, ref_1: str, ref_2: str, store: str | os.Path
     store.check_dataset_name(dataset)
     folder = open_run(store.root / "runs" / dataset, _identity(cfg, comparison), resume=cfg.resume,
                       run_dir=cfg.run_dir)
-    teacher, demo_server = make_teacher(cfg.judge, cfg.decoding, timeout=cfg.limits.timeout)
+    teacher, demo_server = make_teacher(cfg.judge, cfg.decoding, timeout=cfg.limits.timeout, role="judge")
     requests = _requests(comparison, ORDERS[cfg.orders])
     if progress is not None:
         progress.total = len(requests)

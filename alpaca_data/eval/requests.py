@@ -242,14 +242,25 @@ def check_spec(spec: str, flag: str) -> None:
         raise UsageError(f"{flag} {spec!r}: expected openai:MODEL, hf:PATH or demo") from None
 
 
-def make_teacher(settings: TeacherSettings, decoding: Decoding, *, timeout: float, prompt_format=None):
-    """The teacher for a spec (`openai:MODEL`, `hf:PATH`, `demo`) and the demo server it started, if any."""
+def make_teacher(settings: TeacherSettings, decoding: Decoding, *, timeout: float, prompt_format=None,
+                 role: str = "model"):
+    """The teacher for a spec (`openai:MODEL`, `hf:PATH`, `demo`) and the demo server it started, if any.
+
+    `demo` starts the demo teacher, or for role "judge" the offline demo judge (eval/demo_judge.py): the demo
+    teacher only writes self-instruct text, so none of its verdicts would parse."""
     kind, target = parse_teacher_spec(settings.spec)
     if kind == "hf":
         return HFTeacher(target, api=settings.api, decoding=decoding, batch_size=settings.request_batch_size,
                          spec=settings.spec, prompt_format=prompt_format), None
     base_url, demo_server = settings.base_url, None
-    if kind == "demo" and not base_url:
+    if kind == "demo" and role == "judge":
+        from alpaca_data.eval.demo_judge import DEMO_JUDGE_MODEL, DemoJudgeServer
+
+        target = DEMO_JUDGE_MODEL if settings.spec.strip() == "demo" else target
+        if not base_url:
+            demo_server = DemoJudgeServer().start()
+            base_url = demo_server.base_url
+    elif kind == "demo" and not base_url:
         from alpaca_data.generate.demo_server import DemoServer
 
         demo_server = DemoServer().start()
