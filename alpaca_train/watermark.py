@@ -22,6 +22,7 @@ import hashlib
 import math
 import os
 import secrets as token_source
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,11 +173,13 @@ class CpuSeededWatermarkProcessor(WatermarkLogitsProcessor):
         if self.seeding_scheme != SEEDING or self.context_width != 1:
             raise ValueError("CpuSeededWatermarkProcessor supports lefthash with context width 1 only")
         self._packed_mask = functools.lru_cache(maxsize=_GREEN_CACHE_SIZE)(self._draw_packed_mask)
+        self._rng_lock = threading.Lock()  # one generator, reseeded per list: shared by the server's threads
 
     def _draw_packed_mask(self, previous_token: int) -> np.ndarray:
         # numpy, not torch, for the mask: torch spreads a 50K-element fill over its thread pool, which costs
         # milliseconds on a busy machine; packed to 1 bit per token so thousands of lists fit in the cache
-        green = super()._get_greenlist_ids(torch.tensor([previous_token])).numpy()
+        with self._rng_lock:
+            green = super()._get_greenlist_ids(torch.tensor([previous_token])).numpy()
         mask = np.zeros(self.vocab_size, dtype=bool)
         mask[green] = True
         return np.packbits(mask)
@@ -201,12 +204,21 @@ class AlpacaWatermarkingConfig(WatermarkingConfig):
     """transformers' WatermarkingConfig whose processor draws green lists on the CPU (see the module notes)."""
 
     def construct_processor(self, vocab_size: int, device) -> CpuSeededWatermarkProcessor:
-        return CpuSeededWatermarkProcessor(vocab_size, device, greenlist_ratio=self.greenlist_ratio, bias=self.bias,
-                                           hashing_key=self.hashing_key, seeding_scheme=self.seeding_scheme,
-                                           context_width=self.context_width)
+        # generate() asks for a processor on every call (every server batch): hand out one per settings, so its
+        # green-list cache outlives the batch and the 1M-entry table transformers builds at init is built once
+        return _shared_processor(vocab_size, self.greenlist_ratio, self.bias, self.hashing_key, self.seeding_scheme,
+                                 self.context_width)
 
     def __repr__(self) -> str:  # the stock repr prints hashing_key, which is as secret as the key
         return f"{type(self).__name__}(greenlist_ratio={self.greenlist_ratio}, bias={self.bias}, hashing_key=***)"
+
+
+@functools.lru_cache(maxsize=4)
+def _shared_processor(vocab_size: int, greenlist_ratio: float, bias: float, hashing_key: int, seeding_scheme: str,
+                      context_width: int) -> CpuSeededWatermarkProcessor:
+    return CpuSeededWatermarkProcessor(vocab_size, "cpu", greenlist_ratio=greenlist_ratio, bias=bias,
+                                       hashing_key=hashing_key, seeding_scheme=seeding_scheme,
+                                       context_width=context_width)
 
 
 def watermarking_config(key: WatermarkKey) -> transformers.WatermarkingConfig:
@@ -288,6 +300,8 @@ class Detector:
         ids = list(token_ids)
         while ids and ids[-1] in self._padding:
             ids.pop()
+        if ids and ids[0] == self._detector.bos_token_id:
+            ids = ids[1:]  # transformers' detector drops a leading BOS too; dropped here to count what remains
         if len(ids) < 2:
             return Detection(0, 0, 0.0, 0.0, 1.0, False, self.threshold)
         out = self._detector(torch.tensor([ids], dtype=torch.long), z_threshold=self.threshold, return_dict=True)

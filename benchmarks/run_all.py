@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("import_validate.py", "rouge_filter.py", "generate_throughput.py", "train_throughput.py")
+BENCHMARKS = ("import_validate.py", "rouge_filter.py", "generate_throughput.py", "train_throughput.py",
+              "watermark_detect.py")
 
 
 def main() -> int:

@@ -157,6 +157,8 @@ def test_green_lists_are_transformers_own():
     stock = WatermarkLogitsProcessor(50257, "cpu", **settings)
     ours = config.construct_processor(50257, "cpu")
     assert isinstance(ours, CpuSeededWatermarkProcessor)
+    # one processor per settings: its green-list cache outlives each generate() call (each server batch)
+    assert watermarking_config(WatermarkKey.from_secret(SECRET, "again")).construct_processor(50257, "cpu") is ours
     for token in [0, 1, 2, 50256] + random.Random(1).sample(range(50257), 40):
         expected = stock._get_greenlist_ids(torch.tensor([token]))
         assert torch.equal(ours._get_greenlist_ids(torch.tensor([token])).sort().values, expected.sort().values)
@@ -278,8 +280,8 @@ def test_real_outputs_are_not_flagged(detector):
     assert len(scored) >= 100 and abs(sum(r.green_fraction for r in scored) / len(scored) - GAMMA) < 0.03
 
 
-def test_too_little_text_is_no_verdict(detector):
-    for ids in ([], [42]):
+def test_too_little_text_is_no_verdict(detector, tokenizer):  # noqa: F811
+    for ids in ([], [42], [tokenizer.bos_token_id, 42], [42, tokenizer.eos_token_id]):
         result = detector.detect_ids(ids)
         assert (result.scored_tokens, result.watermarked, result.p_value) == (0, False, 1.0)
 
