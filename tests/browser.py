@@ -17,9 +17,12 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """A session-wide headless Chromium; each test opens its own context (`browser.new_context()`)."""
+    """A headless Chromium for one test module; each test opens its own context (`browser.new_context()`).
+
+    Module-wide, not session-wide: Playwright's sync API keeps an asyncio loop running in the main thread
+    while it is open, and later tests that call `asyncio.run` must not find it."""
     from playwright.sync_api import sync_playwright
 
     executable = chromium_path()
