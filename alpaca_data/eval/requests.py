@@ -20,7 +20,6 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,11 +27,11 @@ from typing import Any
 from alpaca_data.durable import write_json
 from alpaca_data.errors import UsageError, UserError
 from alpaca_data.generate.config import Decoding, RequestLimits, TeacherSettings
-from alpaca_data.generate.journal import AsyncJournalWriter, Journal
+from alpaca_data.generate.journal import Journal
 from alpaca_data.generate.pricing import Price, load_price_table, price_for
 from alpaca_data.generate.prompt import request_seed
-from alpaca_data.generate.ratelimit import TokenBucket, backoff_delay
-from alpaca_data.generate.teachers import HFTeacher, OpenAITeacher, Prompt, TeacherError, parse_teacher_spec
+from alpaca_data.generate.sending import Fatal, GroupSender
+from alpaca_data.generate.teachers import HFTeacher, OpenAITeacher, Prompt, parse_teacher_spec
 from alpaca_data.generate.tokens import prompt_token_bound
 from alpaca_data.secrets import redact, redact_value
 
@@ -66,10 +65,6 @@ class RunnerStats:
         return time.monotonic() - self.started
 
 
-class _Fatal(Exception):
-    pass
-
-
 class RequestRunner:
     """Sends `requests` (in fixed groups of the teacher's batch size) until each has an outcome."""
 
@@ -82,14 +77,15 @@ class RequestRunner:
         self.batch = max(1, int(getattr(teacher, "batch_size", 1)))
         self.outcomes: dict[str, dict[str, Any]] = {}
         self.stats = RunnerStats(total=0)
-        self._rpm = TokenBucket(limits.rpm) if limits.rpm else None
-        self._tpm = TokenBucket(limits.tpm, capacity=max(limits.tpm / 60.0, 1.0)) if limits.tpm else None
         self._avg_completion = float(max_tokens)
         self._reserved: dict[asyncio.Task, float] = {}
-        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
-        self._writer = AsyncJournalWriter(journal, self._io)
+        self._sender = GroupSender(teacher, journal, limits, errors=self.stats.errors,
+                                   on_attempt=self._count_attempt, timestamp=True)
 
     # ------------------------------------------------------------------ bookkeeping
+    def _count_attempt(self) -> None:
+        self.stats.attempts += 1
+
     def _account(self, entry: dict[str, Any]) -> None:
         if entry.get("type") != "answer":
             self.stats.failed += 1
@@ -110,45 +106,10 @@ class RequestRunner:
 
     # ------------------------------------------------------------------ one group
     async def _send(self, group: list[tuple[int, Request]]) -> list[dict[str, Any]]:
-        prompts = [request.prompt for _, request in group]
-        seed = request_seed(self.seed, group[0][0])
-        attempts, errors = 0, []
-        estimate = sum(len(p.text) / 4 + self._avg_completion for p in prompts)
-        while True:
-            if self._rpm:
-                await self._rpm.acquire(len(group))
-            if self._tpm:
-                await self._tpm.acquire(estimate)
-            attempts += 1
-            self.stats.attempts += 1
-            started = time.monotonic()
-            try:
-                completions = await self.teacher.complete(prompts, seed=seed)
-            except TeacherError as error:
-                self.stats.errors[error.kind] += 1
-                errors.append(error.kind)
-                if error.kind == "fatal":
-                    raise _Fatal(str(error)) from None
-                if not error.retryable or attempts > self.limits.max_retries:
-                    entries = [{"type": "failed", "key": r.key, "index": i, "error": error.kind,
-                                "message": str(error)[:200], "attempts": attempts, "errors": errors} for i, r in group]
-                    break
-                await asyncio.sleep(backoff_delay(attempts - 1, base=self.limits.backoff_base,
-                                                  retry_after=error.retry_after))
-                continue
-            if self._tpm:
-                self._tpm.adjust(sum(c.prompt_tokens + c.completion_tokens for c in completions) - estimate)
-            latency = round(time.monotonic() - started, 4)
-            answered_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-            entries = [{"type": "answer", "key": r.key, "index": i, "text": c.text, "finish_reason": c.finish_reason,
-                        "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens, "model": c.model,
-                        "attempts": attempts, "errors": errors, "latency_s": latency, "time": answered_at}
-                       for (i, r), c in zip(group, completions)]
-            break
-        entries = redact_value(entries)  # a server may echo a key back: it never reaches a revision either
-        for entry in entries:  # on disk before it counts
-            await self._writer.write(entry)
-        return entries
+        entries = await self._sender.send([{"key": r.key, "index": i} for i, r in group],
+                                          [r.prompt for _, r in group], seed=request_seed(self.seed, group[0][0]),
+                                          avg_completion=self._avg_completion)
+        return redact_value(entries)  # a server may echo a key back: it never reaches a revision either
 
     # ------------------------------------------------------------------ the loop
     async def run(self, requests: Sequence[Request]) -> dict[str, dict[str, Any]]:
@@ -196,7 +157,7 @@ class RequestRunner:
                     self._reserved.pop(task, None)
                     try:
                         entries = task.result()
-                    except _Fatal as error:
+                    except Fatal as error:
                         raise UserError(f"the model refused the request: {error}") from None
                     for entry in entries:
                         if self.outcomes.get(entry["key"], {}).get("type") == "answer":
@@ -212,7 +173,7 @@ class RequestRunner:
             stats.in_flight = 0
             if ticker:
                 ticker.cancel()
-            self._io.shutdown(wait=True)
+            self._sender.close()
         missing = sum(1 for key in keys if self.outcomes.get(key, {}).get("type") != "answer")
         stats.status = "done" if not missing else (stop or "incomplete")
         if self.on_tick:

@@ -16,7 +16,6 @@ import bisect
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,12 +23,11 @@ from alpaca_data.errors import UserError
 from alpaca_data.filters.report import make_rejection
 from alpaca_data.filters.steps import Pipeline
 from alpaca_data.generate.config import GenerateConfig
-from alpaca_data.generate.journal import AsyncJournalWriter, Journal
+from alpaca_data.generate.journal import Journal
 from alpaca_data.generate.parse import parse_response
 from alpaca_data.generate.pricing import Price
 from alpaca_data.generate.prompt import Prompt, SeedTask, build_prompt, request_seed
-from alpaca_data.generate.ratelimit import TokenBucket, backoff_delay
-from alpaca_data.generate.teachers import TeacherError
+from alpaca_data.generate.sending import Fatal, GroupSender
 from alpaca_data.generate.tokens import prompt_token_bound
 
 UNREACHABLE_AFTER = 3  # requests failing to connect, with none answered, before the run gives up
@@ -64,10 +62,6 @@ class Stats:
         return time.monotonic() - self.started
 
 
-class _Fatal(Exception):
-    pass
-
-
 class Engine:
     def __init__(self, cfg: GenerateConfig, seeds: list[SeedTask], teacher: Any, journal: Journal,
                  filters: Pipeline, price: Price | None, replay: dict[int, dict[str, Any]] | None = None,
@@ -87,10 +81,8 @@ class Engine:
         self._reserved: dict[asyncio.Task, float] = {}  # worst-case cost of each group in flight (--max-cost)
         self._next_reservation = 0.0
         self._stop_issuing: str | None = None
-        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
-        self._writer: AsyncJournalWriter | None = None
-        self._rpm = TokenBucket(cfg.limits.rpm) if cfg.limits.rpm else None
-        self._tpm = TokenBucket(cfg.limits.tpm, capacity=max(cfg.limits.tpm / 60.0, 1.0)) if cfg.limits.tpm else None
+        self._sender = GroupSender(teacher, journal, cfg.limits, errors=self.stats.errors,
+                                   on_attempt=self._count_attempt)
         self._avg_completion = float(getattr(getattr(teacher, "decoding", None), "max_tokens", 1024) or 1024)
         self.on_tick = on_tick
         self.max_requests = cfg.limits.max_requests or (4 * cfg.num + 16)
@@ -99,6 +91,9 @@ class Engine:
             self._account(entry)
 
     # ------------------------------------------------------------------ bookkeeping
+    def _count_attempt(self) -> None:
+        self.stats.requests_sent += 1
+
     def _account(self, entry: dict[str, Any]) -> None:
         if entry.get("type") != "answer":
             self.stats.requests_failed += 1
@@ -227,47 +222,9 @@ class Engine:
 
     async def _send(self, group: range) -> list[dict[str, Any]]:
         prompts = [self._prompt(index) for index in group]
-        seed = request_seed(self.s.seed, group.start)
-        attempts = 0
-        errors: list[str] = []
-        estimate = sum(len(prompt.text) / 4 + self._avg_completion for prompt in prompts)
-        while True:
-            if self._rpm:
-                await self._rpm.acquire(len(group))
-            if self._tpm:
-                await self._tpm.acquire(estimate)
-            attempts += 1
-            self.stats.requests_sent += 1
-            started = time.monotonic()
-            try:
-                completions = await self.teacher.complete(prompts, seed=seed)
-            except TeacherError as error:
-                self.stats.errors[error.kind] += 1
-                errors.append(error.kind)
-                if error.kind == "fatal":
-                    raise _Fatal(str(error)) from None
-                if not error.retryable or attempts > self.limits.max_retries:
-                    entries = [{"type": "failed", "index": index, "error": error.kind, "message": str(error)[:200],
-                                "attempts": attempts, "errors": errors} for index in group]
-                    break
-                await asyncio.sleep(backoff_delay(attempts - 1, base=self.limits.backoff_base,
-                                                  retry_after=error.retry_after))
-                continue
-            if self._tpm:
-                used = sum(c.prompt_tokens + c.completion_tokens for c in completions)
-                self._tpm.adjust(used - estimate)
-            latency = round(time.monotonic() - started, 4)
-            entries = [{"type": "answer", "index": index, "text": completion.text,
-                        "finish_reason": completion.finish_reason, "prompt_tokens": completion.prompt_tokens,
-                        "completion_tokens": completion.completion_tokens, "model": completion.model,
-                        "attempts": attempts, "errors": errors, "latency_s": latency}
-                       for index, completion in zip(group, completions)]
-            break
-        if self._writer is None:
-            self._writer = AsyncJournalWriter(self.journal, self._io)
-        for entry in entries:
-            await self._writer.write(entry)
-        return entries
+        return await self._sender.send([{"index": index} for index in group], prompts,
+                                       seed=request_seed(self.s.seed, group.start),
+                                       avg_completion=self._avg_completion)
 
     # ------------------------------------------------------------------ the loop
     async def run(self) -> Stats:
@@ -302,7 +259,7 @@ class Engine:
                     self._reserved.pop(task, None)  # what it really cost is accounted below
                     try:
                         entries = task.result()
-                    except _Fatal as error:
+                    except Fatal as error:
                         raise UserError(f"teacher refused the request: {error}") from None
                     for entry in entries:
                         self.outcomes[entry["index"]] = entry
@@ -321,7 +278,7 @@ class Engine:
             stats.finished = time.monotonic()
             if ticker:
                 ticker.cancel()
-            self._io.shutdown(wait=True)
+            self._sender.close()
         if self._done():
             stats.status = "done"
         elif self._stop_issuing:
