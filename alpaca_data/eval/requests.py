@@ -13,8 +13,6 @@ hash names the run), `journal.jsonl` and `run.json` (status), as for `generate`.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import json
 import os
 import sys
 import time
@@ -274,44 +272,16 @@ class RunFolder:
 def open_run(runs_root: Path, config: dict[str, Any], *, resume: bool, run_dir: str | None) -> RunFolder:
     """The run folder for these settings: a new one, or with --resume the newest unfinished one that shares
     them (or --run-dir)."""
-    from alpaca_data.generate.run import config_hash  # here: run.py pulls in the filters, not needed at start-up
+    from alpaca_data.generate.run import config_hash, prepare_run_dir  # here: run.py pulls in the filters
 
     digest = config_hash(config)
-    path, existing = None, False
-    if run_dir:
-        path = Path(run_dir)
-        existing = (path / "config.json").exists()
-        if existing and not resume:
-            raise UsageError(f"{path}: holds a run already; pass --resume to continue it")
-        if existing:
-            saved = json.loads((path / "config.json").read_text())
-            if config_hash(saved) != digest:
-                changed = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
-                raise UsageError(f"{path}: cannot resume with different settings: {', '.join(changed)}")
-    elif resume:
-        path = _newest_unfinished(runs_root, digest)
-        existing = path is not None
-    if path is None:
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        path = runs_root / f"{stamp}-{digest[:10]}"
+    path, existing = prepare_run_dir(runs_root, config, digest, resume=resume, run_dir=run_dir)
     path.mkdir(parents=True, exist_ok=True)
     if not existing:
         write_json(path / "config.json", config)
     folder = RunFolder(path, existing, digest, {"config_hash": digest, "status": "running"})
     folder.mark("running")
     return folder
-
-
-def _newest_unfinished(runs_root: Path, digest: str) -> Path | None:
-    candidates = []
-    for run_json in runs_root.glob("*/run.json") if runs_root.is_dir() else ():
-        try:
-            state = json.loads(run_json.read_text())
-        except (OSError, ValueError):
-            continue
-        if state.get("config_hash") == digest and state.get("status") != "committed":
-            candidates.append(run_json.parent)
-    return max(candidates, key=lambda p: p.name) if candidates else None
 
 
 def run_requests(folder: RunFolder, teacher: Any, requests: Sequence[Request], limits: RequestLimits, *,

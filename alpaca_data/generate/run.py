@@ -58,7 +58,8 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
-def _find_run(runs_root: Path, digest: str) -> Path | None:
+def find_unfinished_run(runs_root: Path, digest: str) -> Path | None:
+    """The newest run folder under `runs_root` with this config hash that was not committed (for --resume)."""
     if not runs_root.is_dir():
         return None
     candidates = []
@@ -72,21 +73,24 @@ def _find_run(runs_root: Path, digest: str) -> Path | None:
     return max(candidates, key=lambda p: p.name) if candidates else None
 
 
-def _prepare_run_dir(cfg: GenerateConfig, store_root: Path, config: dict[str, Any], digest: str) -> tuple[Path, bool]:
-    runs_root = store_root / "runs" / cfg.dataset
-    if cfg.run_dir:
-        run_dir = Path(cfg.run_dir)
-        existing = (run_dir / "config.json").exists()
-        if existing and not cfg.resume:
-            raise UsageError(f"{run_dir}: holds a run already; pass --resume to continue it")
+def prepare_run_dir(runs_root: Path, config: dict[str, Any], digest: str, *, resume: bool,
+                    run_dir: str | os.PathLike | None) -> tuple[Path, bool]:
+    """The run folder for these settings and whether it holds a run to continue: `run_dir` if given (refused
+    when it holds a run and `resume` is off, or one with other settings), else with `resume` the newest
+    unfinished one, else a new `<UTC time>-<hash[:10]>` folder (not created yet)."""
+    if run_dir:
+        path = Path(run_dir)
+        existing = (path / "config.json").exists()
+        if existing and not resume:
+            raise UsageError(f"{path}: holds a run already; pass --resume to continue it")
         if existing:
-            saved = json.loads((run_dir / "config.json").read_text())
+            saved = json.loads((path / "config.json").read_text())
             if config_hash(saved) != digest:
                 diff = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
-                raise UsageError(f"{run_dir}: cannot resume with different settings: {', '.join(diff)}")
-        return run_dir, existing
-    if cfg.resume:
-        found = _find_run(runs_root, digest)
+                raise UsageError(f"{path}: cannot resume with different settings: {', '.join(diff)}")
+        return path, existing
+    if resume:
+        found = find_unfinished_run(runs_root, digest)
         if found is not None:
             return found, True
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
@@ -143,7 +147,8 @@ def run_generation(cfg: GenerateConfig, store: str | os.PathLike | None = None, 
     filters = _load_filters(cfg, [s.instruction for s in seeds])
     config = determining_config(cfg, seeds_hash, model)
     digest = config_hash(config)
-    run_dir, resuming = _prepare_run_dir(cfg, store.root, config, digest)
+    run_dir, resuming = prepare_run_dir(store.root / "runs" / cfg.dataset, config, digest, resume=cfg.resume,
+                                        run_dir=cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resuming:
         write_json(run_dir / "config.json", config)
