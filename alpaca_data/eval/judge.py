@@ -12,44 +12,42 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from alpaca_data.cli_options import flat_settings, nested, required, setting
+from alpaca_data.cli_options import nested, required, setting
 from alpaca_data.errors import UsageError, UserError
 from alpaca_data.eval.annotations import annotation_record, commit_rows, revision_ref
 from alpaca_data.eval.judge_prompt import PROMPT_VERSION, JudgePrompt, parse_verdict, prompt_sha256, to_preference
 from alpaca_data.eval.pairs import Comparison, compare
 from alpaca_data.eval.requests import (
+    GreedyDecoding,
+    ModelSpecSettings,
     Request,
     RunnerStats,
-    check_spec,
+    RunOptions,
     make_teacher,
     open_run,
     price_of,
+    recipe_options,
     record_commit,
     run_requests,
+    stopped_uncommitted,
 )
-from alpaca_data.generate.config import Decoding, RequestLimits, TeacherSettings
+from alpaca_data.generate.config import RequestLimits
 from alpaca_data.store.refs import NAME_PATTERN
 
 ORDERS = {"both": ("12", "21"), "one": ("12",)}
 
 
 @dataclass(kw_only=True)
-class JudgeSettings(TeacherSettings):
-    spec: str = required("The judge: openai:MODEL (with --base-url for a local server), hf:PATH or demo.",
-                         "--judge")
-
-    def validate(self) -> None:
-        check_spec(self.spec, "--judge")
-        super().validate()
+class JudgeSettings(ModelSpecSettings):
+    FLAG: ClassVar[str] = "--judge"
+    spec: str = required("The judge: openai:MODEL (with --base-url for a local server), hf:PATH or demo.", FLAG)
 
 
 @dataclass(kw_only=True)
-class JudgeDecoding(Decoding):
-    temperature: float = setting(0.0, "Sampling temperature (0: the judge's most likely verdict).")
+class JudgeDecoding(GreedyDecoding):
     max_tokens: int = setting(256, "Most tokens per verdict: a short reason and the `Preferred:` line.")
-    stop: tuple[str, ...] = setting((), "Stop strings (repeatable; none by default).")
 
 
 @dataclass(kw_only=True)
@@ -59,12 +57,7 @@ class JudgeConfig:
     orders: str = setting("both", "both: judge each pair in both orders (cancels position bias); one: output_1 "
                                   "first only.")
     limit: int | None = setting(None, "Judge only the first N pairs.")
-    seed: int = setting(0, "Request seeds (matter only when sampling).")
-    allow_failed: bool = setting(False, "Commit even when requests failed after every retry (those judgments are "
-                                        "left out); by default nothing is committed and --resume sends them again.")
-    resume: bool = setting(False, "Continue the newest unfinished run with these settings.")
-    run_dir: str | None = setting(None, "Run folder (default <store>/runs/<dataset>/<run-id>).")
-    message: str = setting("", "Revision message.", "-m")
+    run: RunOptions = nested(RunOptions)
     decoding: JudgeDecoding = nested(JudgeDecoding)
     limits: RequestLimits = nested(RequestLimits)
 
@@ -119,7 +112,7 @@ def _identity(cfg: JudgeConfig, comparison: Comparison) -> dict[str, Any]:
     """The settings that fix the verdicts: a resumed run must share them (their hash names the run)."""
     settings = cfg.judge
     return {"command": "eval judge", "judge": settings.spec, "api": settings.api, "decoding": cfg.decoding.as_dict(),
-            "seed": cfg.seed, "send_seed": settings.send_seed, "prompt_version": PROMPT_VERSION,
+            "seed": cfg.run.seed, "send_seed": settings.send_seed, "prompt_version": PROMPT_VERSION,
             "prompt_sha256": prompt_sha256(), "orders": cfg.orders, "limit": cfg.limit,
             "output_1": comparison.manifest_1.id, "output_2": comparison.manifest_2.id,
             "request_batch_size": settings.request_batch_size if settings.spec.startswith("hf:") else 1}
@@ -141,16 +134,16 @@ def judge_outputs(cfg: JudgeConfig, ref_1: str, ref_2: str, store: str | os.Path
     price = price_of(cfg.judge.spec, cfg.limits)
     dataset = cfg.dataset or default_dataset(comparison)
     store.check_dataset_name(dataset)
-    folder = open_run(store.root / "runs" / dataset, _identity(cfg, comparison), resume=cfg.resume,
-                      run_dir=cfg.run_dir)
+    folder = open_run(store.root / "runs" / dataset, _identity(cfg, comparison), resume=cfg.run.resume,
+                      run_dir=cfg.run.run_dir)
     teacher, demo_server = make_teacher(cfg.judge, cfg.decoding, timeout=cfg.limits.timeout, role="judge")
     requests = _requests(comparison, ORDERS[cfg.orders])
     if progress is not None:
         progress.total = len(requests)
     outcomes, stats = run_requests(folder, teacher, requests, cfg.limits, max_tokens=cfg.decoding.max_tokens,
-                                   price=price, seed=cfg.seed, progress=progress, demo_server=demo_server)
+                                   price=price, seed=cfg.run.seed, progress=progress, demo_server=demo_server)
     result = JudgeResult(stats.status, stats, folder.path, dataset, len(requests))
-    if stats.status in ("budget_exhausted", "request_limit") or (stats.status == "incomplete" and not cfg.allow_failed):
+    if stopped_uncommitted(stats, cfg.run):
         return result
     rows = _rows(cfg, comparison, outcomes)
     if not rows:
@@ -159,9 +152,6 @@ def judge_outputs(cfg: JudgeConfig, ref_1: str, ref_2: str, store: str | os.Path
     unparseable = sum(1 for row in rows if row["preference"] is None)
     by_order = {order: [r["preference"] for r in rows if r["order"] == order] for order in ORDERS[cfg.orders]}
     info = teacher.info
-    options = {k: v for k, v in flat_settings(cfg).items() if k not in ("resume", "run_dir", "message")}
-    if options.get("base_url"):
-        options["base_url"] = info.endpoint_host  # the host only: a URL may carry credentials
     recipe = {
         "command": "eval judge",
         "output_1": revision_ref(comparison.manifest_1, comparison.generator_1),
@@ -170,7 +160,7 @@ def judge_outputs(cfg: JudgeConfig, ref_1: str, ref_2: str, store: str | os.Path
         "judge": {"spec": cfg.judge.spec, "kind": info.kind, "model": info.model, "api": info.api,
                   "endpoint_host": info.endpoint_host, "prompt_version": PROMPT_VERSION,
                   "prompt_sha256": prompt_sha256(), "decoding": cfg.decoding.as_dict(), "orders": cfg.orders},
-        "options": options,
+        "options": recipe_options(cfg, info.endpoint_host),
         "counts": {"pairs": len(comparison.pairs), "only_1": comparison.only_1, "only_2": comparison.only_2,
                    "requests": len(requests), "annotations": len(rows), "unparseable": unparseable,
                    "failed": stats.failed, "replayed": stats.replayed,
@@ -180,7 +170,7 @@ def judge_outputs(cfg: JudgeConfig, ref_1: str, ref_2: str, store: str | os.Path
         "cost_usd": round(stats.cost_usd, 6), "wall_time_s": round(time.time() - wall_start, 3),
         "run_id": folder.path.name, "config_hash": folder.digest,
     }
-    message = cfg.message or (f"eval judge: {comparison.generator_2} vs {comparison.generator_1} by {cfg.judge.spec} "
+    message = cfg.run.message or (f"eval judge: {comparison.generator_2} vs {comparison.generator_1} by {cfg.judge.spec} "
                               f"({len(rows)} judgments)")
     manifest = commit_rows(store, dataset, rows, message=message, recipe=recipe).manifest
     record_commit(folder, manifest.id)

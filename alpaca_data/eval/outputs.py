@@ -16,24 +16,28 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from alpaca_data.cli_options import flat_settings, required, setting
 from alpaca_data.cli_options import nested as nested_settings
+from alpaca_data.cli_options import required, setting
 from alpaca_data.errors import UsageError, UserError, refuse_missing_model_path
 from alpaca_data.eval.annotations import commit_rows, output_record
 from alpaca_data.eval.requests import (
+    GreedyDecoding,
+    ModelSpecSettings,
     Request,
     RunnerStats,
-    check_spec,
+    RunOptions,
     make_teacher,
     open_run,
     price_of,
+    recipe_options,
     record_commit,
     run_requests,
+    stopped_uncommitted,
 )
 from alpaca_data.eval.sets import EvalSet, load_eval_set
-from alpaca_data.generate.config import Decoding, RequestLimits, TeacherSettings
+from alpaca_data.generate.config import RequestLimits
 from alpaca_data.generate.teachers import parse_teacher_spec
 from alpaca_data.store.refs import NAME_PATTERN
 
@@ -42,19 +46,14 @@ LINEAGE_KEYS = ("dataset", "base_model", "output_dir")
 
 
 @dataclass(kw_only=True)
-class ModelSettings(TeacherSettings):
-    spec: str = required("openai:MODEL (with --base-url for a local server), hf:PATH or demo.", "--model")
-
-    def validate(self) -> None:
-        check_spec(self.spec, "--model")
-        super().validate()
+class ModelSettings(ModelSpecSettings):
+    FLAG: ClassVar[str] = "--model"
+    spec: str = required("openai:MODEL (with --base-url for a local server), hf:PATH or demo.", FLAG)
 
 
 @dataclass(kw_only=True)
-class EvalDecoding(Decoding):
-    temperature: float = setting(0.0, "Sampling temperature (0: greedy, as evaluations usually decode).")
+class EvalDecoding(GreedyDecoding):
     max_tokens: int = setting(512, "Most new tokens per answer (a budget reserves this much for every request).")
-    stop: tuple[str, ...] = setting((), "Stop strings (repeatable; none by default).")
 
 
 @dataclass(kw_only=True)
@@ -66,12 +65,7 @@ class EvalGenerateConfig:
     eval_data: str | None = setting(None, "Folder of the built-in sets (default $ALPACA_EVAL_DATA, else "
                                           "../shared/data/eval beside the checkout).")
     limit: int | None = setting(None, "Answer only the first N items.")
-    seed: int = setting(0, "Request seeds (matter only when sampling).")
-    allow_failed: bool = setting(False, "Commit even when requests failed after every retry (their items are "
-                                        "left out); by default nothing is committed and --resume sends them again.")
-    resume: bool = setting(False, "Continue the newest unfinished run with these settings.")
-    run_dir: str | None = setting(None, "Run folder (default <store>/runs/<dataset>/<run-id>).")
-    message: str = setting("", "Revision message.", "-m")
+    run: RunOptions = nested_settings(RunOptions)
     decoding: EvalDecoding = nested_settings(EvalDecoding)
     limits: RequestLimits = nested_settings(RequestLimits)
 
@@ -151,7 +145,7 @@ def _identity(cfg: EvalGenerateConfig, eval_set: EvalSet) -> dict[str, Any]:
 
     settings = cfg.model
     return {"command": "eval generate", "model": settings.spec, "api": settings.api,
-            "decoding": cfg.decoding.as_dict(), "seed": cfg.seed, "send_seed": settings.send_seed,
+            "decoding": cfg.decoding.as_dict(), "seed": cfg.run.seed, "send_seed": settings.send_seed,
             "set": {k: v for k, v in eval_set.source.items() if k != "path"}, "prompt_template": TEMPLATE_VERSION,
             "request_batch_size": settings.request_batch_size if settings.spec.startswith("hf:") else 1}
 
@@ -178,8 +172,8 @@ def generate_outputs(cfg: EvalGenerateConfig, store: str | os.PathLike | None = 
         refuse_missing_model_path(target, cfg.model.spec)
     lineage = checkpoint_lineage(target) if kind == "hf" else None
     prompt_format = (lambda prompt: prompt.text) if lineage else None  # checkpoints always see their template
-    folder = open_run(store.root / "runs" / cfg.dataset, _identity(cfg, eval_set), resume=cfg.resume,
-                      run_dir=cfg.run_dir)
+    folder = open_run(store.root / "runs" / cfg.dataset, _identity(cfg, eval_set), resume=cfg.run.resume,
+                      run_dir=cfg.run.run_dir)
     teacher, demo_server = make_teacher(cfg.model, cfg.decoding, timeout=cfg.limits.timeout,
                                         prompt_format=prompt_format)
     if kind != "hf":
@@ -188,9 +182,9 @@ def generate_outputs(cfg: EvalGenerateConfig, store: str | os.PathLike | None = 
     if progress is not None:
         progress.total = len(requests)
     outcomes, stats = run_requests(folder, teacher, requests, cfg.limits, max_tokens=cfg.decoding.max_tokens,
-                                   price=price, seed=cfg.seed, progress=progress, demo_server=demo_server)
+                                   price=price, seed=cfg.run.seed, progress=progress, demo_server=demo_server)
     result = OutputsResult(stats.status, stats, folder.path, len(requests), failed=stats.failed)
-    if stats.status in ("budget_exhausted", "request_limit") or (stats.status == "incomplete" and not cfg.allow_failed):
+    if stopped_uncommitted(stats, cfg.run):
         return result
     generator = _generator_name(cfg, kind, target)
     decoding_text = json.dumps(cfg.decoding.as_dict(), sort_keys=True)
@@ -201,14 +195,11 @@ def generate_outputs(cfg: EvalGenerateConfig, store: str | os.PathLike | None = 
         raise UserError(f"no item was answered ({stats.failed} requests failed: {dict(stats.errors)}); nothing "
                         f"committed (run folder {folder.path})")
     info = teacher.info
-    options = {k: v for k, v in flat_settings(cfg).items() if k not in ("resume", "run_dir", "message")}
-    if options.get("base_url"):
-        options["base_url"] = info.endpoint_host  # the host only: a URL may carry credentials
     recipe = {
         "command": "eval generate", "generator": generator, "set": eval_set.source,
         "model": {"spec": cfg.model.spec, "path": str(Path(target).expanduser().resolve()) if kind == "hf" else None,
                   "kind": info.kind, "api": info.api, "endpoint_host": info.endpoint_host, "lineage": lineage},
-        "decoding": cfg.decoding.as_dict(), "options": options,
+        "decoding": cfg.decoding.as_dict(), "options": recipe_options(cfg, info.endpoint_host),
         "counts": {"items": len(requests), "answered": len(rows), "failed": stats.failed,
                    "replayed": stats.replayed, "finish_length": sum(
                        1 for o in outcomes.values() if o.get("type") == "answer" and o.get("finish_reason") == "length")},
@@ -216,7 +207,7 @@ def generate_outputs(cfg: EvalGenerateConfig, store: str | os.PathLike | None = 
         "cost_usd": round(stats.cost_usd, 6), "wall_time_s": round(time.time() - wall_start, 3),
         "run_id": folder.path.name, "config_hash": folder.digest,
     }
-    message = cfg.message or f"eval generate: {generator} on {eval_set.name} ({len(rows)} items)"
+    message = cfg.run.message or f"eval generate: {generator} on {eval_set.name} ({len(rows)} items)"
     manifest = commit_rows(store, cfg.dataset, rows, message=message, recipe=recipe).manifest
     record_commit(folder, manifest.id)
     result.revision_id, result.manifest = manifest.id, manifest

@@ -20,8 +20,9 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from alpaca_data.cli_options import flat_settings, setting
 from alpaca_data.durable import write_json
 from alpaca_data.errors import UsageError, UserError
 from alpaca_data.generate.config import Decoding, RequestLimits, TeacherSettings
@@ -190,6 +191,53 @@ class RequestRunner:
         while True:
             self.on_tick(self.stats)
             await asyncio.sleep(0.25)
+
+
+# ---------------------------------------------------------------------------------------------- settings
+@dataclass(kw_only=True)
+class ModelSpecSettings(TeacherSettings):
+    """TeacherSettings whose spec is given, and checked, under the command's own flag (FLAG: --model, --judge)."""
+
+    FLAG: ClassVar[str] = "--teacher"
+
+    def validate(self) -> None:
+        check_spec(self.spec, self.FLAG)
+        super().validate()
+
+
+@dataclass(kw_only=True)
+class GreedyDecoding(Decoding):
+    """Evaluation decoding: greedy by default, no stop strings (a model ends its answer with EOS)."""
+
+    temperature: float = setting(0.0, "Sampling temperature (0: greedy, the most likely answer).")
+    stop: tuple[str, ...] = setting((), "Stop strings (repeatable; none by default).")
+
+
+@dataclass(kw_only=True)
+class RunOptions:
+    """What every eval run has: request seeds, what becomes of failed requests, resuming, the message."""
+
+    seed: int = setting(0, "Request seeds (matter only when sampling).")
+    allow_failed: bool = setting(False, "Commit even when requests failed after every retry (they are left out); "
+                                        "by default nothing is committed and --resume sends them again.")
+    resume: bool = setting(False, "Continue the newest unfinished run with these settings.")
+    run_dir: str | None = setting(None, "Run folder (default <store>/runs/<dataset>/<run-id>).")
+    message: str = setting("", "Revision message.", "-m")
+
+
+def stopped_uncommitted(stats: RunnerStats, run: RunOptions) -> bool:
+    """Whether a run ended without a revision: stopped by a limit, or requests failed and --allow-failed is off."""
+    return stats.status in ("budget_exhausted", "request_limit") or (stats.status == "incomplete"
+                                                                     and not run.allow_failed)
+
+
+def recipe_options(cfg: Any, endpoint_host: str | None) -> dict[str, Any]:
+    """The settings a revision's recipe records: not how the run was resumed, and of --base-url the host only (a
+    URL may carry credentials)."""
+    options = {k: v for k, v in flat_settings(cfg).items() if k not in ("resume", "run_dir", "message")}
+    if options.get("base_url"):
+        options["base_url"] = endpoint_host
+    return options
 
 
 # ---------------------------------------------------------------------------------------------- teachers
