@@ -2,9 +2,11 @@
 `alpaca-train serve` (dynamic batching), and against the same server taking one request at a time
 (`--max-batch-size 1`) under the 16-client load. Prints the ratio at 16 clients last. Goal on CPU: >= 4x.
 
-    .venv/bin/python benchmarks/serve_throughput.py                      # a tiny LLaMA made here (CPU)
+    .venv/bin/python benchmarks/serve_throughput.py                      # a small LLaMA made here (CPU)
     .venv/bin/python benchmarks/serve_throughput.py --model PATH --dtype bfloat16   # e.g. a ~0.5B model on a GPU
 
+The default model is a LLaMA of 8 layers, hidden 512 (72M parameters, random weights, 290 MB in fp32): big
+enough that its weights do not sit in the CPU cache, as a real model's do not, small enough to run in minutes.
 Each client sends `--requests` chat requests one after another (streamed, sampled, `--max-tokens` each) and
 counts the completion tokens the server reports. The watermark is on (the default); the content filter is
 off so the figure is the model's, not the filter's (`--moderation local` to include it).
@@ -26,8 +28,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+THREADS = {"value": "1"}
+
+
 def start_server(model: str, *args: str) -> tuple[subprocess.Popen, str]:
-    env = {**os.environ, "ALPACA_WATERMARK_KEY": os.environ.get("ALPACA_WATERMARK_KEY", "benchmark-key-0123456789")}
+    env = {**os.environ, "ALPACA_WATERMARK_KEY": os.environ.get("ALPACA_WATERMARK_KEY", "benchmark-key-0123456789"),
+           "OMP_NUM_THREADS": THREADS["value"]}
     process = subprocess.Popen([sys.executable, "-m", "alpaca_train", "serve", model, "--port", "0", *args],
                                stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     for line in process.stderr:
@@ -90,15 +96,22 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=4, help="requests per client")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--moderation", default="none")
+    parser.add_argument("--threads", default="1", help="torch threads in the server (OMP_NUM_THREADS): 1 keeps the "
+                                                       "figure steady on a shared 2-core machine")
+    parser.add_argument("--layers", type=int, default=8)
+    parser.add_argument("--hidden", type=int, default=512)
     options = parser.parse_args()
+    THREADS["value"] = options.threads
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as folder:
         model = options.model
         if model is None:
             from alpaca_train.tiny import make_tiny_llama
 
             model = str(Path(folder) / "tiny-llama")
-            make_tiny_llama(model, layers=4, hidden=256)
-            print("model: tiny LLaMA (4 layers, hidden 256, GPT-2 vocabulary), random weights, CPU", flush=True)
+            made = make_tiny_llama(model, layers=options.layers, hidden=options.hidden)
+            size = sum(p.numel() for p in made.parameters()) / 1e6
+            print(f"model: small LLaMA ({options.layers} layers, hidden {options.hidden}, GPT-2 vocabulary, {size:.0f}M "
+                  f"parameters), random weights, CPU, {options.threads} torch thread(s)", flush=True)
         common = ["--moderation", options.moderation, "--dtype", options.dtype, "--max-concurrent", "64"]
         rates = {n: measure(model, n, options.requests, options.max_tokens, common) for n in (1, 4, 16)}
         one_at_a_time = measure(model, 16, options.requests, options.max_tokens, common + ["--max-batch-size", "1"])

@@ -11,6 +11,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 
 import httpx
 import openai
@@ -128,6 +129,20 @@ def test_concurrent_clients_are_batched(server):
     after = raw(server, "GET", "/api/stats").json()
     batches = after["batches"] - before["batches"]
     assert 1 <= batches < 8  # eight requests, fewer batches: they were generated together
+
+
+def test_a_client_that_leaves_mid_stream_frees_its_slot_and_its_row(server):
+    before = raw(server, "GET", "/api/stats").json()
+    body = {"model": model_name(server), "prompt": "Tell a long story", "max_tokens": 500, "stream": True}
+    with httpx.stream("POST", server.base_url + "/v1/completions", json=body, timeout=60,
+                      headers={"Authorization": f"Bearer {API_KEY}"}) as response:
+        assert next(response.iter_lines()).startswith("data: ")
+    for _ in range(100):  # the server notices the closed connection at its next write
+        stats = raw(server, "GET", "/api/stats").json()
+        if stats["active"] == 0 and stats["cancelled"] > before["cancelled"]:
+            break
+        time.sleep(0.1)
+    assert stats["active"] == 0 and stats["cancelled"] == before["cancelled"] + 1
 
 
 def test_error_statuses_are_openai_bodies(server, moderation):

@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alpaca_train.prompts import format_prompt
@@ -115,7 +116,7 @@ def create_app(state: ServeState) -> FastAPI:
     async def stats() -> dict[str, Any]:
         engine = state.engine
         return {"requests": dict(state.counts), "refusals": dict(state.refusals), "active": state.active,
-                "waiting": engine.waiting, "batches": engine.batches,
+                "waiting": engine.waiting, "batches": engine.batches, "cancelled": engine.cancelled,
                 "mean_batch_size": engine.batch_rows / engine.batches if engine.batches else 0.0}
 
     @app.get("/v1/models")
@@ -193,6 +194,21 @@ async def _moderate_prompt(state: ServeState, parsed: Parsed, where: str) -> Non
         raise APIError(400, state.refusal_message(verdict, "prompt"), param=where, code="content_filter")
 
 
+class _Slot:
+    """One of the server's --max-concurrent places, given back exactly once however the request ends."""
+
+    def __init__(self, state: ServeState):
+        self.state, self.held = state, True
+        state.active += 1
+
+    def release(self, generation: GenerationRequest | None = None) -> None:
+        if generation is not None:
+            generation.cancel()  # no-op for a finished answer; stops one nobody will read
+        if self.held:
+            self.held = False
+            self.state.active -= 1
+
+
 async def _generate(state: ServeState, request: Request, *, chat: bool):
     body = await _json_body(request)
     parsed = parse(body, chat=chat, limits=state.limits, render=format_prompt)
@@ -201,7 +217,7 @@ async def _generate(state: ServeState, request: Request, *, chat: bool):
     if state.active >= state.limits.max_concurrent:
         raise APIError(429, f"this server takes {state.limits.max_concurrent} requests at a time; retry shortly",
                        headers={"Retry-After": "1"})
-    state.active += 1
+    slot = _Slot(state)
     try:
         await _moderate_prompt(state, parsed, "messages" if chat else "prompt")
         tokenizer, checkpoint = state.checkpoint.tokenizer, state.checkpoint
@@ -219,19 +235,22 @@ async def _generate(state: ServeState, request: Request, *, chat: bool):
         except RuntimeError:
             raise APIError(503, "the server is shutting down") from None
     except BaseException:
-        state.active -= 1
+        slot.release()
         raise
     answer = released_text(generation, state.moderator, state.refusal_message)
     ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
     if parsed.stream:
-        return StreamingResponse(_stream(state, answer, parsed, ident, len(prompt_ids), chat),
-                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        # The background task runs however the response ends, even when the client left before the first
+        # byte (then the generator below never starts, and its own clean-up never runs).
+        return StreamingResponse(_stream(state, answer, parsed, ident, len(prompt_ids), chat, slot),
+                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"},
+                                 background=BackgroundTask(slot.release, generation))
     try:
         outcome = await _collect(answer)
     except GenerationFailed as error:
         raise APIError(503, str(error)) from None
     finally:
-        state.active -= 1
+        slot.release(generation)
     _note_answer_refusal(state, outcome)
     return _whole(state, parsed, ident, outcome, len(prompt_ids), chat)
 
@@ -268,7 +287,8 @@ def _whole(state: ServeState, parsed: Parsed, ident: str, outcome: Outcome, prom
             "usage": _usage(prompt_tokens, outcome.completion_tokens)}
 
 
-async def _stream(state: ServeState, answer, parsed: Parsed, ident: str, prompt_tokens: int, chat: bool):
+async def _stream(state: ServeState, answer, parsed: Parsed, ident: str, prompt_tokens: int, chat: bool,
+                  slot: _Slot):
     created = int(time.time())
     kind = "chat.completion.chunk" if chat else "text_completion"
 
@@ -306,7 +326,7 @@ async def _stream(state: ServeState, answer, parsed: Parsed, ident: str, prompt_
         yield "data: [DONE]\n\n"
     finally:
         await answer.aclose()
-        state.active -= 1
+        slot.release()
 
 
 async def _flag(state: ServeState, body: Any) -> dict[str, Any]:

@@ -92,6 +92,7 @@ class BatchEngine:
         self._closed = False
         self.batches = 0
         self.batch_rows = 0
+        self.cancelled = 0  # rows ended early because their client left, pressed stop or was cut by the filter
         self._thread = threading.Thread(target=self._run, name="alpaca-serve-generate", daemon=True)
         self._thread.start()
 
@@ -214,5 +215,7 @@ class BatchEngine:
             row.text = text
 
     def _finish(self, row: GenerationRequest, reason: str) -> None:
+        if reason == "cancelled":
+            self.cancelled += 1
         row.finished = True
         row.emit(Event("done", finish_reason=reason, completion_tokens=len(row.token_ids)))
