@@ -6,9 +6,8 @@ import sys
 import typer
 
 from alpaca_data.cli_options import config_command
+from alpaca_data.commands._request_runs import exit_uncommitted, resumable_on_interrupt
 from alpaca_data.eval.judge import JudgeConfig
-
-STOPPED_EXIT = 3  # stopped cleanly (budget, --max-requests): nothing committed, --resume continues
 
 
 def register(eval_app: typer.Typer) -> None:
@@ -23,25 +22,11 @@ def judge(cfg: JudgeConfig,
     from alpaca_data.eval.judge import judge_outputs
     from alpaca_data.eval.requests import RequestProgress
 
-    try:
-        with RequestProgress(f"eval judge with {cfg.judge.spec}", total=0) as progress:
-            result = judge_outputs(cfg, baseline, model, progress=progress)
-    except KeyboardInterrupt:
-        print("interrupted: verdicts so far are journalled; run the same command with --resume to continue",
-              file=sys.stderr)
-        raise typer.Exit(130) from None
+    with resumable_on_interrupt("verdicts"), RequestProgress(f"eval judge with {cfg.judge.spec}", total=0) as progress:
+        result = judge_outputs(cfg, baseline, model, progress=progress)
     stats = result.stats
-    spent = f"${stats.cost_usd:.4f}"
     if result.revision_id is None:
-        if result.status == "budget_exhausted":
-            why = f"budget reached ({spent} of ${cfg.limits.max_cost})"
-        elif result.status == "request_limit":
-            why = f"--max-requests {cfg.limits.max_requests} reached"
-        else:
-            why = f"{stats.failed} requests failed ({dict(stats.errors)})"
-        print(f"{why}: {stats.answered} of {result.requests} judgments made; nothing committed. Continue with "
-              f"--resume (run folder {result.run_dir})", file=sys.stderr)
-        raise typer.Exit(STOPPED_EXIT if result.status != "incomplete" else 1)
+        exit_uncommitted(result, cfg.limits, done="judgments made", total=result.requests)
     rate = "-" if result.win_rate is None else f"{100 * result.win_rate:.1f}%"
     counts = result.manifest.data["recipe"]["counts"]
     if counts["only_1"] or counts["only_2"]:
@@ -49,4 +34,4 @@ def judge(cfg: JudgeConfig,
               file=sys.stderr)
     print(f"{result.dataset}@{result.revision_id[:12]}: {result.annotations} judgments ({cfg.orders} orders), "
           f"{result.unparseable} unparseable; win rate of {model}: {rate}; "
-          f"{stats.prompt_tokens + stats.completion_tokens:,} tokens, {spent}")
+          f"{stats.prompt_tokens + stats.completion_tokens:,} tokens, ${stats.cost_usd:.4f}")

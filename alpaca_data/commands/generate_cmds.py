@@ -6,6 +6,7 @@ import sys
 import typer
 
 from alpaca_data.cli_options import config_command
+from alpaca_data.commands._request_runs import STOPPED_EXIT, resumable_on_interrupt
 from alpaca_data.errors import UserError
 from alpaca_data.generate.config import GenerateConfig
 
@@ -23,19 +24,15 @@ def generate(cfg: GenerateConfig) -> None:
     from alpaca_data.progress import is_quiet
 
     live = not is_quiet() and sys.stderr.isatty()
-    try:
-        with Progress(target=cfg.num, quiet=not live, title=f"generate {cfg.dataset} with {cfg.teacher.spec}") as progress:
-            result = run_generation(cfg, progress=progress)
-    except KeyboardInterrupt:
-        print("interrupted: answers so far are journalled; run the same command with --resume to continue",
-              file=sys.stderr)
-        raise typer.Exit(130) from None
+    title = f"generate {cfg.dataset} with {cfg.teacher.spec}"
+    with resumable_on_interrupt("answers"), Progress(target=cfg.num, quiet=not live, title=title) as progress:
+        result = run_generation(cfg, progress=progress)
     stats = result.stats
     if result.status == "budget_exhausted":
         print(f"budget reached: ${stats.cost_usd:.4f} of ${cfg.limits.max_cost} spent, kept {result.kept}/{cfg.num}; "
               f"nothing committed. Continue with --resume and a higher --max-cost (run folder {result.run_dir})",
               file=sys.stderr)
-        raise typer.Exit(3)
+        raise typer.Exit(STOPPED_EXIT)
     note = "" if result.status == "done" else f" (stopped: {result.status}; only {result.kept} of {cfg.num} kept)"
     print(f"{cfg.dataset}@{result.revision_id[:12]}: {min(result.kept, cfg.num)} tasks from {stats.requests_answered} "
           f"requests ({stats.requests_failed} failed), {stats.prompt_tokens + stats.completion_tokens:,} tokens, "
