@@ -20,14 +20,14 @@ judge prompt gets an answer without a verdict line (unparseable), as a real judg
 """
 from __future__ import annotations
 
-import json
 import re
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 from alpaca_data.eval.judge_prompt import INPUT_BLOCK, USER
+from alpaca_data.generate.demo_server import MODEL_PATHS, JSONHandler, LocalServer
 from alpaca_data.generate.tokens import count_tokens
 
 DEMO_JUDGE_MODEL = "alpaca-demo-judge"
@@ -193,43 +193,21 @@ def _cut(text: str, max_tokens: Any) -> tuple[str, str]:
     return text[: tokens[limit - 1].end()], "length"
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(JSONHandler):
     server_version = "alpaca-demo-judge/1"
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _json(self, status: int, payload: Any) -> None:
-        data = json.dumps(payload).encode("utf-8")
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
     def do_GET(self) -> None:
-        if self.path.rstrip("/") in ("/v1/models", "/models"):
-            self._json(200, {"object": "list", "data": [{"id": DEMO_JUDGE_MODEL, "object": "model", "created": 0,
-                                                         "owned_by": "alpaca-kit"}]})
+        if self.path.rstrip("/") in MODEL_PATHS:
+            self._models(DEMO_JUDGE_MODEL)
         else:
-            self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+            self._not_found()
 
     def do_POST(self) -> None:
-        path = self.path.split("?")[0].rstrip("/")
-        if path not in ("/v1/chat/completions", "/v1/completions", "/chat/completions", "/completions"):
-            self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+        request = self._completion_request()
+        if request is None:
             return
-        try:
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-            assert isinstance(body, dict)
-        except (ValueError, AssertionError):
-            self._json(400, {"error": {"message": "request body is not a JSON object", "type": "invalid_request"}})
-            return
+        path, body = request
         chat = path.endswith("chat/completions")
         prompt = _prompt_of(body, chat)
         text, finish = _cut(answer_text(prompt), body.get("max_tokens") or body.get("max_completion_tokens"))
@@ -253,36 +231,13 @@ class _Server(ThreadingHTTPServer):
     owner: DemoJudgeServer
 
 
-class DemoJudgeServer:
+class DemoJudgeServer(LocalServer):
     """A running demo judge, shaped like DemoServer: `with DemoJudgeServer() as judge: judge.base_url`."""
+
+    thread_name = "demo-judge"
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         self.requests = 0  # answered POSTs (for tests)
         self.lock = threading.Lock()
-        self.httpd = _Server((host, port), _Handler)
+        super().__init__(_Server((host, port), _Handler))
         self.httpd.owner = self
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return self.httpd.server_address[1]
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.httpd.server_address[0]}:{self.port}/v1"
-
-    def start(self) -> DemoJudgeServer:
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="demo-judge", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def __enter__(self) -> DemoJudgeServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

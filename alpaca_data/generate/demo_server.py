@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 from alpaca_data.generate.prompt import NO_INPUT, NUM_TASKS
 from alpaca_data.generate.task_bank import all_tasks
@@ -170,11 +170,15 @@ class DemoBrain:
                 "model": body.get("model", DEMO_MODEL), "choices": [choice], "usage": usage}
 
 
-class _Handler(BaseHTTPRequestHandler):
+COMPLETION_PATHS = ("/v1/chat/completions", "/v1/completions", "/chat/completions", "/completions")
+MODEL_PATHS = ("/v1/models", "/models")
+
+
+class JSONHandler(BaseHTTPRequestHandler):
+    """What the local OpenAI-shaped servers (demo teacher, demo judge) share: quiet logs, JSON responses (a
+    client that hangs up is not an error), the model list, and reading a completions request."""
+
     protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out as separate writes: avoid the 40 ms delayed-ACK stall
-    server_version = "alpaca-demo-teacher/1"
-    brain: DemoBrain  # set on the subclass
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -195,30 +199,51 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(obj).encode("utf-8"), headers)
 
-    def do_GET(self) -> None:
-        if self.path.rstrip("/") in ("/v1/models", "/models"):
-            self._json(200, {"object": "list", "data": [{"id": DEMO_MODEL, "object": "model", "created": 0,
-                                                         "owned_by": "alpaca-kit"}]})
-        elif self.path.startswith("/_demo/stats"):
-            self._json(200, self.brain.stats())
-        elif self.path in ("/", "/health"):
-            self._json(200, {"status": "ok"})
-        else:
-            self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+    def _not_found(self) -> None:
+        self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
 
-    def do_POST(self) -> None:
+    def _models(self, model: str) -> None:
+        self._json(200, {"object": "list", "data": [{"id": model, "object": "model", "created": 0,
+                                                     "owned_by": "alpaca-kit"}]})
+
+    def _completion_request(self) -> tuple[str, dict[str, Any]] | None:
+        """The route and JSON body of a POST to a completions endpoint; None once a 404 or 400 is answered.
+        The body is read first, so a refused request leaves nothing behind on a kept-alive connection."""
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         path = self.path.split("?")[0].rstrip("/")
-        if path not in ("/v1/chat/completions", "/v1/completions", "/chat/completions", "/completions"):
-            self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
-            return
+        if path not in COMPLETION_PATHS:
+            self._not_found()
+            return None
         try:
             body = json.loads(raw or b"{}")
             assert isinstance(body, dict)
         except (ValueError, AssertionError):
             self._json(400, {"error": {"message": "request body is not a JSON object", "type": "invalid_request"}})
+            return None
+        return path, body
+
+
+class _Handler(JSONHandler):
+    disable_nagle_algorithm = True  # headers and body go out as separate writes: avoid the 40 ms delayed-ACK stall
+    server_version = "alpaca-demo-teacher/1"
+    brain: DemoBrain  # set on the subclass
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/") in MODEL_PATHS:
+            self._models(DEMO_MODEL)
+        elif self.path.startswith("/_demo/stats"):
+            self._json(200, self.brain.stats())
+        elif self.path in ("/", "/health"):
+            self._json(200, {"status": "ok"})
+        else:
+            self._not_found()
+
+    def do_POST(self) -> None:
+        request = self._completion_request()
+        if request is None:
             return
+        path, body = request
         chat = path.endswith("chat/completions")
         brain = self.brain
         key = _body_hash({"path": "chat" if chat else "completions", **body})
@@ -252,14 +277,13 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
 
-class DemoServer:
-    """A running demo teacher. `with DemoServer(DemoConfig(...)) as server: server.base_url`."""
+class LocalServer:
+    """An HTTP server on a local port, served from a daemon thread: `with Server(...) as server: server.base_url`."""
 
-    def __init__(self, config: DemoConfig | None = None, host: str = "127.0.0.1", port: int = 0):
-        self.config = config or DemoConfig()
-        self.brain = DemoBrain(self.config)
-        handler = type("DemoHandler", (_Handler,), {"brain": self.brain})
-        self.httpd = _Server((host, port), handler)
+    thread_name = "local-server"
+
+    def __init__(self, httpd: ThreadingHTTPServer):
+        self.httpd = httpd
         self._thread: threading.Thread | None = None
 
     @property
@@ -270,9 +294,9 @@ class DemoServer:
     def base_url(self) -> str:
         return f"http://{self.httpd.server_address[0]}:{self.port}/v1"
 
-    def start(self) -> DemoServer:
+    def start(self) -> Self:
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="demo-teacher", daemon=True)
+                                        name=self.thread_name, daemon=True)
         self._thread.start()
         return self
 
@@ -283,8 +307,20 @@ class DemoServer:
         self.httpd.shutdown()
         self.httpd.server_close()
 
-    def __enter__(self) -> DemoServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class DemoServer(LocalServer):
+    """A running demo teacher. `with DemoServer(DemoConfig(...)) as server: server.base_url`."""
+
+    thread_name = "demo-teacher"
+
+    def __init__(self, config: DemoConfig | None = None, host: str = "127.0.0.1", port: int = 0):
+        self.config = config or DemoConfig()
+        self.brain = DemoBrain(self.config)
+        handler = type("DemoHandler", (_Handler,), {"brain": self.brain})
+        super().__init__(_Server((host, port), handler))
