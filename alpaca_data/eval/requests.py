@@ -29,12 +29,10 @@ from alpaca_data.generate.config import Decoding, RequestLimits, TeacherSettings
 from alpaca_data.generate.journal import Journal
 from alpaca_data.generate.pricing import Price, load_price_table, price_for
 from alpaca_data.generate.prompt import request_seed
-from alpaca_data.generate.sending import Fatal, GroupSender
+from alpaca_data.generate.sending import Fatal, GroupSender, check_reachable
 from alpaca_data.generate.teachers import HFTeacher, OpenAITeacher, Prompt, parse_teacher_spec
 from alpaca_data.generate.tokens import prompt_token_bound
 from alpaca_data.secrets import redact, redact_value
-
-UNREACHABLE_AFTER = 3  # requests failing to connect, with none answered, before the run gives up
 
 
 @dataclass(frozen=True)
@@ -163,7 +161,8 @@ class RequestRunner:
                             continue  # answered before (a group is sent whole when one of it is missing)
                         self.outcomes[entry["key"]] = entry
                         self._account(entry)
-                        self._check_reachable(entry)
+                        check_reachable(entry, answered=self.stats.answered, failed=self.stats.failed,
+                                        what="model")
         finally:
             for task in tasks:
                 task.cancel()
@@ -178,14 +177,6 @@ class RequestRunner:
         if self.on_tick:
             self.on_tick(stats)
         return self.outcomes
-
-    def _check_reachable(self, entry: dict[str, Any]) -> None:
-        """Fail fast on a wrong endpoint instead of spending every retry of every request on it."""
-        stats = self.stats
-        if (entry["type"] == "failed" and entry.get("error") == "connection" and stats.answered == 0
-                and stats.failed >= UNREACHABLE_AFTER):
-            raise UserError(f"cannot reach the model ({entry.get('message', 'connection failed')}); "
-                            f"{stats.failed} requests failed and none was answered")
 
     async def _tick(self) -> None:
         while True:

@@ -27,10 +27,8 @@ from alpaca_data.generate.journal import Journal
 from alpaca_data.generate.parse import parse_response
 from alpaca_data.generate.pricing import Price
 from alpaca_data.generate.prompt import Prompt, SeedTask, build_prompt, request_seed
-from alpaca_data.generate.sending import Fatal, GroupSender
+from alpaca_data.generate.sending import Fatal, GroupSender, check_reachable
 from alpaca_data.generate.tokens import prompt_token_bound
-
-UNREACHABLE_AFTER = 3  # requests failing to connect, with none answered, before the run gives up
 
 
 @dataclass
@@ -264,7 +262,8 @@ class Engine:
                     for entry in entries:
                         self.outcomes[entry["index"]] = entry
                         self._account(entry)
-                        self._check_reachable(entry)
+                        check_reachable(entry, answered=self.stats.requests_answered, failed=self.stats.requests_failed,
+                                        what="teacher")
                         stats.network_answers += 1
                         self._buffer[entry["index"]] = entry
                 # back to the top: refill the free slots first, then process (keeps the pipe full)
@@ -288,14 +287,6 @@ class Engine:
         if self.on_tick:
             self.on_tick(stats)
         return stats
-
-    def _check_reachable(self, entry: dict[str, Any]) -> None:
-        """Fail fast on a wrong endpoint instead of spending every retry of every request on it."""
-        stats = self.stats
-        if (entry["type"] == "failed" and entry.get("error") == "connection" and stats.requests_answered == 0
-                and stats.requests_failed >= UNREACHABLE_AFTER):
-            raise UserError(f"cannot reach the teacher ({entry.get('message', 'connection failed')}); "
-                            f"{stats.requests_failed} requests failed and none was answered")
 
     async def _tick(self) -> None:
         while True:

@@ -14,10 +14,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from alpaca_data.errors import UserError
 from alpaca_data.generate.config import RequestLimits
 from alpaca_data.generate.journal import AsyncJournalWriter, Journal
 from alpaca_data.generate.ratelimit import TokenBucket, backoff_delay
 from alpaca_data.generate.teachers import TeacherError
+
+UNREACHABLE_AFTER = 3  # requests failing to connect, with none answered, before the run gives up
 
 
 class Fatal(Exception):
@@ -84,3 +87,12 @@ class GroupSender:
     def close(self) -> None:
         """Waits for the journal thread (every entry written is on disk after this)."""
         self._io.shutdown(wait=True)
+
+
+def check_reachable(entry: dict[str, Any], *, answered: int, failed: int, what: str) -> None:
+    """Fail fast on a wrong endpoint instead of spending every retry of every request on it (`what`: teacher,
+    model, the name the error gives it)."""
+    if (entry["type"] == "failed" and entry.get("error") == "connection" and answered == 0
+            and failed >= UNREACHABLE_AFTER):
+        raise UserError(f"cannot reach the {what} ({entry.get('message', 'connection failed')}); "
+                        f"{failed} requests failed and none was answered")
