@@ -69,23 +69,34 @@ async def load(base_url: str, clients: int, requests: int, max_tokens: int) -> t
         return tokens
 
     await client(-1)  # warm-up: first-call costs are not throughput
+    before = batch_counts(base_url)
     started = time.perf_counter()
     total = sum(await asyncio.gather(*(client(n) for n in range(clients))))
     elapsed = time.perf_counter() - started
+    after = batch_counts(base_url)
     await api.close()
-    return total, elapsed
+    batches = after[0] - before[0]
+    return total, elapsed, (after[1] - before[1]) / batches if batches else 0.0
+
+
+def batch_counts(base_url: str) -> tuple[int, float]:
+    """(batches, rows) the server has generated so far."""
+    import httpx
+
+    stats = httpx.get(base_url + "/api/stats", timeout=30).json()
+    return stats["batches"], stats["mean_batch_size"] * stats["batches"]
 
 
 def measure(model: str, clients: int, requests: int, max_tokens: int, serve_args: list[str]) -> float:
     process, url = start_server(model, *serve_args)
     try:
-        tokens, seconds = asyncio.run(load(url, clients, requests, max_tokens))
+        tokens, seconds, batch = asyncio.run(load(url, clients, requests, max_tokens))
     finally:
         stop_server(process)
     rate = tokens / seconds
     shown = " ".join(serve_args)
     print(f"{clients:>3} clients x {requests} requests, {shown}: {tokens:,} tokens in {seconds:.2f} s = "
-          f"{rate:,.0f} tokens/s", flush=True)
+          f"{rate:,.0f} tokens/s (mean batch {batch:.1f})", flush=True)
     return rate
 
 

@@ -7,11 +7,12 @@ means fewer, larger checks rather than a slower model. Without a filter, text is
 """
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from alpaca_train.serve.engine import GenerationRequest
+from alpaca_train.serve.engine import Event, GenerationRequest
 
 CHECK_EVERY = 8
 
@@ -28,18 +29,32 @@ class GenerationFailed(Exception):
     pass
 
 
+async def _merged_events(queue: asyncio.Queue) -> AsyncIterator[Event]:
+    """Events in order; text pieces already waiting are merged into one, so a busy server (many streams, a
+    slow client) sends fewer, larger chunks instead of falling behind one token at a time."""
+    while True:
+        event = await queue.get()
+        while event.kind == "text" and not queue.empty():
+            following = queue.get_nowait()
+            if following.kind != "text":
+                yield event
+                event = following
+                break
+            event = Event("text", event.text + following.text, pieces=event.pieces + following.pieces)
+        yield event
+
+
 async def released_text(request: GenerationRequest, moderator: Any, refusal_message) -> AsyncIterator[Any]:
     """Yields text deltas (str) the client may see, then one `Outcome`. Cancels generation if abandoned."""
     approved, pending, pieces = "", "", 0
     filtering = moderator is not None and getattr(moderator, "name", "none") != "none"
     try:
-        while True:
-            event = await request.queue.get()
+        async for event in _merged_events(request.queue):
             if event.kind == "error":
                 raise GenerationFailed(event.text)
             if event.kind == "text":
                 pending += event.text
-                pieces += 1
+                pieces += event.pieces
                 if not filtering:
                     approved += pending
                     yield pending

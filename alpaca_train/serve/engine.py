@@ -22,7 +22,12 @@ from typing import Any
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-GATHER_SECONDS = 0.01  # how long the worker waits for companions once a request is waiting
+# When a batch starts (a "max queue delay", as Triton calls it): when it is full; or once RETURN_WINDOW has
+# passed since the last batch ended (its clients send their next requests then) and no request has arrived
+# for GATHER_QUIET; and at the latest GATHER_MAX after the worker began gathering.
+RETURN_WINDOW = 0.25
+GATHER_QUIET = 0.02
+GATHER_MAX = 0.5
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ class Event:
     text: str = ""
     finish_reason: str | None = None
     completion_tokens: int = 0
+    pieces: int = 1  # text events merged into this one
 
 
 @dataclass
@@ -77,6 +83,7 @@ class _RowStreamer(StoppingCriteria):
             if not row.finished:
                 self.engine.advance(row, int(token))
             done.append(row.finished)
+        self.engine.flush()
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
@@ -88,8 +95,11 @@ class BatchEngine:
         self.eos_ids = self._eos_ids()
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (self.eos_ids or [0])[0]
         self._waiting: deque[GenerationRequest] = deque()
+        self._outbox: list[tuple[GenerationRequest, Event]] = []  # this step's events, delivered together
         self._wake = threading.Condition()
         self._closed = False
+        self._last_arrival = 0.0
+        self._batch_ended = 0.0
         self.batches = 0
         self.batch_rows = 0
         self.cancelled = 0  # rows ended early because their client left, pressed stop or was cut by the filter
@@ -109,6 +119,7 @@ class BatchEngine:
             if self._closed:
                 raise RuntimeError("the generation worker has stopped")
             self._waiting.append(request)
+            self._last_arrival = time.monotonic()
             self._wake.notify()
 
     @property
@@ -131,7 +142,15 @@ class BatchEngine:
                 self._wake.wait()
             if self._closed:
                 return []
-        time.sleep(GATHER_SECONDS)  # let requests sent at the same moment join this batch
+        # Clients whose answers just ended send their next requests some milliseconds apart: without waiting
+        # for them they would miss this batch and wait a whole one, and batches would stay split for good.
+        started = time.monotonic()
+        while len(self._waiting) < self.max_batch_size and not self._closed:
+            now = time.monotonic()
+            settled = now - self._batch_ended >= RETURN_WINDOW and now - self._last_arrival >= GATHER_QUIET
+            if settled or now - started >= GATHER_MAX:
+                break
+            time.sleep(0.002)
         with self._wake:
             first = self._waiting[0]
             batch = [r for r in self._waiting if r.sampling == first.sampling][: self.max_batch_size]
@@ -158,7 +177,9 @@ class BatchEngine:
                 continue
             try:
                 self._generate(batch)
+                self._batch_ended = time.monotonic()
             except Exception as error:  # noqa: BLE001 - one failed batch must not stop the server
+                self.flush()
                 for row in batch:
                     if not row.finished:
                         row.finished = True
@@ -188,6 +209,7 @@ class BatchEngine:
         for row in batch:  # rows the batch's length limit ended before their own checks did
             if not row.finished:
                 self._finish(row, "length")
+        self.flush()
 
     def advance(self, row: GenerationRequest, token: int) -> None:
         """Row `row` has a new token: end it or stream the text it adds."""
@@ -207,15 +229,30 @@ class BatchEngine:
         if len(row.token_ids) >= row.max_tokens or time.monotonic() > row.deadline:
             self._finish(row, "length")
 
-    @staticmethod
-    def _send(row: GenerationRequest, text: str) -> None:
+    def _send(self, row: GenerationRequest, text: str) -> None:
         # byte-level BPE decodes by concatenation, so the text only grows (clean-up of spaces is off)
         if len(text) > len(row.text) and text.startswith(row.text):
-            row.emit(Event("text", text[len(row.text):]))
+            self._outbox.append((row, Event("text", text[len(row.text):])))
             row.text = text
+
+    def flush(self) -> None:
+        """Hand this step's events to the server's loop in one wake-up per loop, not one per row."""
+        if not self._outbox:
+            return
+        by_loop: dict[Any, list[tuple[GenerationRequest, Event]]] = {}
+        for row, event in self._outbox:
+            by_loop.setdefault(row.loop, []).append((row, event))
+        self._outbox = []
+        for loop, items in by_loop.items():
+            loop.call_soon_threadsafe(_deliver, items)
 
     def _finish(self, row: GenerationRequest, reason: str) -> None:
         if reason == "cancelled":
             self.cancelled += 1
         row.finished = True
-        row.emit(Event("done", finish_reason=reason, completion_tokens=len(row.token_ids)))
+        self._outbox.append((row, Event("done", finish_reason=reason, completion_tokens=len(row.token_ids))))
+
+
+def _deliver(items: list[tuple[GenerationRequest, Event]]) -> None:
+    for row, event in items:
+        row.queue.put_nowait(event)
