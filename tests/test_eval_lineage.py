@@ -13,14 +13,14 @@ import json
 from alpaca_data.store import Store
 from tests.conftest import SHARED_DATA
 from tests.judge_server import cli_in_process
-from tests.serve_fixtures import train_tiny_checkpoint
+from tests.serve_fixtures import trained_checkpoint  # noqa: F401  (the session fixture, shared with the serve tests)
 
 DAVINCI = SHARED_DATA / "eval" / "self_instruct_predictions" / "text-davinci-003.jsonl"
 ITEMS = 20
 
 
-def test_the_report_leads_back_to_the_training_revision(tmp_path, monkeypatch, capsys):
-    trained = train_tiny_checkpoint(tmp_path)  # imports gsm-small, `alpaca-train tiny-model`, 2 training steps
+def test_the_report_leads_back_to_the_training_revision(trained_checkpoint, monkeypatch, capsys):  # noqa: F811
+    trained = trained_checkpoint  # imports gsm-small, `alpaca-train tiny-model`, 2 training steps
     ckpt = trained.path
     cli = cli_in_process(trained.store, monkeypatch, capsys)
 
