@@ -60,6 +60,19 @@ def code_version() -> dict[str, Any]:
             "torch": torch.__version__, "transformers": transformers.__version__}
 
 
+def read_lineage(directory: str | os.PathLike) -> dict[str, Any] | None:
+    """A checkpoint's `alpaca_lineage.json`; None for a model folder alpaca-train did not make."""
+    from alpaca_data.errors import UserError
+
+    path = Path(directory).expanduser() / LINEAGE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise UserError(f"{path}: cannot read the checkpoint's lineage (not valid JSON)") from None
+
+
 def write_lineage(directory: str | os.PathLike, lineage: Mapping[str, Any]) -> Path:
     path = Path(directory) / LINEAGE_FILE
     payload = {"schema": LINEAGE_SCHEMA, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),

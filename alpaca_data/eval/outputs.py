@@ -41,7 +41,6 @@ from alpaca_data.generate.config import RequestLimits
 from alpaca_data.generate.teachers import parse_teacher_spec
 from alpaca_data.store.refs import NAME_PATTERN
 
-LINEAGE_FILE = "alpaca_lineage.json"  # written by alpaca-train into every checkpoint
 LINEAGE_KEYS = ("dataset", "base_model", "output_dir")
 
 
@@ -110,13 +109,11 @@ class OutputsResult:
 
 def checkpoint_lineage(path: str) -> dict[str, Any] | None:
     """The lineage subset of an alpaca-train checkpoint (None for any other model folder)."""
-    file = Path(path).expanduser() / LINEAGE_FILE
-    if not file.is_file():
+    from alpaca_train.lineage import read_lineage
+
+    lineage = read_lineage(path)
+    if lineage is None:
         return None
-    try:
-        lineage = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise UserError(f"{file}: cannot read the checkpoint's lineage") from None
     return {**{key: lineage.get(key) for key in LINEAGE_KEYS}, "checkpoint": str(Path(path).expanduser().resolve())}
 
 

@@ -1,13 +1,12 @@
 """Load what the server serves: a checkpoint folder (alpaca-train's, or any causal LM folder) and its lineage."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from alpaca_data.errors import UserError
-from alpaca_train.lineage import LINEAGE_FILE
+from alpaca_train.lineage import LINEAGE_FILE, read_lineage
 from alpaca_train.serve.prompting import PromptError, template_for
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -32,16 +31,6 @@ class Checkpoint:
                 "dataset": {k: dataset.get(k) for k in ("ref", "name", "revision_id") if dataset.get(k)} or None,
                 "output_dir": lineage.get("output_dir"), "template_version": self.template_version,
                 "trained_with_alpaca_train": self.lineage is not None}
-
-
-def read_lineage(path: Path) -> dict[str, Any] | None:
-    file = path / LINEAGE_FILE
-    if not file.is_file():
-        return None
-    try:
-        return json.loads(file.read_text(encoding="utf-8"))
-    except ValueError:
-        raise UserError(f"{file}: is not valid JSON") from None
 
 
 def load_checkpoint(path: str, *, name: str | None = None, dtype: str = "auto", device: str | None = None) -> Checkpoint:
