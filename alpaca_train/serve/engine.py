@@ -7,6 +7,10 @@ batch, reads each row's newest token: it streams the row's text to its request (
 server's loop) and ends the row on EOS, a stop string, its own `max_tokens`, its deadline or cancellation
 (client gone, stop button, content filter). Rows of one batch may therefore ask for different lengths.
 
+Each row's text is decoded incrementally (`IncrementalDetokenizer`: a few tokens per step, not the whole row
+again), and text that could still become a stop string is held back until the next tokens settle it, so no
+part of a stop string reaches the client.
+
 This is "generate on a dynamic batch", not continuous batching: a request that arrives while a batch runs
 waits for the next batch (at most `max_tokens` steps of the longest row).
 """
@@ -62,12 +66,62 @@ class GenerationRequest:
     token_ids: list[int] = field(default_factory=list)  # generated so far (EOS excluded)
     text: str = ""  # decoded text emitted so far
     finished: bool = False
+    held: str = ""  # decoded after `text` and held back: it may be the start of a stop string
+    detokenizer: Any = None  # the row's IncrementalDetokenizer, made by the worker
 
     def cancel(self) -> None:
         self.cancelled.set()
 
     def emit(self, event: Event) -> None:
         self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
+
+
+class IncrementalDetokenizer:
+    """The text of a growing list of token ids, one delta per new token, decoding a few tokens each time.
+
+    As TGI and vLLM do: decode `ids[prefix:]` and `ids[prefix:read]`; what the first adds to the second is new
+    text. `prefix` stays one step behind `read`, so a tokenizer that drops the leading space of the first token
+    it decodes (SentencePiece/LLaMA) drops it from a token already emitted, and byte-level BPE (GPT-2) sees the
+    bytes of a character split over tokens together. Text that ends in U+FFFD (a character whose UTF-8 bytes are
+    still arriving) is held until it is complete, or until `flush` at the end. The deltas put together are the
+    decode of all the ids (special tokens skipped, no clean-up of spaces).
+    """
+
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.prefix = self.read = 0
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    def add(self, token: int) -> str:
+        """The text that `token` completes ("" while a character or a special token is pending)."""
+        self.ids.append(token)
+        return self._delta(final=False)
+
+    def flush(self) -> str:
+        """At the end: whatever is still held, an incomplete character's U+FFFD included."""
+        return self._delta(final=True) if self.read < len(self.ids) else ""
+
+    def _delta(self, final: bool) -> str:
+        before = self._decode(self.ids[self.prefix:self.read]) if self.read > self.prefix else ""
+        after = self._decode(self.ids[self.prefix:])
+        if len(after) <= len(before) or (after.endswith("\ufffd") and not final):
+            return ""
+        self.prefix, self.read = self.read, len(self.ids)
+        return after[len(before):]
+
+
+def stop_prefix_length(text: str, stops: tuple[str, ...]) -> int:
+    """Length of the longest end of `text` that is the start of a stop string (and not a whole one)."""
+    longest = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:size]):
+                longest = size
+                break
+    return longest
 
 
 class _RowStreamer(StoppingCriteria):
@@ -208,7 +262,7 @@ class BatchEngine:
                                 **kwargs)
         for row in batch:  # rows the batch's length limit ended before their own checks did
             if not row.finished:
-                self._finish(row, "length")
+                self._end(row, "length")
         self.flush()
 
     def advance(self, row: GenerationRequest, token: int) -> None:
@@ -216,24 +270,44 @@ class BatchEngine:
         if row.cancelled.is_set():
             return self._finish(row, "cancelled")
         if token in self.eos_ids:
-            return self._finish(row, "stop")
+            return self._end(row, "stop")
         row.token_ids.append(token)
-        text = self.tokenizer.decode(row.token_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        cut = min((i for i in (text.find(s, max(0, len(row.text) - len(s))) for s in row.stop if s) if i >= 0),
-                  default=-1)
-        if cut >= 0:
-            self._send(row, text[:cut])
-            return self._finish(row, "stop")
-        if not text.endswith("\ufffd"):  # hold back a character whose UTF-8 bytes are still arriving
-            self._send(row, text)
+        if row.detokenizer is None:
+            row.detokenizer = IncrementalDetokenizer(self.tokenizer)
+        row.held += row.detokenizer.add(token)
+        if self._release(row):
+            return
         if len(row.token_ids) >= row.max_tokens or time.monotonic() > row.deadline:
-            self._finish(row, "length")
+            self._end(row, "length")
 
-    def _send(self, row: GenerationRequest, text: str) -> None:
-        # byte-level BPE decodes by concatenation, so the text only grows (clean-up of spaces is off)
-        if len(text) > len(row.text) and text.startswith(row.text):
-            self._outbox.append((row, Event("text", text[len(row.text):])))
-            row.text = text
+    def _release(self, row: GenerationRequest, final: bool = False) -> bool:
+        """Send the held text that cannot be part of a stop string; True if a stop string ended the row.
+        A new match starts in the held text: text already sent ends with no start of a stop string."""
+        held = row.held
+        cut = min((i for i in (held.find(s) for s in row.stop if s) if i >= 0), default=-1)
+        if cut >= 0:
+            self._send(row, held[:cut])
+            row.held = ""
+            self._finish(row, "stop")
+            return True
+        keep = 0 if final else stop_prefix_length(held, row.stop)
+        if len(held) > keep:
+            self._send(row, held[:len(held) - keep])
+            row.held = held[len(held) - keep:]
+        return False
+
+    def _end(self, row: GenerationRequest, reason: str) -> None:
+        """EOS or a length limit: no stop string can complete now, so the held text goes out (up to a stop
+        string it may hold) with an incomplete character's U+FFFD, as the whole decode has it."""
+        if row.detokenizer is not None:
+            row.held += row.detokenizer.flush()
+        if not self._release(row, final=True):
+            self._finish(row, reason)
+
+    def _send(self, row: GenerationRequest, delta: str) -> None:
+        if delta:
+            self._outbox.append((row, Event("text", delta)))
+            row.text += delta
 
     def flush(self) -> None:
         """Hand this step's events to the server's loop in one wake-up per loop, not one per row."""
