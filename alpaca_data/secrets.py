@@ -4,6 +4,10 @@ Known secrets are the values of the environment variables that hold them (API ke
 watermark key) plus any value registered at run time (a key given another way). Anything shaped like a
 credential (an `Authorization` header value, `sk-…` API keys, `hf_…` tokens) is masked too, even when it is
 not one of ours: a server that echoes a header back must not make us print it.
+
+Shapes belong to headers, URLs, error bodies and messages (`redact`). Model and user text is data: "basic cooking
+skills", "bearer bonds" and "sk-learn" are not credentials, so journals, records and flags get `redact_known`
+(the known values only; see `alpaca_data.journal.journal_safe`).
 """
 from __future__ import annotations
 
@@ -40,12 +44,21 @@ def known_secrets() -> list[str]:
     return sorted(values, key=len, reverse=True)  # longest first, so a secret containing another is masked whole
 
 
-def redact(text: str) -> str:
+def redact_known(text: str) -> str:
+    """Known secret values masked, nothing else: for model and user text."""
     if not text:
         return text
     for secret in known_secrets():
         if secret in text:
             text = text.replace(secret, MASK)
+    return text
+
+
+def redact(text: str) -> str:
+    """Known secret values and anything shaped like a credential masked: for messages, errors, headers, URLs."""
+    if not text:
+        return text
+    text = redact_known(text)
     for pattern, replacement in _SHAPES:
         text = pattern.sub(replacement, text)
     return text

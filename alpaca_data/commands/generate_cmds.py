@@ -51,6 +51,8 @@ def demo_teacher(
     retry_after: float = typer.Option(1.0, "--retry-after", help="Retry-After seconds sent with 429s."),
     timeout_sleep: float = typer.Option(60.0, "--timeout-sleep", help="How long a timeout fault stalls."),
     seed: int = typer.Option(0, "--seed"),
+    output_suffix: str = typer.Option("", "--output-suffix",
+                                      help="Text appended to every task's output (e.g. 'basic cooking skills')."),
 ) -> None:
     """Serve the deterministic OpenAI-compatible demo teacher (stats at /_demo/stats)."""
     from alpaca_data.generate.demo_server import DemoConfig, DemoServer
@@ -64,7 +66,7 @@ def demo_teacher(
     config = DemoConfig(seed=seed, latency_ms=latency_ms, fault_429_rate=fault_429_rate,
                         fault_5xx_rate=fault_5xx_rate, fault_timeout_rate=fault_timeout_rate,
                         truncate_rate=truncate_rate, malformed_rate=malformed_rate, retry_after_s=retry_after,
-                        timeout_sleep_s=timeout_sleep)
+                        timeout_sleep_s=timeout_sleep, output_suffix=output_suffix)
     try:
         server = DemoServer(config, host=host, port=port)
     except OSError as error:

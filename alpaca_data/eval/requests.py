@@ -32,7 +32,7 @@ from alpaca_data.generate.prompt import request_seed
 from alpaca_data.generate.sending import Fatal, GroupSender, check_reachable
 from alpaca_data.generate.teachers import HFTeacher, OpenAITeacher, Prompt, parse_teacher_spec
 from alpaca_data.generate.tokens import prompt_token_bound
-from alpaca_data.secrets import redact, redact_value
+from alpaca_data.secrets import redact
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ class RequestRunner:
         entries = await self._sender.send([{"key": r.key, "index": i} for i, r in group],
                                           [r.prompt for _, r in group], seed=request_seed(self.seed, group[0][0]),
                                           avg_completion=self._avg_completion)
-        return redact_value(entries)  # a server may echo a key back: it never reaches a revision either
+        return entries  # as journalled: known secrets masked, model text as received (GroupSender)
 
     # ------------------------------------------------------------------ the loop
     async def run(self, requests: Sequence[Request]) -> dict[str, dict[str, Any]]:

@@ -37,6 +37,7 @@ class DemoConfig:
     malformed_rate: float = 0.0
     retry_after_s: float = 1.0
     timeout_sleep_s: float = 60.0
+    output_suffix: str = ""  # appended to every task's output (tests: text that looks like a credential, isn't one)
 
 
 def _body_hash(body: dict[str, Any]) -> str:
@@ -116,6 +117,7 @@ class DemoBrain:
         for offset, bank_index in enumerate(picks):
             n = start + offset
             _, variants, input_text, output = self.bank[bank_index]
+            output += self.config.output_suffix
             instruction = rng.choice(variants.split("\x1f"))
             shown_input = input_text or rng.choice([NO_INPUT, NO_INPUT, NO_INPUT, "None", "<no input>"])
             if style == "raw":

@@ -1,80 +1,21 @@
-"""The run journal: one JSON line per answered (or finally failed) request, fsynced before use.
+"""The run journal of `generate` and the eval request runs: one JSON line per answered (or finally failed)
+request, fsynced before use. The journal type itself is `alpaca_data.journal` (shared with ratings and flags).
 
 Line types:
   {"type": "start"|"resume", "time": ..., "pid": ...}
   {"type": "answer", "index": i, "text": ..., "finish_reason": ..., "prompt_tokens": ..,
    "completion_tokens": .., "attempts": n, "latency_s": ..}
   {"type": "failed", "index": i, "error": kind, "message": ..., "attempts": n}
-A kill -9 can leave a torn last line; `Journal.open` cuts it off before appending. Secrets never go in.
+A kill -9 can leave a torn last line; `Journal.open` cuts it off before appending. Answer text is journalled
+as received, known secret values masked (`journal_safe`): a resumed run replays exactly what a clean run used.
 """
 from __future__ import annotations
 
-import json
-import os
-import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-from alpaca_data.secrets import redact_value
+from alpaca_data.journal import Journal, journal_safe, read_journal
 
-
-def read_journal(path: Path) -> Iterator[dict[str, Any]]:
-    """Complete lines only; a torn final line (no newline, or not JSON) is ignored."""
-    if not path.exists():
-        return
-    with path.open("rb") as handle:
-        for raw in handle:
-            if not raw.endswith(b"\n"):
-                break
-            try:
-                entry = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(entry, dict):
-                yield entry
-
-
-class Journal:
-    def __init__(self, path: Path, fsync: bool = True):
-        self.path = path
-        self.fsync = fsync
-        self._handle = None
-
-    @classmethod
-    def open(cls, path: Path, fsync: bool = True) -> Journal:
-        journal = cls(path, fsync)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            data = path.read_bytes()
-            if data and not data.endswith(b"\n"):
-                with path.open("r+b") as handle:  # drop the torn line left by a crash
-                    handle.truncate(data.rfind(b"\n") + 1)
-        journal._handle = path.open("ab")
-        return journal
-
-    def entries(self) -> list[dict[str, Any]]:
-        return list(read_journal(self.path))
-
-    def append(self, entry: dict[str, Any]) -> None:
-        self.append_many([entry])
-
-    def append_many(self, entries: list[dict[str, Any]]) -> None:
-        """Write entries, then one flush + fsync for all of them (group commit)."""
-        data = b"".join(json.dumps(redact_value(e), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-                        + b"\n" for e in entries)  # a server may echo a key back in an answer or error
-        self._handle.write(data)
-        self._handle.flush()
-        if self.fsync:
-            os.fsync(self._handle.fileno())
-
-    def event(self, kind: str, **fields: Any) -> None:
-        self.append({"type": kind, "time": round(time.time(), 3), "pid": os.getpid(), **fields})
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+__all__ = ["AsyncJournalWriter", "Journal", "answered_indices", "journal_safe", "read_journal"]
 
 
 def answered_indices(entries: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from alpaca_data.errors import UserError
 from alpaca_data.generate.config import RequestLimits
-from alpaca_data.generate.journal import AsyncJournalWriter, Journal
+from alpaca_data.generate.journal import AsyncJournalWriter, Journal, journal_safe
 from alpaca_data.generate.ratelimit import TokenBucket, backoff_delay
 from alpaca_data.generate.teachers import TeacherError
 
@@ -78,6 +78,9 @@ class GroupSender:
                         "attempts": attempts, "errors": errors, "latency_s": latency, **stamp}
                        for id_, c in zip(ids, completions)]
             break
+        # what the journal holds (known secrets masked, model text as received) is what the caller uses, so a
+        # resumed run, which replays the journal, builds the same records as a run that was never stopped
+        entries = [journal_safe(entry) for entry in entries]
         if self._writer is None:
             self._writer = AsyncJournalWriter(self.journal, self._io)
         for entry in entries:  # on disk before it counts
