@@ -1,9 +1,12 @@
 """Flags from the demo: written durably the moment they are made, exported as a dataset revision.
 
-The journal is JSON Lines, one flag per line, appended and fsynced before the page is told it was saved;
-a torn last line (power cut mid-write) is skipped on reading. `export_flags` turns the journal into an
-Alpaca-format revision in the alpaca-data store (instruction / input as the model saw them, output = the
-flagged answer, the rest as provenance columns), so `alpaca-data sql`, `filter` and `push` work on it.
+The flags file is the project's one journal type (`alpaca_data.journal`): one flag per JSON line, appended and
+fsynced before the page is told it was saved, known secret values masked (credential-shaped words in the
+answer or prompt are kept: they are data). It is read by `\n` only, so an answer holding U+2028 stays one flag;
+a torn last line (power cut mid-write) is skipped, and a damaged line in the middle is reported (file and line)
+while every other flag is still exported. `export_flags` turns the journal into an Alpaca-format revision in the
+alpaca-data store (instruction / input as the model saw them, output = the flagged answer, the rest as
+provenance columns), so `alpaca-data sql`, `filter` and `push` work on it.
 """
 from __future__ import annotations
 
@@ -11,12 +14,13 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from alpaca_data.errors import UserError
+from alpaca_data.journal import Journal, journal_safe, read_journal, report_damage
 
 REASONS = ("incorrect", "harmful", "unhelpful", "offensive", "other")
 
@@ -25,35 +29,29 @@ class FlagJournal:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._journal: Journal | None = None  # opened on the first flag (cutting a torn last line off)
 
     def append(self, flag: Mapping[str, Any]) -> dict[str, Any]:
-        record = {"flag_id": uuid.uuid4().hex[:16], "flagged_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                  **flag}
-        line = (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+        """Journal one flag (on disk when this returns); the record as written."""
+        record = journal_safe({"flag_id": uuid.uuid4().hex[:16],
+                               "flagged_at": datetime.now(UTC).isoformat(timespec="seconds"), **flag})
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            if self._journal is None:
+                self._journal = Journal.open(self.path)
+            self._journal.append(record)
         return record
 
-    def read(self) -> list[dict[str, Any]]:
-        try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            raise UserError(f"{self.path}: no flags file (the server writes it when the first answer is flagged)") \
-                from None
-        flags = []
-        for number, line in enumerate(lines, start=1):
-            try:
-                flags.append(json.loads(line))
-            except ValueError:
-                if number != len(lines):  # only a torn last line is expected; anything else is damage
-                    raise UserError(f"{self.path}: line {number} is not JSON") from None
-        return flags
+    def close(self) -> None:
+        with self._lock:
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
+
+    def read(self, on_damage: Callable[[str], None] | None = report_damage) -> list[dict[str, Any]]:
+        """Every complete flag; damaged lines in the middle go to `on_damage` ("FILE:LINE: ...") and are skipped."""
+        if not self.path.exists():
+            raise UserError(f"{self.path}: no flags file (the server writes it when the first answer is flagged)")
+        return list(read_journal(self.path, on_damage))
 
 
 def flag_record(flag: Mapping[str, Any]) -> dict[str, Any]:
@@ -70,10 +68,11 @@ def flag_record(flag: Mapping[str, Any]) -> dict[str, Any]:
             "watermark_z": flag.get("watermark_z"), "flagged_at": flag.get("flagged_at")}
 
 
-def export_flags(journal: FlagJournal, dataset: str, *, store_path: str | None = None, message: str = "") -> Any:
+def export_flags(journal: FlagJournal, dataset: str, *, store_path: str | None = None, message: str = "",
+                 on_damage: Callable[[str], None] | None = report_damage) -> Any:
     from alpaca_data.store import Store
 
-    flags = journal.read()
+    flags = journal.read(on_damage)
     if not flags:
         raise UserError(f"{journal.path}: holds no flags yet")
     store = Store.open(store_path)
