@@ -2,8 +2,10 @@
 
 Routes: GET /v1/models, POST /v1/completions, POST /v1/chat/completions (both with `stream: true`, as
 server-sent events), POST /v1/watermark/detect, GET / (the chat page), GET /api/info, POST /api/flags,
-GET /api/stats. With an API key every route, the page included, wants `Authorization: Bearer KEY`
-(the page asks for it). Errors are OpenAI-style bodies; nothing a client sends can produce a stack trace.
+GET /api/stats. With an API key every route but GET / (the page, which then asks for the key) wants
+`Authorization: Bearer KEY`. Every request passes `alpaca_data.web.Guard` first: loopback Host only when reached
+over loopback, POSTs as `application/json` from no Origin or this server's own, bodies capped at 1 MiB before
+and while they are read. Errors are OpenAI-style bodies; nothing a client sends can produce a stack trace.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,6 +27,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from alpaca_data.web import BadJSON, Guard, parse_json
 from alpaca_train.prompts import format_prompt
 from alpaca_train.serve.answers import GenerationFailed, Outcome, released_text
 from alpaca_train.serve.checkpoint import Checkpoint
@@ -57,12 +61,27 @@ class ServeState:
     refusals: Counter = field(default_factory=Counter)
 
     def info(self) -> dict[str, Any]:
-        return {"model": self.checkpoint.name, "lineage": self.checkpoint.summary(),
+        return {"model": self.checkpoint.name, "lineage": public_lineage(self.checkpoint),
                 "watermark": self.watermark, "moderation": getattr(self.moderator, "name", "none"),
                 "terms": self.terms, "flag_reasons": list(REASONS),
                 "limits": {"max_prompt_tokens": self.limits.max_prompt_tokens, "max_tokens": self.limits.max_tokens,
                            "max_concurrent": self.limits.max_concurrent,
                            "request_timeout": self.limits.request_timeout}}
+
+
+def public_lineage(checkpoint: Checkpoint) -> dict[str, Any]:
+    """The checkpoint's lineage as clients see it: folder names, never paths of this machine."""
+    summary = dict(checkpoint.summary())
+    for key in ("checkpoint", "output_dir", "base_model"):
+        value = summary.get(key)
+        if isinstance(value, str) and (key != "base_model" or _is_local_path(value)):
+            summary[key] = Path(value).name
+    return summary
+
+
+def _is_local_path(value: str) -> bool:
+    """A base model given as a folder of this machine (a Hub id such as `org/name` is kept as it is)."""
+    return Path(value).is_absolute() or value.startswith(("~", "./", "../", ".\\", "..\\")) or "\\" in value
 
 
 def _error_handlers(app: FastAPI) -> None:
@@ -73,7 +92,7 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
         message = "no such route" if error.status_code == 404 else str(error.detail)
-        return APIError(error.status_code, message).response()
+        return APIError(error.status_code, message, headers=dict(error.headers or {})).response()
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
@@ -101,6 +120,10 @@ def create_app(state: ServeState) -> FastAPI:
             return APIError(401, "missing or wrong API key (Authorization: Bearer KEY)",
                             code="invalid_api_key").response()
         return await call_next(request)
+
+    # outermost: cross-site writes, oversized and slow bodies are refused before anything else runs
+    app.add_middleware(Guard, max_body=MAX_BODY_BYTES,
+                       error=lambda status, message: APIError(status, message).response())
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> HTMLResponse:
@@ -161,7 +184,7 @@ def _authorised(request: Request, key: str) -> bool:
 
 def _model_card(state: ServeState) -> dict[str, Any]:
     return {"id": state.checkpoint.name, "object": "model", "created": int(state.checkpoint.path.stat().st_mtime),
-            "owned_by": "alpaca-kit", "lineage": state.checkpoint.summary(), "watermark": state.watermark}
+            "owned_by": "alpaca-kit", "lineage": public_lineage(state.checkpoint), "watermark": state.watermark}
 
 
 def _check_model(state: ServeState, name: str) -> None:
@@ -171,13 +194,11 @@ def _check_model(state: ServeState, name: str) -> None:
 
 
 async def _json_body(request: Request) -> Any:
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise APIError(413, f"request body over {MAX_BODY_BYTES // 1024} KiB")
+    raw = await request.body()  # the Guard stops reading past MAX_BODY_BYTES (a 413)
     try:
-        return json.loads(raw)
-    except ValueError:
-        raise APIError(400, "the request body is not valid JSON") from None
+        return parse_json(raw)
+    except BadJSON as error:
+        raise APIError(400, str(error)) from None
 
 
 async def _moderate_prompt(state: ServeState, parsed: Parsed, where: str) -> None:
@@ -222,6 +243,11 @@ async def _generate(state: ServeState, request: Request, *, chat: bool):
         await _moderate_prompt(state, parsed, "messages" if chat else "prompt")
         tokenizer, checkpoint = state.checkpoint.tokenizer, state.checkpoint
         prompt_ids = checkpoint.prompt_prefix + tokenizer(parsed.prompt, add_special_tokens=False)["input_ids"]
+        if not prompt_ids:  # an empty prompt: start from the start-of-text token, as OpenAI's models do
+            start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+            if start is None:
+                raise APIError(400, "prompt: an empty prompt is not supported by this model", param="prompt")
+            prompt_ids = [start]
         if len(prompt_ids) > state.limits.max_prompt_tokens:
             raise APIError(413, f"the prompt has {len(prompt_ids)} tokens; this server takes at most "
                                 f"{state.limits.max_prompt_tokens}", param="messages" if chat else "prompt",

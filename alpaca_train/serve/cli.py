@@ -42,6 +42,8 @@ def serve(
     request_timeout: float = typer.Option(120.0, "--request-timeout",
                                           help="seconds per request: waiting longer is a 503, generating longer cuts"),
     max_batch_size: int = typer.Option(16, "--max-batch-size", help="requests generated together"),
+    header_timeout: float = typer.Option(10.0, "--header-timeout",
+                                         help="seconds a client has to send its request headers (then disconnected)"),
     dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16"),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1 (default: cuda when present)"),
     log_refused_text: bool = typer.Option(False, "--log-refused-text",
@@ -58,6 +60,8 @@ def serve(
             raise UsageError(f"{name} must be at least 1")
     if request_timeout <= 0:
         raise UsageError("--request-timeout must be positive")
+    if header_timeout <= 0:
+        raise UsageError("--header-timeout must be positive")
     api_key = None
     if api_key_env:
         api_key = os.environ.get(api_key_env)
@@ -75,7 +79,7 @@ def serve(
                            terms=terms, max_prompt_tokens=max_prompt_tokens, max_tokens=max_tokens,
                            default_max_tokens=min(default_max_tokens, max_tokens), max_concurrent=max_concurrent,
                            request_timeout=request_timeout, max_batch_size=max_batch_size, dtype=dtype, device=device,
-                           log_refused_text=log_refused_text)
+                           log_refused_text=log_refused_text, header_timeout=header_timeout)
     try:
         listener = socket.create_server((host, port))
     except OSError as error:

@@ -10,6 +10,7 @@ from typing import Any
 from alpaca_train.serve.errors import APIError
 from alpaca_train.serve.prompting import PromptError, split_chat
 
+GREEDY_BELOW = 1e-3  # a temperature under this decodes greedily: the same answer, and no overflow dividing by it
 UNSUPPORTED = ("tools", "functions", "logprobs", "top_logprobs", "response_format", "suffix", "echo", "best_of")
 
 
@@ -59,6 +60,11 @@ def _stop(body: dict) -> tuple[str, ...]:
     return tuple(s for s in stop if s)
 
 
+def _temperature(body: dict) -> float:
+    temperature = float(_number(body, "temperature", 1.0, 0.0, 2.0))
+    return 0.0 if temperature < GREEDY_BELOW else temperature
+
+
 def parse(body: Any, *, chat: bool, limits: Limits, render) -> Parsed:
     """`render(instruction, input)` is the checkpoint's prompt template (chat only)."""
     if not isinstance(body, dict):
@@ -94,6 +100,6 @@ def parse(body: Any, *, chat: bool, limits: Limits, render) -> Parsed:
         raise APIError(400, "stream_options: expected an object", param="stream_options")
     return Parsed(model=model, prompt=prompt, moderated_text=moderated, instruction=instruction, input=input_text,
                   max_tokens=_number(body, "max_tokens", limits.default_max_tokens, 1, limits.max_tokens, integer=True),
-                  temperature=float(_number(body, "temperature", 1.0, 0.0, 2.0)),
+                  temperature=_temperature(body),
                   top_p=float(_number(body, "top_p", 1.0, 1e-9, 1.0)), stop=_stop(body),
                   stream=bool(body.get("stream", False)), include_usage=bool(stream_options.get("include_usage")))

@@ -33,6 +33,7 @@ class ServeOptions:
     dtype: str = "auto"
     device: str | None = None
     log_refused_text: bool = False
+    header_timeout: float = 10.0
 
 
 def _say(line: str) -> None:
@@ -74,6 +75,8 @@ def build_state(options: ServeOptions) -> ServeState:
 def run_server(options: ServeOptions, listener: socket.socket) -> None:
     import uvicorn
 
+    from alpaca_data.web import server_config
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     state = build_state(options)
     host, port = listener.getsockname()[:2]
@@ -81,8 +84,10 @@ def run_server(options: ServeOptions, listener: socket.socket) -> None:
     watermark = f"watermark on (key {state.watermark.get('key_fingerprint')})" if options.watermark else "watermark OFF"
     _say(f"serving {state.checkpoint.name} on http://{shown}:{port} (chat page at /, OpenAI API at /v1); "
          f"content filter {state.moderator.name}; {watermark}; flags -> {options.flags_file}")
-    config = uvicorn.Config(create_app(state), log_level="warning", access_log=False, lifespan="off",
-                            timeout_graceful_shutdown=5)
+    # the connection cap sits well above --max-concurrent, whose excess gets the API's own 429
+    config = server_config(create_app(state), header_timeout=options.header_timeout,
+                           max_connections=max(512, 4 * options.max_concurrent), log_level="warning",
+                           access_log=False, lifespan="off", timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     try:
         asyncio.run(server.serve(sockets=[listener]))
