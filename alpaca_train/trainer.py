@@ -260,7 +260,7 @@ def _setup(cfg: TrainConfig, dist: _Dist) -> _Run:
     from transformers import AutoTokenizer, get_scheduler
 
     from alpaca_train import data as D
-    from alpaca_train.lineage import code_version
+    from alpaca_train.lineage import base_model_origin, code_version
     from alpaca_train.modeling import setup_pad_token
     from alpaca_train.prompts import TEMPLATE_VERSION
 
@@ -335,7 +335,7 @@ def _setup(cfg: TrainConfig, dist: _Dist) -> _Run:
     training.update(steps_per_epoch=spe, total_steps=total_steps, warmup_steps=warmup_steps, parallel=parallel)
     lineage = {
         "dataset": source.lineage(),
-        "base_model": {"id": cfg.model},
+        "base_model": {"id": cfg.model, **base_model_origin(cfg.model)},
         "tokenizer": {"id": tok_id, "fingerprint": D.tokenizer_fingerprint(tokenizer), "pad": pad_info,
                       "eos_token_id": tokenizer.eos_token_id, "vocab_size": len(tokenizer)},
         "tokenization": {**stats, "template_version": TEMPLATE_VERSION,

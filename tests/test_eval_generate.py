@@ -101,30 +101,39 @@ def test_a_served_model_answers_with_its_lineage_and_resumes(cli_here, store_pat
     stopped = _generate(cli_here, server, "-d", "served", "--max-requests", "5")
     assert stopped.returncode == 3, stopped.stderr
     assert "5 of 20 items answered; nothing committed" in stopped.stderr
-    posts = [b for b in server.received if "messages" in b]
+    posts = [b for b in server.received if "prompt" in b]
     assert len(posts) == 5
     resumed = _generate(cli_here, server, "-d", "served", "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    posts = [b for b in server.received if "messages" in b]
-    assert len(posts) == 20 and len({json.dumps(b["messages"]) for b in posts}) == 20  # only the missing 15
+    posts = [b for b in server.received if "prompt" in b]
+    assert len(posts) == 20 and len({b["prompt"] for b in posts}) == 20  # only the missing 15
     items = {item["item_id"]: item for item in _first_items(20)}
-    for body in posts:  # chat: the instruction (+ blank line + input) as the only user message
+    for body in posts:
         assert body["model"] == "alpaca-7b" and body["temperature"] == 0.0 and body["max_tokens"] == 512
-        assert len(body["messages"]) == 1 and body["messages"][0]["role"] == "user"
-    sent = {b["messages"][0]["content"] for b in posts}
-    assert sent == {i["instruction"] + (f"\n\n{i['input']}" if i["input"] else "") for i in items.values()}
+    # a model served on the Alpaca template gets Alpaca's prompt, input section included, exactly as the hf: path
+    # and the trainer write it (its chat API would fold the input into the instruction)
+    assert {b["prompt"] for b in posts} == {format_prompt(i["instruction"], i["input"]) for i in items.values()}
+    assert any(i["input"] for i in items.values())
     store = Store.open(store_path)
     manifest = store.resolve("served@main")
     rows = store.read_records(manifest)
     assert len(rows) == 20 and all(r["generator"] == "alpaca-7b" for r in rows)
-    for row in rows:
-        item = items[row["item_id"]]
-        content = item["instruction"] + (f"\n\n{item['input']}" if item["input"] else "")
-        assert row["output"] == "Answer: " + " ".join(content.split()[:8])
     recipe = manifest.data["recipe"]
     assert recipe["model"]["lineage"] == lineage and recipe["model"]["path"] is None
+    assert recipe["model"]["api"] == "completions"
     assert recipe["counts"]["replayed"] == 5 and recipe["model"]["endpoint_host"].startswith("127.0.0.1:")
     assert server.base_url not in json.dumps(manifest.data)  # the host only: a URL may carry credentials
+
+
+def test_a_served_chat_model_gets_the_instruction_and_input_as_one_user_turn(cli_here, store_path, served):
+    server, _ = served
+    made = cli_here("eval", "generate", "--model", "openai:other", "--base-url", server.base_url, "--set",
+                    "user-oriented", "--limit", "6", "-d", "served-chat")
+    assert made.returncode == 0, made.stderr
+    posts = [b for b in server.received if "messages" in b]
+    assert len(posts) == 6 and all(len(b["messages"]) == 1 and b["messages"][0]["role"] == "user" for b in posts)
+    assert {b["messages"][0]["content"] for b in posts} == {
+        i["instruction"] + (f"\n\n{i['input']}" if i["input"] else "") for i in _first_items(6)}
 
 
 def test_the_completions_api_sends_the_alpaca_prompt(cli_here, store_path, served):

@@ -39,6 +39,7 @@ from alpaca_data.eval.requests import (
 from alpaca_data.eval.sets import EvalSet, load_eval_set
 from alpaca_data.generate.config import RequestLimits
 from alpaca_data.generate.teachers import parse_teacher_spec
+from alpaca_data.prompt_template import TEMPLATE_VERSION, format_prompt, user_message
 from alpaca_data.store.refs import NAME_PATTERN
 
 LINEAGE_KEYS = ("dataset", "base_model", "output_dir")
@@ -69,7 +70,7 @@ class EvalGenerateConfig:
     limits: RequestLimits = nested_settings(RequestLimits)
 
     def validate(self) -> None:
-        if not NAME_PATTERN.match(self.dataset or ""):
+        if not NAME_PATTERN.fullmatch(self.dataset or ""):
             raise UsageError(f"--dataset {self.dataset!r}: invalid dataset name (letters, digits, . _ -; no paths)")
         if self.limit is not None and self.limit < 1:
             raise UsageError("--limit must be at least 1")
@@ -87,13 +88,10 @@ class EvalPrompt:
 
     @property
     def text(self) -> str:
-        from alpaca_train.prompts import format_prompt
-
         return format_prompt(self.instruction, self.input)
 
     def messages(self) -> list[dict[str, str]]:
-        content = self.instruction + (f"\n\n{self.input}" if self.input else "")
-        return [{"role": "user", "content": content}]
+        return [{"role": "user", "content": user_message(self.instruction, self.input)}]
 
 
 @dataclass
@@ -138,8 +136,6 @@ def served_lineage(teacher: Any) -> dict[str, Any] | None:
 
 def _identity(cfg: EvalGenerateConfig, eval_set: EvalSet) -> dict[str, Any]:
     """The settings that fix the answers: a resumed run must share them (their hash names the run)."""
-    from alpaca_train.prompts import TEMPLATE_VERSION
-
     settings = cfg.model
     return {"command": "eval generate", "model": settings.spec, "api": settings.api,
             "decoding": cfg.decoding.as_dict(), "seed": cfg.run.seed, "send_seed": settings.send_seed,
@@ -175,6 +171,10 @@ def generate_outputs(cfg: EvalGenerateConfig, store: str | os.PathLike | None = 
                                         prompt_format=prompt_format)
     if kind != "hf":
         lineage = served_lineage(teacher)
+        if lineage and teacher.api == "chat" and lineage.get("template_version", TEMPLATE_VERSION) == TEMPLATE_VERSION:
+            # A model served on the Alpaca template (`alpaca-train serve`): its chat API would fold the input into
+            # the instruction, so send Alpaca's own prompt (the one the hf: path and the trainer use) as a completion.
+            teacher.api = teacher.info.api = "completions"
     requests = [Request(item.item_id, EvalPrompt(item.instruction, item.input)) for item in eval_set.items]
     if progress is not None:
         progress.total = len(requests)

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from alpaca_data.errors import UsageError, UserError, refuse_missing_model_path
 from alpaca_data.generate.config import Decoding
 from alpaca_data.generate.tokens import count_tokens
+from alpaca_data.model_prompt import ALPACA, CHAT_TEMPLATE, prompt_style, render_chat
 from alpaca_data.secrets import redact
 
 
@@ -184,6 +185,7 @@ class HFTeacher:
         self.prompt_format = prompt_format  # text -> the text the model sees (e.g. the Alpaca template)
         self._model = None
         self._tokenizer = None
+        self._style = ALPACA
         self._lock = threading.Lock()
         self.info = TeacherInfo(spec=spec or f"hf:{path}", kind="hf", model=path, api=api, endpoint_host=None,
                                 extra={"batch_size": self.batch_size})
@@ -200,6 +202,7 @@ class HFTeacher:
         except (OSError, ValueError) as error:
             raise UserError(f"hf:{self.path}: cannot load model: {str(error).splitlines()[0]}") from None
         tokenizer.padding_side = "left"
+        self._style = prompt_style(self.path, tokenizer)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
         if self.device:
@@ -208,11 +211,12 @@ class HFTeacher:
         self._model, self._tokenizer = model, tokenizer
 
     def _render(self, prompt: Prompt) -> str:
-        tokenizer = self._tokenizer
+        """The text the model sees (alpaca_data.model_prompt decides): the caller's format, else the model's chat
+        template on the prompt's messages (chat API), else the prompt's plain text."""
         if self.prompt_format is not None:
             return self.prompt_format(prompt)
-        if self.api == "chat" and getattr(tokenizer, "chat_template", None):
-            return tokenizer.apply_chat_template(prompt.messages(), tokenize=False, add_generation_prompt=True)
+        if self.api == "chat" and self._style == CHAT_TEMPLATE:
+            return render_chat(self._tokenizer, prompt.messages())
         return prompt.text
 
     def generate(self, prompts: Sequence[Prompt], seed: int | None) -> list[Completion]:
@@ -221,11 +225,16 @@ class HFTeacher:
         with self._lock:
             self.load()
             model, tokenizer, d = self._model, self._tokenizer, self.decoding
-            batch = tokenizer([self._render(p) for p in prompts], return_tensors="pt", padding=True)
+            templated = self.prompt_format is None and self.api == "chat" and self._style == CHAT_TEMPLATE
+            # a chat template writes its own special tokens: adding them again would double BOS on some models
+            batch = tokenizer([self._render(p) for p in prompts], return_tensors="pt", padding=True,
+                              add_special_tokens=not templated)
             batch = {k: v.to(model.device) for k, v in batch.items()}
             sample = d.temperature > 0
             kwargs: dict[str, Any] = {"max_new_tokens": d.max_tokens, "do_sample": sample,
                                       "pad_token_id": tokenizer.pad_token_id}
+            if any(d.stop):  # each row stops at its first stop string instead of running on to max_tokens
+                kwargs.update(stop_strings=[s for s in d.stop if s], tokenizer=tokenizer)
             if sample:
                 kwargs.update(temperature=d.temperature, top_p=d.top_p)
             with torch.random.fork_rng(devices=[]):  # the group's seed, without touching the caller's RNG

@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from alpaca_data.errors import UserError
+from alpaca_data.prompt_template import PROMPT_INPUT, PROMPT_NO_INPUT
 from alpaca_data.resources import resource_dir
 from alpaca_data.store import Manifest, Store
 
@@ -21,8 +22,8 @@ CARD_TEMPLATE = resource_dir("cards") / "dataset_card.md.j2"
 DEFAULT_LICENSE = "cc-by-nc-4.0"
 DEFAULT_LANGUAGE = "en"
 MAX_LINEAGE = 25
-LANGUAGE_PATTERN = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
-LICENSE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
+LANGUAGE_PATTERN = re.compile(r"\A[a-z]{2,3}(-[A-Za-z0-9]{2,8})*\Z")
+LICENSE_PATTERN = re.compile(r"\A[a-z0-9][a-z0-9.+-]*\Z")
 
 
 @dataclass
@@ -39,10 +40,10 @@ class CardOptions:
         languages = language if isinstance(language, list) else [part.strip() for part in (language or "").split(",")]
         languages = [lang for lang in languages if lang] or [DEFAULT_LANGUAGE]
         for lang in languages:
-            if not LANGUAGE_PATTERN.match(lang):
+            if not LANGUAGE_PATTERN.fullmatch(lang):
                 raise UserError(f"--language {lang!r}: expected an ISO 639 code such as en, zh or pt-BR", exit_code=2)
         license = (license or DEFAULT_LICENSE).strip().lower()
-        if not LICENSE_PATTERN.match(license):
+        if not LICENSE_PATTERN.fullmatch(license):
             raise UserError(f"--license {license!r}: expected a Hub licence id such as cc-by-nc-4.0 or apache-2.0",
                             exit_code=2)
         return cls(license=license, language=languages, pretty_name=pretty_name or None, repo_id=repo_id,
@@ -197,5 +198,6 @@ def render_card(store: Store, manifest: Manifest, *, schema: pa.Schema, num_byte
         year=created[:4] if created[:4].isdigit() else str(dt.date.today().year),
         bibtex_key=_bibtex_key(manifest), size_category=metadata["size_categories"][0],
         generated=any("generation" in step for step in steps),
+        prompt_input=PROMPT_INPUT.rstrip("\n"), prompt_no_input=PROMPT_NO_INPUT.rstrip("\n"),
     )
     return text

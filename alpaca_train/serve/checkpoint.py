@@ -1,13 +1,16 @@
 """Load what the server serves: a checkpoint folder (alpaca-train's, or any causal LM folder) and its lineage."""
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from alpaca_data.errors import UserError
+from alpaca_data.model_prompt import ALPACA, CHAT_TEMPLATE, prompt_style, render_chat
+from alpaca_data.prompt_template import format_prompt
 from alpaca_train.lineage import LINEAGE_FILE, read_lineage
-from alpaca_train.serve.prompting import PromptError, template_for
+from alpaca_train.serve.prompting import PromptError, message_text, split_chat, template_for
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -19,9 +22,21 @@ class Checkpoint:
     model: Any
     tokenizer: Any
     lineage: dict[str, Any] | None  # alpaca_lineage.json, None for a plain model folder
-    template_version: str
-    prompt_prefix: list[int]  # ids the trainer put before the prompt (e.g. BOS)
+    template_version: str  # the Alpaca template's version, or "chat-template" for the tokenizer's own
+    prompt_prefix: list[int]  # ids the trainer put before the prompt (e.g. BOS); none before a chat template
     context_length: int | None
+
+    @property
+    def prompt_style(self) -> str:
+        return CHAT_TEMPLATE if self.template_version == CHAT_TEMPLATE else ALPACA
+
+    def chat_prompt(self, messages: Sequence[Mapping[str, Any]]) -> str:
+        """The text the model sees for a chat: its own chat template (every turn as sent), or Alpaca's."""
+        if self.prompt_style == CHAT_TEMPLATE:
+            split_chat(messages)  # the same checks (roles, text parts, last turn the user's) either way
+            return render_chat(self.tokenizer, [{"role": m["role"], "content": message_text(m.get("content", ""))}
+                                                for m in messages])
+        return format_prompt(*split_chat(messages))
 
     def summary(self) -> dict[str, Any]:
         """What clients may see about where the model came from (no local secrets: paths and ids only)."""
@@ -60,5 +75,8 @@ def load_checkpoint(path: str, *, name: str | None = None, dtype: str = "auto", 
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     context = getattr(model.config, "max_position_embeddings", None)
+    if prompt_style(folder, tokenizer) == CHAT_TEMPLATE:  # an instruct model that is not alpaca-train's
+        return Checkpoint(folder.resolve(), name or folder.resolve().name, model, tokenizer, lineage, CHAT_TEMPLATE,
+                          [], context)
     return Checkpoint(folder.resolve(), name or folder.resolve().name, model, tokenizer, lineage, template,
                       special_prefix(tokenizer), context)
