@@ -28,7 +28,6 @@ from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alpaca_data.web import BadJSON, Guard, parse_json
-from alpaca_train.prompts import format_prompt
 from alpaca_train.serve.answers import GenerationFailed, Outcome, released_text
 from alpaca_train.serve.checkpoint import Checkpoint
 from alpaca_train.serve.engine import BatchEngine, GenerationRequest, Sampling
@@ -232,7 +231,7 @@ class _Slot:
 
 async def _generate(state: ServeState, request: Request, *, chat: bool):
     body = await _json_body(request)
-    parsed = parse(body, chat=chat, limits=state.limits, render=format_prompt)
+    parsed = parse(body, chat=chat, limits=state.limits, render=state.checkpoint.chat_prompt)
     _check_model(state, parsed.model)
     state.counts["chat" if chat else "completions"] += 1
     if state.active >= state.limits.max_concurrent:

@@ -66,7 +66,7 @@ def _temperature(body: dict) -> float:
 
 
 def parse(body: Any, *, chat: bool, limits: Limits, render) -> Parsed:
-    """`render(instruction, input)` is the checkpoint's prompt template (chat only)."""
+    """`render(messages)` gives the text the checkpoint sees for a chat (its prompt template)."""
     if not isinstance(body, dict):
         raise APIError(400, "the request body must be a JSON object")
     model = body.get("model")
@@ -85,7 +85,7 @@ def parse(body: Any, *, chat: bool, limits: Limits, render) -> Parsed:
             instruction, input_text = split_chat(messages)
         except PromptError as error:
             raise APIError(400, str(error), param="messages") from None
-        prompt, moderated = render(instruction, input_text), "\n".join(filter(None, (input_text, instruction)))
+        prompt, moderated = render(messages), "\n".join(filter(None, (input_text, instruction)))
     else:
         prompt = body.get("prompt")
         if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
