@@ -5,7 +5,9 @@ Backends (`make_moderator(spec)`):
                     key from $OPENAI_API_KEY, not needed when a base_url points at a local server
     local           offline: alt-profanity-check, a linear SVM over ~200k human-labelled comments that scores
                     offensive or abusive language (profanity, insults, slurs). It knows nothing of threats,
-                    self-harm or sexual content as such, so its one category is called `offensive`.
+                    self-harm or sexual content as such, so its one category is called `offensive`. It reads
+                    the text undone of full-width letters, lookalikes, invisible characters and spaced letters
+                    (`moderation_text.normalise`; catch rates in BENCHMARKS.md).
     none            never flags
 
 A backend that cannot answer raises `ModerationUnavailable` (one redacted line): the server fails closed.
@@ -21,6 +23,7 @@ from typing import Any, Protocol
 
 from alpaca_data.errors import UsageError
 from alpaca_data.secrets import redact
+from alpaca_train.moderation_text import normalise
 
 DEFAULT_OPENAI_MODEL = "omni-moderation-latest"
 LOCAL_CATEGORY = "offensive"
@@ -114,6 +117,17 @@ def text_windows(text: str) -> list[str]:
     return windows
 
 
+def _classifier_words() -> frozenset[str] | None:
+    """The words the classifier knows plus English stop words (which it drops), for splitting joined letters."""
+    try:
+        from profanity_check.profanity_check import vectorizer
+        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+        return frozenset(vectorizer.vocabulary_) | ENGLISH_STOP_WORDS
+    except (ImportError, AttributeError):  # another packaging of the model: joined letters stay one word
+        return None
+
+
 class LocalModerator:
     """alt-profanity-check: the highest score over the whole text and each of its windows."""
 
@@ -126,6 +140,7 @@ class LocalModerator:
             raise UsageError(f"moderation backend local needs the alt-profanity-check package ({error})") from None
         self._predict_prob = predict_prob
         self.threshold = threshold
+        self._known_words = _classifier_words()
 
     def score(self, text: str) -> float:
         return self.score_many([text])[0]
@@ -135,6 +150,7 @@ class LocalModerator:
         pieces: list[str] = []
         owners: list[int] = []
         for index, text in enumerate(texts):
+            text = normalise(text, self._known_words)  # what the words are, however they were disguised
             windows = [text, *text_windows(text)]
             pieces += windows
             owners += [index] * len(windows)
