@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -125,16 +126,34 @@ def serving(session: RatingSession) -> Iterator[str]:
 
 
 class Client:
-    """A JSON client that keeps every answer's raw text, to prove none of them names a model."""
+    """A JSON client that keeps every answer's raw text, to prove none of them names a model. It sends the
+    token of the rater a request names (`tokens`, or claimed with `claim`); `token=` overrides that ("": none)."""
 
-    def __init__(self, base: str):
+    def __init__(self, base: str, tokens: dict[str, str] | None = None):
         self.base = base.rstrip("/")
         self.seen: list[str] = []
+        self.tokens = dict(tokens or {})
 
-    def call(self, path: str, body: dict | None = None, raw: bytes | None = None) -> tuple[int, dict]:
+    def claim(self, rater: str) -> str:
+        status, answer = self.call("/api/raters", {"rater": rater})
+        assert status == 200 and answer["rater"] == rater, answer
+        self.tokens[rater] = answer["token"]
+        return answer["token"]
+
+    def _token(self, path: str, body: dict | None) -> str | None:
+        if path.startswith("/api/commit"):
+            return next(iter(self.tokens.values()), None)
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
+        rater = (body or {}).get("rater") if isinstance(body, dict) else None
+        return self.tokens.get(rater or (query.get("rater") or [""])[0])
+
+    def call(self, path: str, body: dict | None = None, raw: bytes | None = None,
+             token: str | None = None) -> tuple[int, dict]:
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        token = self._token(path, body) if token is None else token
+        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
         request = urllib.request.Request(self.base + path, data=data, method="GET" if data is None else "POST",
-                                         headers={"Content-Type": "application/json"})
+                                         headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 status, text = response.status, response.read().decode()
@@ -181,7 +200,7 @@ def test_choices_become_canonical_preferences_and_the_api_never_names_the_models
     expected: dict[tuple[str, str], tuple[int, str]] = {}
     shown_orders: dict[str, list[str]] = {}
     with serving(session) as url:
-        client = Client(url)
+        client = Client(url, {rater: session.token(rater) for rater in ("ann", "bob")})
         page = urllib.request.urlopen(url, timeout=30).read().decode()
         assert client.ok("/api/config") == {"raters": ["ann", "bob"], "total": 20}
         for rater in ("ann", "bob"):
@@ -227,6 +246,8 @@ def test_undo_withdraws_the_last_judgment_and_that_item_comes_back(outputs: Outp
     session = open_session(outputs)  # no --raters: any name
     with serving(session) as url:
         client = Client(url)
+        client.claim("Zoë K")
+        client.claim("someone else")
         first = client.state("Zoë K")["item"]
         second = client.judge("Zoë K", first["id"], "left")["item"]
         third = client.judge("Zoë K", second["id"], "tie")["item"]
@@ -245,7 +266,8 @@ def test_undo_withdraws_the_last_judgment_and_that_item_comes_back(outputs: Outp
     assert {by_key[first["id"]], by_key[second["id"]]} == set(rows), "the undone third judgment is not stored"
     assert rows[by_key[first["id"]]]["raw"] == "left" and rows[by_key[second["id"]]]["raw"] == "right"
     entries = list(read_journal(session.journal.path))
-    assert [e["type"] for e in entries] == ["start", "judgment", "judgment", "judgment", "undo", "undo", "judgment"]
+    assert [e["type"] for e in entries] == ["start", "claim", "claim", "judgment", "judgment", "judgment", "undo",
+                                            "undo", "judgment"]
 
 
 def test_concurrent_raters_lose_and_duplicate_nothing(outputs: Outputs):
@@ -253,6 +275,8 @@ def test_concurrent_raters_lose_and_duplicate_nothing(outputs: Outputs):
     raters = [f"rater{i}" for i in range(4)]
     with serving(session) as url:
         client = Client(url)
+        for rater in raters:
+            client.claim(rater)
         sequences = {rater: session.sequence(rater) for rater in raters}
 
         def send(rater: str, item: str) -> int:
@@ -274,7 +298,7 @@ def test_concurrent_raters_lose_and_duplicate_nothing(outputs: Outputs):
 def test_refusals_are_one_line_json_errors(outputs: Outputs):
     session = open_session(outputs, raters=["ann"])
     with serving(session) as url:
-        client = Client(url)
+        client = Client(url, {"ann": session.token("ann")})
         item = client.state("ann")["item"]["id"]
         cases = [
             (("/api/state?rater=mallory", None), 403, "not one of this comparison's raters"),
@@ -285,7 +309,7 @@ def test_refusals_are_one_line_json_errors(outputs: Outputs):
             (("/api/undo", {"rater": "ann"}), 409, "nothing to undo"),
         ]
         for (path, body), status, message in cases:
-            got_status, answer = client.call(path, body)
+            got_status, answer = client.call(path, body, token=session.token("ann"))
             assert got_status == status and message in answer["error"] and "\n" not in answer["error"], answer
         assert client.call("/api/judge", raw=b"{not json")[0] == 400
         client.judge("ann", item, "left")
@@ -301,7 +325,8 @@ def test_refusals_are_one_line_json_errors(outputs: Outputs):
 
 
 class RateProcess:
-    """`alpaca-data eval rate ...` as a real subprocess; the URL is read from its first stdout line."""
+    """`alpaca-data eval rate ...` as a real subprocess; the URL is read from its first stdout line, and with
+    `--raters` each rater's own link (`NAME: URL?rater=NAME&token=TOKEN`) from stderr."""
 
     def __init__(self, store_root: Path, *args: str):
         env = {**os.environ, "ALPACA_STORE": str(store_root), "COLUMNS": "200"}
@@ -312,6 +337,16 @@ class RateProcess:
             self.process.kill()
             raise AssertionError(f"no URL printed: {line!r} {self.process.stderr.read()}")
         self.url = line.strip()
+        self.links: dict[str, str] = {}
+        self.tokens: dict[str, str] = {}
+        raters = parse_raters(args[args.index("--raters") + 1]) if "--raters" in args else []
+        while len(self.links) < len(raters):
+            printed = self.process.stderr.readline()
+            assert printed, "the rater links were not printed"
+            match = re.match(r"^(.+): (http://\S+\?rater=\S+&token=(\w+))$", printed.rstrip("\n"))
+            if match:
+                self.links[match.group(1)], self.tokens[match.group(1)] = match.group(2), match.group(3)
+        assert sorted(self.links) == sorted(raters)
 
     def stop(self, sig: int = signal.SIGTERM) -> tuple[int, str, str]:
         self.process.send_signal(sig)
@@ -322,7 +357,8 @@ class RateProcess:
 def test_a_killed_server_loses_no_judgment_and_a_restart_resumes(outputs: Outputs):
     args = (*outputs.refs, "--raters", "ann", "--port", "0", "--dataset", "ratings")
     server = RateProcess(outputs.store_root, *args)
-    client = Client(server.url)
+    assert server.links["ann"].startswith(f"{server.url}?rater=ann&token=")
+    client = Client(server.url, server.tokens)
     shown = []
     state = client.state("ann")
     for step in range(5):
@@ -333,8 +369,10 @@ def test_a_killed_server_loses_no_judgment_and_a_restart_resumes(outputs: Output
     server.process.communicate(timeout=30)
     assert "ratings" not in Store.open(outputs.store_root).datasets()
 
+    tokens = server.tokens
     server = RateProcess(outputs.store_root, *args)
-    client = Client(server.url)
+    assert server.tokens == tokens, "a rater's link keeps working after a restart"
+    client = Client(server.url, server.tokens)
     state = client.state("ann")
     assert state["done"] == 5 and state["item"] == pending, "resumes at the first unjudged item, same sides"
     for step in range(5, 7):
@@ -381,7 +419,9 @@ def test_mistakes_are_one_line_and_write_nothing(outputs: Outputs, tmp_path: Pat
     server = RateProcess(store, *refs, "--port", "0", "--seed", "3")
     try:
         refused(*refs, "--port", "0", "--seed", "3", expect="another `eval rate` process is using this comparison")
-        Client(server.url).judge("ann", Client(server.url).state("ann")["item"]["id"], "tie")
+        client = Client(server.url)
+        client.claim("ann")
+        client.judge("ann", client.state("ann")["item"]["id"], "tie")
     finally:
         code, _, stderr = server.stop()
     assert code == 0, stderr

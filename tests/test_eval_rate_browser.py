@@ -1,6 +1,7 @@
 """`alpaca-data eval rate` in a real headless Chromium: two raters at once, one by clicks and one by keys, with an
-undo and a reload, against the real CLI server; then the stored judgments and `eval report` are checked against
-what was chosen, and no page or API answer the raters saw names a model, a dataset or a revision."""
+undo and a reload, against the real CLI server, each from the link printed for them (it carries their token);
+then the stored judgments and `eval report` are checked against what was chosen, and no page or API answer the
+raters saw names a model, a dataset, a revision or the key the placements are drawn from."""
 from __future__ import annotations
 
 import json
@@ -74,9 +75,13 @@ def test_two_raters_judge_in_chromium_with_clicks_keys_an_undo_and_a_reload(brow
     try:
         ann, bob = Rater(browser, server.url, outputs), Rater(browser, server.url, outputs)
         ann.page.goto(server.url)
-        ann.page.get_by_role("button", name="ann", exact=True).click()  # the picker lists --raters
-        expect(ann.page).to_have_url(f"{server.url}?rater=ann", timeout=WAIT_MS)
-        bob.page.goto(f"{server.url}?rater=bob")
+        ann.page.get_by_role("button", name="ann", exact=True).click()  # the picker lists --raters, but
+        expect(ann.page.locator("#status")).to_contain_text("open the link made for ann", timeout=WAIT_MS)
+        expect(ann.page.locator("#task")).to_be_hidden()  # without her link (her token) nothing is shown
+        ann.collect()
+        ann.page.goto(server.links["ann"])  # each rater's own link, as printed at start
+        expect(ann.page).to_have_url(f"{server.url}?rater=ann", timeout=WAIT_MS)  # the token leaves the address bar
+        bob.page.goto(server.links["bob"])
         ann_item, bob_item = ann.wait_for(0), bob.wait_for(0)
         assert ann.page.locator("#input-box").is_hidden() == (ann_item["input"] == "")
 
@@ -113,8 +118,9 @@ def test_two_raters_judge_in_chromium_with_clicks_keys_an_undo_and_a_reload(brow
     assert code == 0, stderr
     assert (tmp_path / "rate.png").stat().st_size > 10_000
 
+    key = next((outputs.store_root / "runs" / "eval-rate" / "ratings").glob("*.secret")).read_text().strip()
     for text in ann.texts + bob.texts:  # blind: nothing the raters' browsers received names the models
-        for secret in outputs.secrets:
+        for secret in [*outputs.secrets, key]:  # nor the key their placements are drawn from
             assert secret not in text
     assert any('"left"' in text for text in bob.texts), "the API answers were read"
 
@@ -137,3 +143,27 @@ def test_two_raters_judge_in_chromium_with_clicks_keys_an_undo_and_a_reload(brow
     assert (figures["baseline"], figures["model"]) == GENERATORS
     assert [link["found"] for link in figures["lineage"]["outputs"]] == [True, True]
     assert figures["lineage"]["annotations"]["command"] == "eval rate"
+
+
+def test_a_typed_name_is_claimed_by_the_first_browser_only(browser, tmp_path: Path):  # noqa: F811
+    outputs = build_outputs(tmp_path / "store")
+    server = RateProcess(outputs.store_root, *outputs.refs, "--port", "0", "--dataset", "ratings")  # no --raters
+    try:
+        first, second = Rater(browser, server.url, outputs), Rater(browser, server.url, outputs)
+        for rater in (first, second):  # one after the other: the first claims the name
+            rater.page.goto(server.url)
+            rater.page.locator("#name-input").fill("Zoë K")
+            rater.page.get_by_role("button", name="Start").click()
+            if rater is first:
+                first.wait_for(0)
+        first.page.keyboard.press("3")
+        first.wait_for(1)
+        expect(second.page.locator("#status")).to_contain_text("taken by another browser", timeout=WAIT_MS)
+        expect(second.page.locator("#task")).to_be_hidden()
+        first.page.reload()  # the token stays in the first browser
+        first.wait_for(1)
+        first.context.close()
+        second.context.close()
+    finally:
+        code, _, stderr = server.stop(signal.SIGTERM)
+    assert code == 0 and "1 judgments" in stderr, stderr

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-from urllib.parse import quote
 
 import typer
 
@@ -37,12 +36,14 @@ def rate(
     dataset: str = typer.Option(None, "--dataset", help="Annotations dataset (default ratings-<A>-vs-<B>)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
     port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port; 0 picks any free one."),
-    seed: int = typer.Option(0, "--seed", help="Seeds each rater's item order and left/right placements."),
+    seed: int = typer.Option(0, "--seed", help="Seeds each rater's item order (placements come from a secret key "
+                                               "made with the journal)."),
     limit: int = typer.Option(None, "--limit", min=1, help="Rate only the first N shared items."),
     commit_only: bool = typer.Option(False, "--commit-only", help="Commit the judgments journalled so far; no server."),
 ) -> None:
     """Blind pairwise rating by people: a page shows one instruction with two unnamed answers (random sides);
-    raters choose A / B / tie (keys 1/2/3), can undo, and resume. Judgments are journalled as they are made;
+    raters choose A / B / tie (keys 1/2/3), can undo, and resume. Each listed rater gets a link of their own
+    (printed as `NAME: URL`, carrying their token). Judgments are journalled as they are made;
     the annotations revision is committed on Ctrl-C / SIGTERM, on POST /api/commit, or with --commit-only."""
     names = parse_raters(raters)
     store = open_store(create=False)
@@ -66,8 +67,10 @@ def rate(
         _say(f"rating {len(session.keys)} items blind: {comparison.generator_1} ({comparison.manifest_1.dataset}@"
              f"{comparison.manifest_1.short_id}) vs {comparison.generator_2} ({comparison.manifest_2.dataset}@"
              f"{comparison.manifest_2.short_id}); journal {session.journal.path}")
-        for name in names or []:
-            _say(f"  {name}: {url}?rater={quote(name)}")
+        for name in names or []:  # each rater's own link: printed even with --quiet, the only way in
+            print(f"{name}: {session.rater_url(url, name)}", file=sys.stderr, flush=True)
+        if names is None:
+            _say("no --raters: each browser claims the name typed in it, and only it can rate as that name")
         _say("Ctrl-C stops the server and commits the judgments")
         print(url, flush=True)
         serve(build_app(session), sock)

@@ -1,9 +1,16 @@
 """Blind pairwise rating by people (`alpaca-data eval rate A B`): a small web server and its state.
 
 Each rater sees the compared items in an order seeded by (seed, rater), each with its two answers placed
-left/right by (seed, rater, item): a reload shows the same placement, and nothing tells which model wrote
-which answer (the API speaks of "left" and "right" only; no generator, dataset or revision names; answers are
-trimmed of surrounding whitespace).
+left/right by a keyed hash of (rater, item) under a random key made when the rating journal starts and kept
+beside it, never sent (`rating_journal`): a reload or a restart shows the same placement, a new rating session
+another one, and no rater can compute it. Nothing tells which model wrote which answer (the API speaks of
+"left" and "right" only; no generator, dataset or revision names; answers are trimmed of surrounding whitespace).
+
+Raters are authenticated: every API call that names a rater carries `Authorization: Bearer TOKEN`, that rater's
+token (401 without a valid one, 403 with another rater's). Listed raters (`--raters`) get theirs in the link
+printed for them at start; with no list, a name typed in the page is claimed by that browser on first use
+(`POST /api/raters`, journalled), and nobody else can act for it. Tokens are keyed by the journal's key, so links
+keep working after a restart. Writes pass `alpaca_data.web.Guard` (JSON only, no foreign Origin, 64 KiB bodies).
 A click (or key 1/2/3) becomes a canonical preference (1 = output_1 better, 2 = output_2, 0 = tie) and an
 `order` ("12" when output_1 was on the left), journalled (fsynced) before the API answers
 (`alpaca_data.eval.rating_journal`). The annotations revision is committed from the journal when the server
@@ -13,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import random
 import re
 import signal
@@ -28,17 +36,19 @@ from alpaca_data.eval.annotations import annotation_record, commit_rows, revisio
 from alpaca_data.eval.pairs import Comparison
 from alpaca_data.eval.rating_journal import CHOICES, Judgment, RatingJournal, canonical_preference, journal_path
 from alpaca_data.store import CommitResult, Store
+from alpaca_data.web import Guard, server_config
 
 RATER_NAME = re.compile(r"^\w[\w .@'-]{0,39}$")  # letters of any script, digits, a few separators
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_BODY_BYTES = 64 * 1024  # a judgment is a few hundred bytes
 
 
 class RatingError(Exception):
     """A request the API refuses: an HTTP status and one line the page shows."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
-        self.status = status
+        self.status, self.headers = status, headers
 
 
 def default_dataset(manifest_1: Any, manifest_2: Any) -> str:
@@ -83,6 +93,10 @@ class RatingSession:
         self.journal = RatingJournal(journal_path(store.root, dataset, comparison.manifest_1.id,
                                                   comparison.manifest_2.id))
         self._judgments: dict[str, dict[str, Judgment]] = {}
+        self._claimed: list[str] = []  # names typed in and taken by a browser (no --raters)
+        self._key: bytes | None = None  # the journal's secret: placements and tokens
+        self._secret_placements = True  # False: a journal from before keyed placements (seed-based)
+        self._owners: dict[str, str] = {}  # token -> rater, for the raters known so far
         self._sequences: dict[str, list[str]] = {}
         self._lock = threading.Lock()  # judgments and their journal lines, in one order
         self._commit_lock = threading.Lock()  # one commit at a time, each from a full snapshot
@@ -94,7 +108,11 @@ class RatingSession:
                 "seed": self.seed, "limit": self.limit}
 
     def open(self, append: bool = True) -> RatingSession:
-        self._judgments = self.journal.open(self.identity, append=append)
+        resumed = self.journal.open(self.identity, append=append)
+        self._judgments, self._claimed = resumed.judgments, list(resumed.claimed)
+        self._key, self._secret_placements = resumed.key, resumed.secret_placements
+        if self._key is not None:
+            self._owners = {self.token(name): name for name in [*(self.raters or []), *self._claimed]}
         return self
 
     def close(self) -> None:
@@ -122,10 +140,64 @@ class RatingSession:
 
     def placement(self, rater: str, key: str) -> str:
         """"12" when output_1 goes on the left for this rater and item, else "21"."""
-        return "12" if _seeded_int("side", self.seed, rater, key) % 2 == 0 else "21"
+        if not self._secret_placements:  # a journal started before placements were keyed keeps its own
+            return "12" if _seeded_int("side", self.seed, rater, key) % 2 == 0 else "21"
+        return "12" if self._keyed("side", rater, key)[0] % 2 == 0 else "21"
 
-    def state(self, rater: Any) -> dict[str, Any]:
+    def _keyed(self, *parts: str) -> bytes:
+        if self._key is None:
+            raise RuntimeError("the rating session is not open for serving")
+        return hmac.new(self._key, "\x1f".join(parts).encode(), hashlib.sha256).digest()
+
+    # ------------------------------------------------------------------ who is rating
+
+    def token(self, rater: str) -> str:
+        """The rater's own token (the same after a restart: keyed by the journal's secret)."""
+        return self._keyed("token", rater)[:16].hex()
+
+    def rater_url(self, base_url: str, rater: str) -> str:
+        from urllib.parse import urlencode
+
+        return f"{base_url}?{urlencode({'rater': rater, 'token': self.token(rater)})}"
+
+    def token_owner(self, authorization: str | None) -> str:
+        """The rater whose token `Authorization: Bearer TOKEN` carries (401 when none does)."""
+        scheme, _, given = (authorization or "").partition(" ")
+        given = given.strip()
+        if scheme.lower() != "bearer" or not given:
+            raise RatingError(401, "a rater's token is required (open the link given to you)",
+                              {"WWW-Authenticate": "Bearer"})
+        with self._lock:
+            owners = dict(self._owners)
+        for token, name in owners.items():
+            if hmac.compare_digest(token.encode(), given.encode()):
+                return name
+        raise RatingError(401, "this token is not one of this comparison's raters", {"WWW-Authenticate": "Bearer"})
+
+    def authenticate(self, rater: Any, authorization: str | None) -> str:
+        """The rater a request names, when its token is that rater's (else 401 or 403)."""
+        owner = self.token_owner(authorization)
         rater = self.check_rater(rater)
+        if rater != owner:
+            raise RatingError(403, "this token belongs to another rater")
+        return rater
+
+    def claim(self, name: Any) -> dict[str, str]:
+        """A typed name (no --raters) for the browser that asks first: its token, journalled as taken."""
+        if self.raters is not None:
+            raise RatingError(403, "this comparison's raters use the links printed when the server started")
+        name = self.check_rater(name)
+        with self._lock:
+            if name in self._claimed:
+                raise RatingError(409, f"the name {name!r} is taken by another browser; choose another")
+            self.journal.record_claim(name)
+            self._claimed.append(name)
+            token = self.token(name)
+            self._owners[token] = name
+        return {"rater": name, "token": token}
+
+    def state(self, rater: Any, authorization: str | None) -> dict[str, Any]:
+        rater = self.authenticate(rater, authorization)
         with self._lock:
             return self._state(rater)
 
@@ -145,9 +217,9 @@ class RatingSession:
 
     # ------------------------------------------------------------------ judging
 
-    def judge(self, rater: Any, item: Any, choice: Any) -> dict[str, Any]:
+    def judge(self, rater: Any, item: Any, choice: Any, authorization: str | None) -> dict[str, Any]:
         """Store one judgment (journalled before this returns) and give the rater's next item."""
-        rater = self.check_rater(rater)
+        rater = self.authenticate(rater, authorization)
         if choice not in CHOICES:
             raise RatingError(400, f"choice must be one of {', '.join(CHOICES)}")
         if item not in self.pairs:
@@ -161,9 +233,9 @@ class RatingSession:
             self._judgments.setdefault(rater, {})[item] = judgment
             return self._state(rater)
 
-    def undo(self, rater: Any) -> dict[str, Any]:
+    def undo(self, rater: Any, authorization: str | None) -> dict[str, Any]:
         """Withdraw the rater's last judgment; that item is the next one shown again."""
-        rater = self.check_rater(rater)
+        rater = self.authenticate(rater, authorization)
         with self._lock:
             judged = self._judgments.get(rater, {})
             if not judged:
@@ -231,52 +303,64 @@ def page_html() -> bytes:
 
 def build_app(session: RatingSession, on_commit: Callable[[CommitResult | None], None] | None = None):
     """The FastAPI app: the page at `/`, and a JSON API that never names the models."""
-    from fastapi import Body, FastAPI, Request
+    from fastapi import Body, FastAPI, Header, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response
+    from starlette.exceptions import HTTPException
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     html = page_html()
 
+    def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status, headers={"Cache-Control": "no-store",
+                                                                              **(headers or {})})
+
     @app.exception_handler(RatingError)
     def _refused(_: Request, error: RatingError) -> JSONResponse:
-        return JSONResponse({"error": str(error)}, status_code=error.status)
+        return error_response(error.status, str(error), error.headers)
+
+    @app.exception_handler(HTTPException)
+    def _http(_: Request, error: HTTPException) -> JSONResponse:
+        message = "no such route" if error.status_code == 404 else str(error.detail)
+        return error_response(error.status_code, message, dict(error.headers or {}))
 
     @app.exception_handler(RequestValidationError)
     def _malformed(_: Request, error: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"error": "malformed request: send JSON with rater, item and choice"}, status_code=400)
+        return error_response(400, "malformed request: send JSON with rater, item and choice")
 
-    @app.middleware("http")
-    async def _headers(request: Request, call_next):
-        response = await call_next(request)
-        response.headers["Cache-Control"] = "no-store"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Content-Security-Policy"] = ("default-src 'self'; script-src 'unsafe-inline'; "
-                                                       "style-src 'unsafe-inline'; frame-ancestors 'none'")
-        return response
+    # writes as JSON from this server's own page (or no browser at all), bodies capped before they are read
+    app.add_middleware(Guard, max_body=MAX_BODY_BYTES, error=error_response)
 
     @app.get("/")
     def page() -> Response:
-        return Response(html, media_type="text/html; charset=utf-8")
+        return Response(html, media_type="text/html; charset=utf-8", headers={
+            "Cache-Control": "no-store", "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; "
+            "style-src 'unsafe-inline'; frame-ancestors 'none'"})
 
     @app.get("/api/config")
     def config() -> dict[str, Any]:
         return {"raters": session.raters, "total": len(session.keys)}
 
     @app.get("/api/state")
-    def state(rater: str = "") -> dict[str, Any]:
-        return session.state(rater)
+    def state(rater: str = "", authorization: str | None = Header(None)) -> dict[str, Any]:
+        return session.state(rater, authorization)
+
+    @app.post("/api/raters")
+    def claim(rater: str = Body(..., embed=True)) -> dict[str, Any]:
+        return session.claim(rater)
 
     @app.post("/api/judge")
-    def judge(rater: str = Body(...), item: str = Body(...), choice: str = Body(...)) -> dict[str, Any]:
-        return session.judge(rater, item, choice)
+    def judge(rater: str = Body(...), item: str = Body(...), choice: str = Body(...),
+              authorization: str | None = Header(None)) -> dict[str, Any]:
+        return session.judge(rater, item, choice, authorization)
 
     @app.post("/api/undo")
-    def undo(rater: str = Body(..., embed=True)) -> dict[str, Any]:
-        return session.undo(rater)
+    def undo(rater: str = Body(..., embed=True), authorization: str | None = Header(None)) -> dict[str, Any]:
+        return session.undo(rater, authorization)
 
     @app.post("/api/commit")
-    def commit() -> dict[str, Any]:
+    def commit(authorization: str | None = Header(None)) -> dict[str, Any]:
+        session.token_owner(authorization)  # any rater may commit; nobody else
         try:
             result = session.commit()
         except UserError as error:
@@ -326,5 +410,6 @@ def serve(app: Any, sock: socket.socket) -> None:
                 for sig, handler in originals.items():
                     signal.signal(sig, handler)
 
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5)
+    config = server_config(app, max_connections=256, log_level="warning", access_log=False, lifespan="off",
+                           timeout_graceful_shutdown=5)
     _Server(config).run(sockets=[sock])
