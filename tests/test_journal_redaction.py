@@ -130,7 +130,11 @@ def test_lookalikes_survive_kill_9_at_start_up_mid_run_and_mid_commit(tmp_path):
         # 3. mid-commit: every answer in, the revision's data written, its ref not moved yet
         gate.allow(None)
         process = start("--resume", pause="before-ref")
-        assert process.stdout.readline().strip() == "paused at before-ref", process.communicate()[1][-2000:]
+        watchdog = threading.Timer(120, process.kill)  # a run that never reaches the pause cannot hang the suite
+        watchdog.start()
+        paused = process.stdout.readline().strip()
+        watchdog.cancel()
+        assert paused == "paused at before-ref", process.communicate()[1][-2000:]
         _kill(process)
         assert Store.open(store).main_id("gen") is None  # the data is written, main does not point at it
         # 4. the last resume replays what the journal holds and commits
