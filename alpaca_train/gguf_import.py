@@ -10,8 +10,10 @@ licence); the model cards of checkpoints fine-tuned from the folder carry that l
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+import os
 import shutil
 import time
 from datetime import UTC, datetime
@@ -107,20 +109,15 @@ def import_gguf(file: str | Path, out: str | Path, *, dtype: str = "float32", pr
     digest = sha256_file(source)
     say("reading and dequantising the GGUF tensors (about 20 s for a 135M model on a laptop CPU) ...")
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
-        model = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name,
-                                                     dtype=getattr(torch, dtype))
+        with _quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+            model = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name,
+                                                         dtype=getattr(torch, dtype))
     except (OSError, ValueError, KeyError, NotImplementedError) as error:
-        raise UserError(f"{source}: transformers cannot load it: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        hf_logging.enable_progress_bar()
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{source}: transformers cannot load it: {reason}") from None
     loaded = time.perf_counter()
 
     record = {"schema": IMPORT_SCHEMA, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -133,13 +130,12 @@ def import_gguf(file: str | Path, out: str | Path, *, dtype: str = "float32", pr
     temp = _temp_folder(out)
     try:
         say(f"writing safetensors ({dtype}) ...")
-        _save_plain(model, tokenizer, temp)
+        with _quiet_transformers():
+            _save_plain(model, tokenizer, temp)
         (temp / IMPORT_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
         (temp / "README.md").write_text(_card(record), encoding="utf-8")
         for path in temp.iterdir():
             with open(path, "rb") as handle:
-                import os
-
                 os.fsync(handle.fileno())
         fsync_dir(temp)
         temp.rename(out)
@@ -149,6 +145,29 @@ def import_gguf(file: str | Path, out: str | Path, *, dtype: str = "float32", pr
         raise
     record["timings_s"] = {"load": round(loaded - started, 1), "total": round(time.perf_counter() - started, 1)}
     return record
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """transformers' own tqdm bars and warnings off: the command reports its own steps. The GGUF reader's bar is
+    a plain tqdm imported by that module, so it is swapped for a silent one while the import runs."""
+    import functools
+
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bar = hf_logging.get_verbosity(), getattr(gguf_utils, "tqdm", None)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    if bar is not None:
+        gguf_utils.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
+        if bar is not None:
+            gguf_utils.tqdm = bar
 
 
 def _save_plain(model: Any, tokenizer: Any, folder: Path) -> None:
