@@ -9,7 +9,7 @@ import os
 
 import typer
 
-from alpaca_data.cli_runner import run_app
+from alpaca_data.cli_runner import run_app, version_option
 from alpaca_data.commands import ALL_COMMAND_MODULES
 from alpaca_data.progress import set_quiet
 
@@ -19,14 +19,14 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help, as alpaca-train's: full flag names at 80 columns
 )
-
-
 
 @app.callback()
 def _options(
     store: str = typer.Option(None, "--store", envvar="ALPACA_STORE", help="Store folder (default ./alpaca-store)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or chatter; results only."),
+    _version: bool = version_option("alpaca-data"),
 ) -> None:
     if store:
         os.environ["ALPACA_STORE"] = store

@@ -107,14 +107,15 @@ def _cli_annotation(annotation: Any) -> Any:
     return typing.Optional[annotation]
 
 
-def _shown_default(option: _Option) -> str | bool:
-    if option.default is _REQUIRED:
-        return False
-    if option.default is None:
-        return False
+def _shown_default(option: _Option) -> str | None:
+    """The default as help shows it, plainly (`[default: True]`, `[default: 512]`); None: nothing shown.
+
+    Written into the help text by us: click would show a string `show_default` as `[default: (512)]`."""
+    if option.default is _REQUIRED or option.default is None:
+        return None
     if isinstance(option.default, (tuple, list)):
         return ",".join(map(str, option.default)) or "none"
-    return str(option.default)
+    return str(option.default) or "''"
 
 
 def _flag_decls(option: _Option) -> tuple[str, ...]:
@@ -217,10 +218,12 @@ def config_command(cls: type[C], *, toml: bool = True) -> Callable[[Callable[...
         for option in options:
             if option.name in taken:
                 raise TypeError(f"{fn.__name__}: parameter {option.name!r} is also a setting of {cls.__name__}")
-            help_text = option.help + (" [required]" if option.default is _REQUIRED else "")
+            shown = _shown_default(option)
+            help_text = (option.help + (" [required]" if option.default is _REQUIRED else "")
+                         + (f"  [default: {shown}]" if shown is not None else ""))
             params.append(inspect.Parameter(
                 option.name, inspect.Parameter.KEYWORD_ONLY, annotation=_cli_annotation(option.annotation),
-                default=typer.Option(None, *_flag_decls(option), help=help_text, show_default=_shown_default(option),
+                default=typer.Option(None, *_flag_decls(option), help=help_text, show_default=False,
                                      hidden=option.hidden)))
         if toml:
             params.append(inspect.Parameter(

@@ -20,19 +20,26 @@ from pathlib import Path
 import typer
 
 from alpaca_data.cli_options import config_command
-from alpaca_data.cli_runner import run_app
+from alpaca_data.cli_runner import run_app, version_option
 from alpaca_data.errors import UsageError
 from alpaca_train.trainer import TrainConfig
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, no_args_is_help=True,
-                  help="Fine-tune a causal LM on an Alpaca-style dataset revision (Stanford Alpaca's recipe).")
+                  help="Fine-tune a causal LM on an Alpaca-style dataset revision (Stanford Alpaca's recipe). "
+                       "`train` is the default command: `alpaca-train --data D --model M --out DIR` trains.")
 COMMANDS = ("train", "launch", "tiny-model", "import-gguf", "serve", "detect", "flags")
+
+
+@app.callback()
+def _options(_version: bool = version_option("alpaca-train")) -> None:
+    pass
 
 
 @app.command("train")
 @config_command(TrainConfig)
 def train_command(cfg: TrainConfig) -> None:
-    """Fine-tune MODEL on DATA and write a from_pretrained directory with alpaca_lineage.json and README.md."""
+    """Fine-tune MODEL on DATA and write a from_pretrained directory with alpaca_lineage.json and README.md
+    (the default command: `alpaca-train --data ...` is `alpaca-train train --data ...`)."""
     from alpaca_train.trainer import train
 
     result = train(cfg)
@@ -126,7 +133,7 @@ _register_subcommands()
 
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] not in COMMANDS and args[0] not in ("--help", "-h"):
+    if args and args[0] not in COMMANDS and args[0] not in ("--help", "-h", "--version"):
         args.insert(0, "train")  # `alpaca-train --data ...` trains, as in the README
     run_app(app, "alpaca-train", args)
 

@@ -5,7 +5,7 @@ import typer
 
 from alpaca_data.commands import eval_judge_cmds, eval_outputs_cmds, eval_rate_cmds, eval_report_cmds
 
-eval_app = typer.Typer(name="eval", no_args_is_help=True, add_completion=False,
+eval_app = typer.Typer(name="eval", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
                        help="Evaluate models: outputs on a set, blind pairwise judging (people or an LLM), reports.")
 
 

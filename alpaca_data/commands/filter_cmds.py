@@ -15,7 +15,7 @@ FORCE_HELP = "Move main to the new revision even if main moved while this step r
 
 
 def _say(text: str) -> None:
-    stderr_console.print(text, highlight=False, markup=False)
+    stderr_console.print(text, highlight=False, markup=False, soft_wrap=True)  # printed commands stay whole
 
 
 def _report(outcome: StepResult, step: str) -> None:

@@ -52,7 +52,7 @@ def push(
     if not is_quiet():
         what = "pushed" if result.created else "already on the Hub (no new commit)"
         stderr_console.print(f"{result.manifest.dataset}@{result.manifest.short_id} {what}: {result.url} "
-                             f"@ {result.commit[:12]} (tags: {', '.join(result.tags)})", highlight=False)
+                             f"@ {result.commit[:12]} (tags: {', '.join(result.tags)})", highlight=False, soft_wrap=True)
     print(result.commit)
 
 
@@ -78,7 +78,7 @@ def pull(
         state = "new revision" if result.created else "already stored"
         stderr_console.print(f"{outcome.repo_id}@{outcome.commit[:12]} -> {result.manifest.dataset}@"
                              f"{result.manifest.short_id} ({state}, {result.manifest.record_count} records; {check})",
-                             highlight=False)
+                             highlight=False, soft_wrap=True)
     print(result.manifest.id)
 
 
@@ -104,7 +104,7 @@ def card(
         raise UserError(f"{out}: give a file path in an existing folder")
     atomic_write(out, text.encode("utf-8"))
     if not is_quiet():
-        stderr_console.print(f"wrote the card of {ref} to {out}", highlight=False)
+        stderr_console.print(f"wrote the card of {ref} to {out}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -112,7 +112,7 @@ def export(
             stderr_console.print(f"wrote {layout.manifest.dataset}@{layout.manifest.short_id} "
                                  f"({layout.manifest.record_count} records, {len(layout.shards)} shard(s)) to "
                                  f"{hub_layout}; load with datasets.load_dataset({str(hub_layout)!r})",
-                                 highlight=False, markup=False)
+                                 highlight=False, markup=False, soft_wrap=True)
         print(layout.manifest.id)
         return
     manifest, count = export_revision(store, ref, fmt, out, core_only=core_only)

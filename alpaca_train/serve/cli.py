@@ -15,7 +15,7 @@ DEFAULT_FLAGS_FILE = "alpaca-flags.jsonl"
 
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
-    flags_app = typer.Typer(no_args_is_help=True, help="Answers users flagged in the demo.")
+    flags_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Answers users flagged in the demo.")
     flags_app.command("export")(export)
     app.add_typer(flags_app, name="flags")
 
