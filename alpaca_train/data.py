@@ -56,7 +56,7 @@ class DataSource:
                 "manifest_hash": self.manifest_hash, "num_records": len(self.records), **self.extra}
 
 
-_HUB_REF = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
+_HUB_REF = re.compile(r"\A[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?\Z")
 
 
 def load_hub_dataset(repo_id: str, revision: str | None, store_path=None) -> DataSource:

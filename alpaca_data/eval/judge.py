@@ -64,7 +64,7 @@ class JudgeConfig:
     def validate(self) -> None:
         if self.orders not in ORDERS:
             raise UsageError(f"--orders {self.orders!r}: expected both or one")
-        if self.dataset is not None and not NAME_PATTERN.match(self.dataset):
+        if self.dataset is not None and not NAME_PATTERN.fullmatch(self.dataset):
             raise UsageError(f"--dataset {self.dataset!r}: invalid dataset name (letters, digits, . _ -; no paths)")
         if self.limit is not None and self.limit < 1:
             raise UsageError("--limit must be at least 1")

@@ -38,7 +38,7 @@ from alpaca_data.eval.rating_journal import CHOICES, Judgment, RatingJournal, ca
 from alpaca_data.store import CommitResult, Store
 from alpaca_data.web import Guard, server_config
 
-RATER_NAME = re.compile(r"^\w[\w .@'-]{0,39}$")  # letters of any script, digits, a few separators
+RATER_NAME = re.compile(r"\A\w[\w .@'-]{0,39}\Z")  # letters of any script, digits, a few separators
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_BODY_BYTES = 64 * 1024  # a judgment is a few hundred bytes
 

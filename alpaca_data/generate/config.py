@@ -100,7 +100,7 @@ class GenerateConfig:
     demo_options: dict[str, Any] = field(default_factory=dict)  # the demo server's fault injection (tests)
 
     def validate(self) -> None:
-        _check([(bool(NAME_PATTERN.match(self.dataset or "")),
+        _check([(bool(NAME_PATTERN.fullmatch(self.dataset or "")),
                  f"--dataset {self.dataset!r}: invalid dataset name (letters, digits, . _ -; no paths)"),
                 (self.num >= 1, "--num must be at least 1"),
                 (self.num_prompt_instructions >= 1, "--num-prompt-instructions must be at least 1"),

@@ -43,7 +43,7 @@ def parse_spec(spec: str) -> tuple[str, str]:
 
 def pull(spec: str, *, dataset: str | None = None, store: Store | None = None, message: str = "") -> PullResult:
     repo_id, revision = parse_spec(spec)
-    if dataset is not None and not NAME_PATTERN.match(dataset):
+    if dataset is not None and not NAME_PATTERN.fullmatch(dataset):
         raise UserError(f"{dataset!r}: invalid dataset name (letters, digits, . _ -; up to 100)", exit_code=2)
     secret = remote.token(required=False)
     api = remote.api(secret)
@@ -94,7 +94,7 @@ def pull(spec: str, *, dataset: str | None = None, store: Store | None = None, m
                             f"{str(origin.get('id'))[:12]}; the data was changed after it was published; "
                             "nothing imported")
     name = dataset or (origin or {}).get("dataset") or repo_id.split("/")[1]
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise UserError(f"{name!r}: invalid dataset name; give one with --dataset", exit_code=2)
     hub_info = {"repo": repo_id, "commit": commit, "revision": revision, "endpoint": remote.endpoint()}
     extra = dict((origin or {}).get("extra") or {})

@@ -46,7 +46,7 @@ def push(store: Store, ref: str, repo_id: str, *, tags: list[str] | None = None,
 
     remote.check_repo_id(repo_id)
     for name in [branch, *(tags or [])]:
-        if not NAME_PATTERN.match(name):
+        if not NAME_PATTERN.fullmatch(name):
             raise UserError(f"{name!r}: invalid branch or tag name (letters, digits, . _ -)", exit_code=2)
     manifest = store.resolve(ref)
     secret = remote.token(required=True)

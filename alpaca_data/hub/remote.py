@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from alpaca_data import secrets
 from alpaca_data.errors import UserError
 
-REPO_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+REPO_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}\Z")
 REPO_TYPE = "dataset"
 
 
@@ -34,7 +34,7 @@ def token(required: bool) -> str | None:
 
 
 def check_repo_id(repo_id: str) -> str:
-    if not REPO_PATTERN.match(repo_id or ""):
+    if not REPO_PATTERN.fullmatch(repo_id or ""):
         raise UserError(f"{repo_id!r}: expected a Hub dataset repo as USER/NAME", exit_code=2)
     return repo_id
 

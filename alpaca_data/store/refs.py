@@ -14,9 +14,9 @@ from pathlib import Path
 from alpaca_data.durable import atomic_write, is_temp_name
 from alpaca_data.errors import UserError
 
-REVISION_ID = re.compile(r"^[0-9a-f]{64}$")
-ID_PREFIX = re.compile(r"^[0-9a-f]{4,64}$")
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+REVISION_ID = re.compile(r"\A[0-9a-f]{64}\Z")
+ID_PREFIX = re.compile(r"\A[0-9a-f]{4,64}\Z")
+NAME_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
 MAX_REF_BYTES = 200
 
 
@@ -44,7 +44,7 @@ def read_ref_file(path: Path, name: str, revisions_dir: Path) -> RefState:
         text = raw.decode("ascii").strip()
     except UnicodeDecodeError:
         return RefState(name, None, "holds binary data, not a revision id")
-    if len(raw) > MAX_REF_BYTES or not REVISION_ID.match(text):
+    if len(raw) > MAX_REF_BYTES or not REVISION_ID.fullmatch(text):
         shown = text[:40] + ("…" if len(text) > 40 else "")
         return RefState(name, None, f"holds {shown!r}, not a 64-hex revision id")
     if not (revisions_dir / text).is_dir():
@@ -77,7 +77,7 @@ def damaged_ref(dataset: str, state: RefState) -> DamagedRef:
 
 
 def write_ref(dataset_dir: Path, name: str, revision_id: str) -> None:
-    if not REVISION_ID.match(revision_id):
+    if not REVISION_ID.fullmatch(revision_id):
         raise ValueError(f"not a revision id: {revision_id!r}")
     path = dataset_dir / "refs" / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,8 +85,8 @@ def write_ref(dataset_dir: Path, name: str, revision_id: str) -> None:
 
 
 def check_tag_name(tag: str) -> None:
-    if tag == "main" or not NAME_PATTERN.match(tag):
+    if tag == "main" or not NAME_PATTERN.fullmatch(tag):
         raise UserError(f"{tag!r}: invalid tag name (letters, digits, . _ -; not 'main')", exit_code=2)
-    if ID_PREFIX.match(tag):
+    if ID_PREFIX.fullmatch(tag):
         raise UserError(f"{tag!r}: a tag may not look like a revision id or id prefix (it would hide the revision "
                         "it names); add a letter outside a-f, e.g. v{tag}", exit_code=2)

@@ -93,7 +93,7 @@ class Store:
 
     @staticmethod
     def check_dataset_name(name: str) -> None:
-        if not NAME_PATTERN.match(name or ""):
+        if not NAME_PATTERN.fullmatch(name or ""):
             raise UserError(f"{name!r}: invalid dataset name (letters, digits, . _ -; up to 100; no paths)",
                             exit_code=2)
 
@@ -107,12 +107,12 @@ class Store:
 
     def datasets(self) -> list[str]:
         base = self.root / "datasets"
-        return sorted(p.name for p in base.iterdir() if p.is_dir() and NAME_PATTERN.match(p.name)) \
+        return sorted(p.name for p in base.iterdir() if p.is_dir() and NAME_PATTERN.fullmatch(p.name)) \
             if base.exists() else []
 
     def revision_ids(self, dataset: str) -> list[str]:
         base = self.dataset_dir(dataset) / "revisions"
-        return sorted(p.name for p in base.iterdir() if REVISION_ID.match(p.name)) if base.exists() else []
+        return sorted(p.name for p in base.iterdir() if REVISION_ID.fullmatch(p.name)) if base.exists() else []
 
     # ------------------------------------------------------------------ refs
 
@@ -142,11 +142,11 @@ class Store:
         if not sep:
             if dataset in self.datasets():
                 spec = "main"
-            elif ID_PREFIX.match(dataset):
+            elif ID_PREFIX.fullmatch(dataset):
                 return self._resolve_bare_prefix(dataset)
             else:
                 raise UserError(f"{ref}: no such dataset in {self.root} (datasets: {', '.join(self.datasets()) or 'none'})")
-        if not NAME_PATTERN.match(dataset) or dataset not in self.datasets():
+        if not NAME_PATTERN.fullmatch(dataset) or dataset not in self.datasets():
             raise UserError(f"{ref}: no such dataset {dataset!r} in {self.root}")
         if spec == "main":
             revision_id = self.main_id(dataset)
@@ -158,7 +158,7 @@ class Store:
             if tag.problem:
                 raise refs_module.damaged_ref(dataset, tag)
             return self.load(dataset, tag.target)
-        if ID_PREFIX.match(spec):
+        if ID_PREFIX.fullmatch(spec):
             matches = [rid for rid in self.revision_ids(dataset) if rid.startswith(spec)]
             if len(matches) == 1:
                 return self.load(dataset, matches[0])

@@ -108,7 +108,7 @@ class RevisionWriter:
         self._writer.close()
         revision_id = self._digest.hexdigest()
         for name, table in (sidecars or {}).items():
-            if not NAME_PATTERN.match(name) or name in ("data", "manifest"):
+            if not NAME_PATTERN.fullmatch(name) or name in ("data", "manifest"):
                 raise ValueError(f"invalid sidecar name {name!r}")
             pq.write_table(table, self.folder / f"{name}.parquet", compression="zstd")
         files = {}
