@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import tomllib
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -134,8 +136,13 @@ def _coerce(option: _Option, value: Any) -> Any:
     return value
 
 
-def load_toml(path: str | Path, allowed: set[str]) -> dict[str, Any]:
-    """A TOML file of settings: top-level keys or one table of them; `-` and `_` both accepted."""
+def load_toml(path: str | Path, allowed: set[str], kinds: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A TOML file of settings: top-level keys or one table of them; `-` and `_` both accepted.
+
+    With `kinds` (setting name -> its annotation), each value must have the type its flag takes (an int for
+    `int`, a number for `float`, a list of strings for `tuple[str, ...]`...); every bad key is one line naming
+    the file and the key, and nothing runs.
+    """
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -146,16 +153,78 @@ def load_toml(path: str | Path, allowed: set[str]) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as error:
         raise UserError(f"--config {path}: {error}") from None
     values: dict[str, Any] = {}
+    written: dict[str, str] = {}  # setting name -> the key as the file writes it (for messages)
     for key, value in raw.items():
         if isinstance(value, dict):  # a [section] table: its keys are settings too
             for inner, inner_value in value.items():
                 values[inner.replace("-", "_")] = inner_value
+                written[inner.replace("-", "_")] = f"{key}.{inner}"
         else:
             values[key.replace("-", "_")] = value
+            written[key.replace("-", "_")] = key
     unknown = sorted(set(values) - allowed)
-    if unknown:
-        raise UserError(f"--config {path}: unknown setting(s): {', '.join(unknown)}")
+    problems = [f"--config {path}: unknown setting(s): {', '.join(unknown)}"] if unknown else []
+    for name, value in values.items():
+        if kinds is not None and name in kinds:
+            expected = _toml_type_problem(kinds[name], value)
+            if expected:
+                problems.append(f"--config {path}: {written[name]} = {_shown(value)}: expected {expected}")
+            elif _base_type(kinds[name]) is float:
+                values[name] = float(value)
+    if problems:
+        raise UserError("\nerror: ".join(problems))  # one line per bad key, each as the runner prints the first
     return values
+
+
+def _base_type(annotation: Any) -> Any:
+    """`X` for `X | None` / `Optional[X]`; the annotation itself otherwise."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else annotation
+    return annotation
+
+
+def _toml_type_problem(annotation: Any, value: Any) -> str | None:
+    """What a setting of this annotation expects, when a TOML value does not have that type; None when it does."""
+    base = _base_type(annotation)
+    origin = typing.get_origin(base)
+    if base is bool:
+        return None if isinstance(value, bool) else "true or false"
+    if base is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
+    if base is float:
+        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else "a number"
+    if base in (str, Path):
+        return None if isinstance(value, str) else "a string"
+    if origin in (tuple, list) or base in (tuple, list):
+        (item, *_) = typing.get_args(base) or (str,)
+        item = str if item is Ellipsis else item
+        if not isinstance(value, list):
+            return f"a list of {_plural(item)}"
+        return None if all(_toml_type_problem(item, v) is None for v in value) else f"a list of {_plural(item)}"
+    return None  # a type the flags parse in their own way: left to the config's validate()
+
+
+def _plural(item: Any) -> str:
+    return {str: "strings", int: "integers", float: "numbers", bool: "booleans"}.get(item, "values")
+
+
+def _shown(value: Any) -> str:
+    """A TOML value as the user wrote it, shortened."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str):
+        text = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    elif isinstance(value, dict):
+        text = "a table"
+    elif isinstance(value, list):
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    elif hasattr(value, "isoformat"):  # a TOML date or time
+        text = value.isoformat()
+    else:
+        text = repr(value)
+    text = text.replace("\n", "\\n").replace("\r", "\\r")
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def build_config(cls: type[C], values: dict[str, Any]) -> C:
@@ -233,7 +302,8 @@ def config_command(cls: type[C], *, toml: bool = True) -> Callable[[Callable[...
         def command(**kwargs: Any) -> Any:
             config_file = kwargs.pop("config_file", None)
             extra = {p.name: kwargs.pop(p.name) for p in own}
-            values = load_toml(config_file, {o.name for o in options}) if config_file else {}
+            values = (load_toml(config_file, {o.name for o in options}, {o.name: o.annotation for o in options})
+                      if config_file else {})
             values.update({name: value for name, value in kwargs.items() if value is not None})
             return fn(build_config(cls, values), **extra)
 
