@@ -23,7 +23,7 @@ from typing import Any
 
 from alpaca_data.cli_options import required, setting
 from alpaca_data.durable import atomic_file
-from alpaca_data.errors import UserError, refuse_missing_model_path
+from alpaca_data.errors import UserError, one_line, refuse_missing_model_path
 from alpaca_train.reporting import Reporter
 
 TRAINER_STATE = "trainer_state.pt"
@@ -104,6 +104,14 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: expected one of {', '.join(allowed)}")
+        _check_model_refs(self)
+
+
+def _check_model_refs(cfg: TrainConfig) -> None:
+    """--model and --tokenizer written as paths must be such folders: one line at once, never a Hub look-up."""
+    refuse_missing_model_path(cfg.model, f"--model {cfg.model}")
+    if cfg.tokenizer:
+        refuse_missing_model_path(cfg.tokenizer, f"--tokenizer {cfg.tokenizer}", kind="tokenizer")
 
 
 @dataclass
@@ -283,12 +291,11 @@ def _setup(cfg: TrainConfig, dist: _Dist) -> _Run:
 
     source = D.load_source(cfg.data, cfg.store)
     tok_id = cfg.tokenizer or cfg.model
-    for ref in {tok_id, cfg.model}:
-        refuse_missing_model_path(ref)
+    _check_model_refs(cfg)
     try:
         tokenizer = AutoTokenizer.from_pretrained(tok_id)
     except (OSError, ValueError) as exc:
-        raise UserError(f"cannot load tokenizer {tok_id}: {str(exc).splitlines()[0]}") from exc
+        raise UserError(f"cannot load tokenizer {tok_id}: {one_line(exc)}") from exc
     pad_info = setup_pad_token(tokenizer, None, cfg.pad_token)
     train_records, val_records, validation_info = _validation_split(cfg, source)
 
@@ -403,7 +410,7 @@ def _load_model(cfg: TrainConfig, dist: _Dist, resume_dir: Path | None, tokenize
     try:
         model = AutoModelForCausalLM.from_pretrained(load_from, **kwargs)
     except (OSError, ValueError) as exc:
-        raise UserError(f"cannot load model {load_from}: {str(exc).splitlines()[0]}") from exc
+        raise UserError(f"cannot load model {load_from}: {one_line(exc)}") from exc
     setup_pad_token(tokenizer, model, cfg.pad_token)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()

@@ -33,7 +33,7 @@ from transformers import WatermarkDetector, WatermarkingConfig
 from transformers.generation.logits_process import WatermarkLogitsProcessor
 
 from alpaca_data import secrets
-from alpaca_data.errors import UserError
+from alpaca_data.errors import UserError, one_line, refuse_missing_model_path
 
 GAMMA = 0.25  # share of the vocabulary that is green after each token
 DELTA = 2.0  # added to the green logits
@@ -271,14 +271,13 @@ class Detector:
         from transformers import AutoConfig, AutoTokenizer
 
         folder = Path(model_path).expanduser()
-        if not folder.is_dir():
-            raise UserError(f"{model_path}: no such model folder")
+        refuse_missing_model_path(model_path, hub=False)
         try:
             config = AutoConfig.from_pretrained(str(folder)).get_text_config()
             self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
         except (OSError, ValueError) as error:
             raise UserError(f"{model_path}: not a model folder with a config and tokenizer "
-                            f"({str(error).splitlines()[0][:200]})") from None
+                            f"({one_line(error, 200)})") from None
         self.key = key
         self.threshold = threshold
         # the same vocabulary size generate() gives the processor: the config's, not the tokenizer's length

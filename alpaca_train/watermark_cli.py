@@ -14,7 +14,7 @@ from pathlib import Path
 
 import typer
 
-from alpaca_data.errors import UsageError, UserError
+from alpaca_data.errors import UsageError, UserError, refuse_missing_model_path
 
 
 def register(app: typer.Typer) -> None:
@@ -36,8 +36,7 @@ def detect_command(
         raise UsageError("give TEXT or --file, not both")
     if text is None and file is None:
         raise UsageError("no text: give TEXT, --file F, or - to read stdin")
-    if not Path(model).expanduser().is_dir():  # checked before importing torch: a typo answers at once
-        raise UserError(f"{model}: no such model folder")
+    refuse_missing_model_path(model, hub=False)  # checked before importing torch: a typo answers at once
     content = _read_text(text, file)
     if not content.strip():
         raise UserError("no text to score (it is empty)")

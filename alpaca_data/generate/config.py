@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alpaca_data.cli_options import nested, required, setting
-from alpaca_data.errors import UsageError
+from alpaca_data.errors import UsageError, refuse_missing_model_path
 from alpaca_data.store.refs import NAME_PATTERN
 
 
@@ -33,6 +33,9 @@ class TeacherSettings:
     def validate(self) -> None:
         _check([(self.api in ("chat", "completions"), f"--api {self.api!r}: expected chat or completions"),
                 (self.request_batch_size >= 1, "--request-batch-size must be at least 1")])
+        if self.spec.strip().startswith("hf:"):  # before a run folder exists or anything loads: one line at once
+            path = self.spec.strip()[3:]
+            refuse_missing_model_path(path, f"hf:{path}")
 
 
 @dataclass(kw_only=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from alpaca_data.errors import UsageError, UserError, refuse_missing_model_path
+from alpaca_data.errors import UsageError, UserError, one_line, refuse_missing_model_path
 from alpaca_data.generate.config import Decoding
 from alpaca_data.generate.tokens import count_tokens
 from alpaca_data.model_prompt import ALPACA, CHAT_TEMPLATE, prompt_style, render_chat
@@ -200,7 +200,7 @@ class HFTeacher:
             tokenizer = AutoTokenizer.from_pretrained(self.path)
             model = AutoModelForCausalLM.from_pretrained(self.path)
         except (OSError, ValueError) as error:
-            raise UserError(f"hf:{self.path}: cannot load model: {str(error).splitlines()[0]}") from None
+            raise UserError(f"hf:{self.path}: cannot load model: {one_line(error)}") from None
         tokenizer.padding_side = "left"
         self._style = prompt_style(self.path, tokenizer)
         if tokenizer.pad_token is None:

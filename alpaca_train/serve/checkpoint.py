@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from alpaca_data.errors import UserError
+from alpaca_data.errors import UserError, one_line, refuse_missing_model_path
 from alpaca_data.model_prompt import ALPACA, CHAT_TEMPLATE, prompt_style, render_chat
 from alpaca_data.prompt_template import format_prompt
 from alpaca_train.lineage import LINEAGE_FILE, read_lineage
@@ -55,8 +55,7 @@ def load_checkpoint(path: str, *, name: str | None = None, dtype: str = "auto", 
     from alpaca_train.data import special_prefix
 
     folder = Path(path).expanduser()
-    if not folder.is_dir():
-        raise UserError(f"{path}: no such checkpoint folder")
+    refuse_missing_model_path(path, kind="checkpoint", hub=False)
     lineage = read_lineage(folder)
     try:
         template = template_for(lineage)
@@ -68,7 +67,7 @@ def load_checkpoint(path: str, *, name: str | None = None, dtype: str = "auto", 
         tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype if dtype == "auto" else getattr(torch, dtype))
     except (OSError, ValueError) as error:
-        raise UserError(f"{folder}: cannot load a causal LM: {str(error).splitlines()[0]}") from None
+        raise UserError(f"{folder}: cannot load a causal LM: {one_line(error)}") from None
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     model.eval()

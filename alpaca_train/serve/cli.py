@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from alpaca_data.errors import UsageError, UserError
+from alpaca_data.errors import UsageError, UserError, refuse_missing_model_path
 
 DEFAULT_FLAGS_FILE = "alpaca-flags.jsonl"
 
@@ -50,6 +50,8 @@ def serve(
                                           help="log the text of refused prompts/answers (off: category only)"),
 ) -> None:
     """Serve CHECKPOINT with OpenAI's API and a web chat (content filter and watermark on by default)."""
+    # the checkpoint first (before torch is imported or the port bound): a typo is named at once, busy port or not
+    refuse_missing_model_path(checkpoint, kind="checkpoint", hub=False)
     from alpaca_train.serve.server import ServeOptions, run_server
 
     if watermark not in ("on", "off"):
