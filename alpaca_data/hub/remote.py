@@ -16,6 +16,9 @@ from alpaca_data.errors import UserError
 
 REPO_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}\Z")
 REPO_TYPE = "dataset"
+# e.g. "HTTP status client error (404 Not Found), domain: http://127.0.0.1:8000/api/datasets/a/b/xet-write-token/main"
+_HTTP_STATUS = re.compile(r"HTTP status (?:client |server )?error \((?P<status>\d{3}[^)]*)\),? (?:domain|url): "
+                          r"(?P<url>[^\s)]+)")
 
 
 def endpoint() -> str:
@@ -40,9 +43,27 @@ def check_repo_id(repo_id: str) -> str:
 
 
 def api(secret: str | None):
+    plain_transfers_off_the_hub()
     from huggingface_hub import HfApi
 
     return HfApi(endpoint=endpoint(), token=secret if secret else False, library_name="alpaca-kit")
+
+
+def plain_transfers_off_the_hub() -> None:
+    """Xet transfers need huggingface.co's Xet service: any other endpoint (tests/hub_server.py, a mirror, a
+    self-hosted Hub) answers `.../xet-write-token/main` with 404, so there files go by plain HTTP and LFS, as if
+    HF_HUB_DISABLE_XET=1 were set. A value the user sets wins either way."""
+    from urllib.parse import urlsplit
+
+    if "HF_HUB_DISABLE_XET" in os.environ:
+        return
+    host = (urlsplit(endpoint()).hostname or "").lower()
+    if host in ("huggingface.co", "hf.co") or host.endswith((".huggingface.co", ".hf.co")):
+        return
+    os.environ["HF_HUB_DISABLE_XET"] = "1"
+    from huggingface_hub import constants
+
+    constants.HF_HUB_DISABLE_XET = True  # read at each transfer; set too in case the client was imported already
 
 
 def redact(text: str, secret: str | None) -> str:
@@ -90,6 +111,11 @@ def hub_errors(repo_id: str, secret: str | None, revision: str | None = None) ->
             message = f"{at}: the Hub at {where} answered {status}"
         raise UserError(message + (f": {detail}" if detail and status not in (401, 403) else "")) from None
     except (httpx2.TransportError, ConnectionError) as error:
+        answered = _HTTP_STATUS.search(str(error))  # hf_xet reports a server's HTTP answer as a ConnectionError
+        if answered:
+            status, url = answered.group("status"), answered.group("url")
+            hint = (" (a Hub without Xet storage: set HF_HUB_DISABLE_XET=1)" if "xet" in url.lower() else "")
+            raise UserError(f"the Hub at {where} answered {status} for {redact(url, secret)}{hint}") from None
         raise UserError(f"cannot reach the Hub at {where}: {redact(type(error).__name__, secret)}"
                         f" ({redact(str(error), secret) or 'no answer'})") from None
     except json.JSONDecodeError as error:  # a proxy's HTML page, or a server that is not a Hub
