@@ -86,17 +86,42 @@ def verb_noun_stats(instructions: Iterable[str], model: str | None = None, batch
     return stats
 
 
-def plot_verb_noun(stats: VerbNounStats, out: Path, verbs: int = 20, nouns: int = 4, title: str = "") -> Path:
-    """Two-ring chart: inner ring root verbs, outer ring their top direct objects (Alpaca's figure)."""
-    import matplotlib
+OTHER_LABEL = "pale: the verb's other objects, or no object"
+INNER_MIN_DEGREES = 4.0  # narrower inner wedges are named in the legend only (a label would overlap its neighbour)
+OUTER_MIN_DEGREES = 1.9
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def _radial_labels(ax, wedges, labels, radius: float, min_degrees: float, fontsize: float) -> list:
+    """One label per wedge, centred at `radius` and turned along the radius (readable side up); none for wedges
+    narrower than `min_degrees` (they would overlap)."""
+    import math
+
+    texts = []
+    for wedge, label in zip(wedges, labels):
+        span = wedge.theta2 - wedge.theta1
+        if not label or span < min_degrees:
+            continue
+        middle = (wedge.theta1 + wedge.theta2) / 2
+        x, y = radius * math.cos(math.radians(middle)), radius * math.sin(math.radians(middle))
+        rotation = middle if -90 <= (middle + 180) % 360 - 180 <= 90 else middle - 180
+        texts.append(ax.text(x, y, label, rotation=rotation, rotation_mode="anchor", ha="center", va="center",
+                             fontsize=fontsize))
+    return texts
+
+
+def verb_noun_figure(stats: VerbNounStats, verbs: int = 20, nouns: int = 4, title: str = ""):
+    """The two-ring chart as a matplotlib Figure: inner ring root verbs, outer ring their top direct objects
+    (Alpaca's figure); a legend names every verb and the pale wedges."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
 
     top = stats.top(verbs, nouns)
     if not top:
         raise UserError("no instructions with a verb root to plot")
-    cmap = plt.get_cmap("tab20")
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20"]
     inner_sizes, inner_labels, inner_colors, outer_sizes, outer_labels, outer_colors = [], [], [], [], [], []
     for i, (verb, count, objects) in enumerate(top):
         color = cmap(i % 20)
@@ -111,12 +136,25 @@ def plot_verb_noun(stats: VerbNounStats, out: Path, verbs: int = 20, nouns: int 
         outer_sizes.append(count - shown)  # the verb's other objects / no object
         outer_labels.append("")
         outer_colors.append((*color[:3], 0.15))
-    fig, ax = plt.subplots(figsize=(10, 10))
-    ax.pie(inner_sizes, radius=0.65, labels=inner_labels, labeldistance=0.6, colors=inner_colors,
-           wedgeprops={"width": 0.35, "edgecolor": "white"}, textprops={"fontsize": 9})
-    ax.pie(outer_sizes, radius=1.0, labels=outer_labels, labeldistance=0.83, colors=outer_colors,
-           wedgeprops={"width": 0.35, "edgecolor": "white"}, textprops={"fontsize": 7}, rotatelabels=True)
+    figure = Figure(figsize=(13, 10))
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    inner, _ = ax.pie(inner_sizes, radius=0.65, colors=inner_colors, startangle=90, counterclock=False,
+                      wedgeprops={"width": 0.35, "edgecolor": "white"})
+    outer, _ = ax.pie(outer_sizes, radius=1.0, colors=outer_colors, startangle=90, counterclock=False,
+                      wedgeprops={"width": 0.35, "edgecolor": "white"})
+    _radial_labels(ax, inner, inner_labels, 0.475, INNER_MIN_DEGREES, 9)
+    _radial_labels(ax, outer, outer_labels, 0.825, OUTER_MIN_DEGREES, 7)
+    handles = [Patch(facecolor=color, label=f"{verb} ({count})") for color, (verb, count, _) in zip(inner_colors, top)]
+    handles.append(Patch(facecolor=(0.5, 0.5, 0.5, 0.15), edgecolor=(0.5, 0.5, 0.5, 0.6), label=OTHER_LABEL))
+    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False, fontsize=9,
+              title="root verb (instructions)", title_fontsize=9)
     ax.set_title(title or f"Top {len(top)} root verbs and their direct objects ({stats.total} instructions)")
-    fig.savefig(out, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    return figure
+
+
+def plot_verb_noun(stats: VerbNounStats, out: Path, verbs: int = 20, nouns: int = 4, title: str = "") -> Path:
+    """Write the two-ring chart (verb_noun_figure) to `out` as a PNG."""
+    figure = verb_noun_figure(stats, verbs, nouns, title)
+    figure.savefig(out, dpi=120, bbox_inches="tight")
     return out
