@@ -105,10 +105,11 @@ class Validator:
         """Raises UserError only when the file cannot be read at all."""
         source = RecordFile(path)
         report = FileReport(path=path, format=source.format, sha256="")
-        enabled = show_progress and source.size > 16 * 1024**2
-        with progress_bar(f"validating {path}", total=source.size, enabled=enabled) as tick:
-            seen = 0
+        with progress_bar(f"validating {path}", total=source.size, enabled=show_progress, unit="bytes",
+                          bar_min=16 * 1024**2) as tick:  # a bar for big files; plain lines for long reads
+            seen = count = 0
             for raw, conflicts in file_records(source, self.field_map, report):
+                count += 1
                 problems = [Problem(path, raw.location, p.field, p.reason)
                             for p in self.checker.check(raw.value, raw.duplicate_keys)]
                 problems += [Problem(path, raw.location, target, "present under both its name and an alias")
@@ -122,7 +123,7 @@ class Validator:
                     report.valid += 1
                     if on_valid is not None:
                         on_valid(raw.value)
-                if enabled and (report.valid & 4095) == 0:
+                if show_progress and (count & 1023) == 0:
                     tick(source.bytes_read - seen)
                     seen = source.bytes_read
         report.sha256 = source.sha256 or ""

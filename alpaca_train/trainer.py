@@ -456,6 +456,10 @@ def _steps(cfg: TrainConfig, dist: _Dist, run: _Run, reporter) -> TrainResult:
     log_path = out / "train_log.jsonl"
     started = time.perf_counter()
     tokens_seen = 0
+    first_step, last_line = run.global_step, started
+    from alpaca_data.progress import progress_interval
+
+    interval = progress_interval()
 
     def sync_gradients(last: bool):
         """Gradients cross ranks once per optimizer step, on its last micro-batch."""
@@ -495,14 +499,18 @@ def _steps(cfg: TrainConfig, dist: _Dist, run: _Run, reporter) -> TrainResult:
         step = result.global_step
         result.losses.append(step_loss)
         result.lrs.append(lr)
-        if dist.is_main and (step % max(1, cfg.logging_steps) == 0 or step == run.total_steps):
-            elapsed = time.perf_counter() - started
+        logged = step % max(1, cfg.logging_steps) == 0 or step == run.total_steps
+        now = time.perf_counter()
+        if dist.is_main and (logged or now - last_line >= interval):  # a line at least every interval
+            elapsed = now - started
             record = {"step": step, "epoch": round(step / spe, 4), "loss": round(step_loss, 6),
                       "lr": lr, "grad_norm": None if grad_norm is None else round(float(grad_norm), 6),
                       "tokens_per_s_rank0": round(tokens_seen / elapsed, 1) if elapsed > 0 else None,
                       **_memory(dist)}
-            _append_log(log_path, record, reporter)
-            _log(dist, json.dumps(record))
+            if logged:
+                _append_log(log_path, record, reporter)
+            _log(dist, _step_line(record, run.total_steps, elapsed / max(1, step - first_step)))
+            last_line = now
         due = (cfg.eval_steps and step % cfg.eval_steps == 0) or step % spe == 0 or step == run.total_steps
         if run.validation is not None and due:
             val_loss = validation_loss(model, run.validation, collate, cfg.micro_batch_size, dist.rank, world,
@@ -513,7 +521,7 @@ def _steps(cfg: TrainConfig, dist: _Dist, run: _Run, reporter) -> TrainResult:
             if dist.is_main:
                 record = {"step": step, "epoch": round(step / spe, 4), "val_loss": round(val_loss, 6)}
                 _append_log(log_path, record, reporter)
-                _log(dist, json.dumps(record))
+                _log(dist, f"step {step}/{run.total_steps}: validation loss {val_loss:.4f}")
         if cfg.save_steps and step % cfg.save_steps == 0 and step < run.total_steps:
             result.checkpoint = out / f"checkpoint-{step}"
             _save_checkpoint(result.checkpoint, final=False, run=run, dist=dist, cfg=cfg, global_step=step)
@@ -527,8 +535,20 @@ def _steps(cfg: TrainConfig, dist: _Dist, run: _Run, reporter) -> TrainResult:
             return result
     _save_checkpoint(out, final=True, run=run, dist=dist, cfg=cfg, global_step=result.global_step)
     result.checkpoint = out
-    _log(dist, f"saved {out}")
+    curve = out / "loss_curve.png"
+    _log(dist, f"saved {out}" + (f"; wrote the loss curve {curve}" if curve.is_file() else ""))
     return result
+
+
+def _step_line(record: dict[str, Any], total_steps: int, seconds_per_step: float) -> str:
+    """`step 5/20 (epoch 0.25): loss 1.2345, lr 2.00e-05, 11.8 s/step, ETA 2m57s` (the whole record is in
+    train_log.jsonl)."""
+    from alpaca_data.progress import fmt_duration
+
+    eta = fmt_duration(seconds_per_step * (total_steps - record["step"]))
+    pace = f"{seconds_per_step:.1f} s/step" if seconds_per_step >= 0.1 else f"{1 / max(seconds_per_step, 1e-6):.1f} steps/s"
+    return (f"step {record['step']}/{total_steps} (epoch {record['epoch']:g}): loss {record['loss']:.4f}, "
+            f"lr {record['lr']:.2e}, {pace}, ETA {eta}")
 
 
 def _append_log(path: Path, record: dict[str, Any], reporter=None) -> None:

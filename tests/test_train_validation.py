@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from alpaca_data.records import key_of
 from alpaca_train.trainer import TrainConfig, train
@@ -24,7 +25,8 @@ def test_the_held_out_share_is_stable_and_disjoint_by_key():
 
 
 def test_validation_loss_is_logged_carded_and_measured_on_held_out_records(tmp_path, records_file, tiny_model_dir,
-                                                                        records64):
+                                                                        records64, capsys, monkeypatch):
+    capsys.readouterr()
     cfg = TrainConfig(data=str(records_file), model=str(tiny_model_dir), out=str(tmp_path / "out"),
                       cache_dir=str(tmp_path / "cache"), max_length=96, effective_batch_size=4, micro_batch_size=2,
                       lr=1e-3, max_steps=4, eval_steps=2, val_fraction=0.25, logging_steps=1)
@@ -42,11 +44,20 @@ def test_validation_loss_is_logged_carded_and_measured_on_held_out_records(tmp_p
     card = (tmp_path / "out" / "README.md").read_text()
     assert "## Validation" in card and f"{round(result.val_losses[-1][1], 6)}" in card
     assert (tmp_path / "out" / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    err = capsys.readouterr().err  # stderr is not a terminal here: plain progress lines
+    step_line = r"step (\d)/{} \(epoch [\d.]+\): loss [\d.]+, lr \S+, [\d.]+ (?:s/step|steps/s), ETA \S+"
+    assert re.findall(step_line.format(4), err) == ["1", "2", "3", "4"]
+    assert re.findall(r"step (\d)/4: validation loss [\d.]+", err) == ["2", "4"]
+    assert f"wrote the loss curve {tmp_path / 'out' / 'loss_curve.png'}" in err
 
     other = tmp_path / "val.json"
     other.write_text(json.dumps(records64[:8]))
+    monkeypatch.setenv("ALPACA_PROGRESS_INTERVAL", "0")  # a line every interval even when --logging-steps is rarer
     separate = train(TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "out2"), "val_data": str(other),
-                                    "max_steps": 2, "eval_steps": 0}))
+                                    "max_steps": 2, "eval_steps": 0, "logging_steps": 100}))
+    assert re.findall(step_line.format(2), capsys.readouterr().err) == ["1", "2"]
+    log = [json.loads(line) for line in (tmp_path / "out2" / "train_log.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in log if "loss" in row] == [2]  # the log file keeps --logging-steps
     lineage = json.loads((tmp_path / "out2" / "alpaca_lineage.json").read_text())
     assert lineage["validation"]["ref"] == str(other) and lineage["validation"]["examples"] == 8
     assert lineage["tokenization"]["records"] == 64 and [s for s, _ in separate.val_losses] == [2]

@@ -23,9 +23,8 @@ def generate(cfg: GenerateConfig) -> None:
     from alpaca_data.generate.run import run_generation
     from alpaca_data.progress import is_quiet
 
-    live = not is_quiet() and sys.stderr.isatty()
     title = f"generate {cfg.dataset} with {cfg.teacher.spec}"
-    with resumable_on_interrupt("answers"), Progress(target=cfg.num, quiet=not live, title=title) as progress:
+    with resumable_on_interrupt("answers"), Progress(target=cfg.num, quiet=is_quiet(), title=title) as progress:
         result = run_generation(cfg, progress=progress)
     stats = result.stats
     if result.status == "budget_exhausted":

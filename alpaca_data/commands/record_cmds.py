@@ -115,7 +115,7 @@ def export(
                                  highlight=False, markup=False, soft_wrap=True)
         print(layout.manifest.id)
         return
-    manifest, count = export_revision(store, ref, fmt, out, core_only=core_only)
+    manifest, count = export_revision(store, ref, fmt, out, core_only=core_only, progress=not is_quiet())
     if not is_quiet():
         stderr_console.print(f"wrote {count} records of {manifest.dataset}@{manifest.short_id} to {out}",
                              highlight=False, markup=False)

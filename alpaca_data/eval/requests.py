@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -361,45 +360,26 @@ def record_commit(folder: RunFolder, revision_id: str) -> None:
 
 # ---------------------------------------------------------------------------------------------- progress
 class RequestProgress:
-    """A rich progress bar on stderr (answered of total, failures, cost); off when quiet or not a terminal."""
+    """Progress of a request run on stderr (answered of total, failures, cost): a rich bar on a terminal, plain
+    lines every ALPACA_PROGRESS_INTERVAL seconds otherwise; off when quiet (alpaca_data.progress)."""
 
     def __init__(self, title: str, total: int, enabled: bool = True):
-        from alpaca_data.progress import is_quiet
+        from alpaca_data.progress import StatusProgress
 
         self.title, self.total = title, total
-        self.enabled = enabled and not is_quiet() and sys.stderr.isatty()
-        self._progress = None
-        self._task = None
+        self._status = StatusProgress(title, total or None, unit="items", enabled=enabled)
 
     def __enter__(self) -> RequestProgress:
-        if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            from alpaca_data.progress import stderr_console
-
-            self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                                      console=stderr_console, transient=False)
-            self._progress.__enter__()
-            self._task = self._progress.add_task(self.title, total=self.total, note="")
+        self._status.__enter__()
         return self
 
     def update(self, stats: RunnerStats) -> None:
-        if self._progress is None:
-            return
-        note = f"{stats.failed} failed, {stats.in_flight} in flight, ${stats.cost_usd:.4f}"
+        parts = [f"{stats.in_flight} in flight"] + ([f"{stats.failed} failed"] if stats.failed else []) + (
+            [f"${stats.cost_usd:.4f}"] if stats.cost_usd else [])
+        note = ", ".join(parts)
         if stats.errors:
             note += ", retried: " + ", ".join(f"{k} {v}" for k, v in stats.errors.most_common())
-        self._progress.update(self._task, completed=stats.answered, total=stats.total or self.total, note=note)
+        self._status.update(stats.answered, stats.total or self.total, note)
 
     def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
-            self._progress = None
+        self._status.__exit__(*exc)

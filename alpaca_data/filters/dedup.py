@@ -228,10 +228,10 @@ class NearDuplicates(Step):
 
     def check_all(self, records: Sequence[Mapping[str, Any]], progress: bool = True) -> list[Verdict]:
         texts = [_joined(record, self.fields) for record in records]
-        enabled = progress and len(texts) >= TRACK_MIN_ITEMS
-        with progress_bar("minhash signatures", len(texts), enabled=enabled) as advance:
+        enabled, least = progress, TRACK_MIN_ITEMS  # bars for long passes; plain lines when they take a while
+        with progress_bar("minhash signatures", len(texts), enabled=enabled, bar_min=least) as advance:
             signatures = minhash_signatures(texts, self.num_perm, self.ngram, self.seed, advance=advance)
-        with progress_bar("near-duplicate search", len(records), enabled=enabled) as advance:
+        with progress_bar("near-duplicate search", len(records), enabled=enabled, bar_min=least) as advance:
             verdicts = []
             for record, signature in zip(records, signatures):
                 verdicts.append(self._decide(record, signature))
@@ -323,7 +323,7 @@ class SemanticDuplicates(Step):
     def _embed(self, records: Sequence[Mapping[str, Any]], progress: bool) -> np.ndarray:
         texts = [_semantic_text(record, self.fields) for record in records]
         parts = []
-        with progress_bar("embedding", len(texts), enabled=progress and len(texts) >= TRACK_MIN_ITEMS) as advance:
+        with progress_bar("embedding", len(texts), enabled=progress, bar_min=TRACK_MIN_ITEMS) as advance:
             step = max(self.batch_size * 16, 1)
             for start in range(0, len(texts), step):
                 batch = texts[start:start + step]
@@ -352,7 +352,7 @@ class SemanticDuplicates(Step):
             return []
         embeddings = self._embed(records, progress)
         verdicts: list[Verdict] = []
-        with progress_bar("semantic dedup", len(records), enabled=progress and len(records) >= TRACK_MIN_ITEMS) as advance:
+        with progress_bar("semantic dedup", len(records), enabled=progress, bar_min=TRACK_MIN_ITEMS) as advance:
             for start in range(0, len(records), self.chunk_size):
                 chunk = embeddings[start:start + self.chunk_size]
                 size = len(chunk)

@@ -1,4 +1,5 @@
-"""A rich Live display of a generation run (disabled with --quiet)."""
+"""A rich Live display of a generation run on a terminal, plain progress lines otherwise (alpaca_data.progress);
+nothing with --quiet."""
 from __future__ import annotations
 
 from typing import Any
@@ -9,14 +10,11 @@ from rich.table import Table
 from rich.text import Text
 
 from alpaca_data.generate.engine import Stats
+from alpaca_data.progress import LineProgress, fmt_duration, progress_mode
 
 
 def _fmt_eta(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "-"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+    return fmt_duration(seconds)
 
 
 def render(stats: Stats, target: int, title: str = "generate") -> Group:
@@ -51,22 +49,38 @@ def _counts(counter: Any) -> str:
 
 
 class Progress:
+    """`quiet`: nothing at all. Otherwise the Live table on a terminal (or on `console` when given), plain lines
+    (`generate ...: 40/100 tasks kept, 1.2/s, ETA 50s; ...`) every ALPACA_PROGRESS_INTERVAL seconds when not."""
+
     def __init__(self, target: int, quiet: bool = False, console: Console | None = None, title: str = "generate"):
         self.target, self.quiet, self.title = target, quiet, title
+        self.mode = None if quiet else ("bar" if console is not None else progress_mode())
         self.console = console or Console(stderr=True)
         self._live: Live | None = None
+        self._lines: LineProgress | None = None
 
     def __enter__(self) -> Progress:
-        if not self.quiet:
+        if self.mode == "bar":
             self._live = Live(console=self.console, refresh_per_second=4, transient=False)
             self._live.__enter__()
+        elif self.mode == "lines":
+            self._lines = LineProgress(self.title, self.target, unit="tasks kept")
         return self
 
     def update(self, stats: Stats) -> None:
         if self._live is not None:
             self._live.update(render(stats, self.target, self.title))
+        elif self._lines is not None:
+            note = f"{stats.requests_answered} requests answered, {stats.requests_failed} failed"
+            if stats.cost_usd:
+                note += f", ${stats.cost_usd:.4f}"
+            self._lines.update(min(stats.kept, self.target), self.target, note)
 
     def __exit__(self, *exc: object) -> None:
         if self._live is not None:
             self._live.__exit__(*exc)
             self._live = None
+        if self._lines is not None:
+            if exc[0] is None:
+                self._lines.close()
+            self._lines = None

@@ -83,8 +83,11 @@ def _records(store: Store, manifest: Manifest, core_only: bool) -> Iterator[dict
             yield {name: record[name] for name in CORE_FIELDS} if core_only else record
 
 
-def export(store: Store, ref: str, fmt: str, out: Path, core_only: bool = False) -> tuple[Manifest, int]:
+def export(store: Store, ref: str, fmt: str, out: Path, core_only: bool = False,
+           progress: bool = True) -> tuple[Manifest, int]:
     """Write a revision to a file, streamed (memory stays flat), replacing the file only when complete."""
+    from alpaca_data.progress import TRACK_MIN_ITEMS, progress_bar
+
     if fmt not in EXPORT_FORMATS:
         raise UserError(f"--format {fmt!r}: expected one of {', '.join(EXPORT_FORMATS)}", exit_code=2)
     manifest = store.resolve(ref)
@@ -96,7 +99,9 @@ def export(store: Store, ref: str, fmt: str, out: Path, core_only: bool = False)
     if out.resolve().is_relative_to(store.root.resolve()):
         raise UserError(f"{out}: is inside the store ({store.root}); export to a path outside it")
     count = 0
-    with atomic_file(out) as handle:
+    with atomic_file(out) as handle, progress_bar(f"export {manifest.dataset}@{manifest.short_id}",
+                                                  manifest.record_count, enabled=progress, unit="records",
+                                                  bar_min=TRACK_MIN_ITEMS * 50) as tick:
         if fmt == "parquet":
             writer = None
             for batch in store.iter_batches(manifest):
@@ -106,6 +111,7 @@ def export(store: Store, ref: str, fmt: str, out: Path, core_only: bool = False)
                     writer = pq.ParquetWriter(handle, batch.schema, compression="zstd")
                 writer.write_batch(batch)
                 count += batch.num_rows
+                tick(batch.num_rows)
             if writer is None:  # no rows: still a file with the revision's columns
                 schema = pq.read_schema(manifest.data_path)
                 if core_only:
@@ -117,6 +123,7 @@ def export(store: Store, ref: str, fmt: str, out: Path, core_only: bool = False)
                 nonlocal count
                 for record in _records(store, manifest, core_only):
                     count += 1
+                    tick()
                     yield record
 
             (write_json_array if fmt == "json" else write_jsonl)(handle, counted())
