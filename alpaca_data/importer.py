@@ -27,6 +27,7 @@ class ImportOutcome:
     problems: list[Problem]
     problem_count: int = 0
     result: CommitResult | None = None
+    no_input: int = 0  # records that had no `input` field (imported with input "")
 
     @property
     def ok(self) -> bool:
@@ -62,7 +63,7 @@ def import_files(store: Store, paths: list[str], dataset: str, *, message: str =
                   "sources": sources}
         names = ", ".join(source["path"] for source in sources)
         result = writer.commit(message=message or f"import {names}", recipe=recipe)
-    return ImportOutcome([], 0, result)
+    return ImportOutcome([], 0, result, no_input=sum(report.no_input for report in reports))
 
 
 def _total_size(paths: list[str]) -> int:

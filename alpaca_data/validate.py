@@ -29,6 +29,7 @@ class FileReport:
     problems: list[Problem] = field(default_factory=list)  # the first KEPT_PROBLEMS
     problem_count: int = 0
     kind: str = "records"  # or "seed-tasks" when self-instruct seed tasks were expanded
+    no_input: int = 0  # records without an `input` field, read as input "" (no-input tasks often omit it)
 
     @property
     def ok(self) -> bool:
@@ -89,6 +90,9 @@ def file_records(source: RecordFile, field_map: Mapping[str, str], report: FileR
                 conflicts = [target for source_name, target in mapping.items()
                              if source_name in raw.value and target in raw.value]
                 raw = RawRecord(apply_field_map(raw.value, mapping), raw.location, raw.duplicate_keys)
+            if isinstance(raw.value, dict) and "input" not in raw.value:  # the schema's "may be empty"
+                raw = RawRecord({**raw.value, "input": ""}, raw.location, raw.duplicate_keys)
+                report.no_input += 1
             yield raw, conflicts
 
 

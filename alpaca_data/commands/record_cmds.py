@@ -47,11 +47,15 @@ def validate(
     if as_json:
         print_json({"ok": not total, "problem_count": total,
                     "files": [{"path": r.path, "format": r.format, "kind": r.kind, "valid_records": r.valid,
-                               "problems": r.problem_count, "sha256": r.sha256} for r in reports],
+                               "problems": r.problem_count, "sha256": r.sha256, "no_input": r.no_input}
+                              for r in reports],
                     "problems": [str(p) for p in problems]})
     else:
         _report_problems(problems, total, max_problems)
         print(f"{len(paths)} file(s), {valid} valid record(s): {'valid' if not total else f'{total} problem(s)'}")
+        no_input = sum(report.no_input for report in reports)
+        if no_input:
+            print(f"{no_input} record{'s' if no_input != 1 else ''} had no input field (read as input '')")
     if total:
         raise typer.Exit(1)
 
@@ -82,6 +86,9 @@ def import_(
             if result.moved_main:
                 what += " (main moved to it)"
         stderr_console.print(what, highlight=False, markup=False)
+        if outcome.no_input:
+            print(f"{outcome.no_input} record{'s' if outcome.no_input != 1 else ''} had no input field: imported "
+                  "with input ''", file=sys.stderr)
     print(result.id)
 
 
