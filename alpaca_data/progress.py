@@ -233,3 +233,28 @@ class StatusProgress:
             if exc[0] is None:
                 self._lines.close()
             self._lines = None
+
+
+@contextlib.contextmanager
+def heartbeat(description: str, enabled: bool = True, stream: TextIO | None = None) -> Iterator[None]:
+    """For one long step with no count (loading a checkpoint, one big upload): when stderr is not a terminal,
+    `description: 20s elapsed` every ALPACA_PROGRESS_INTERVAL seconds until it ends; nothing otherwise."""
+    import threading
+
+    if (stream is None and progress_mode(enabled) != "lines") or (stream is not None and (_quiet or not enabled)):
+        yield
+        return
+    interval, started, stop = max(progress_interval(), 0.01), time.monotonic(), threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            print(f"{description}: {fmt_duration(time.monotonic() - started)} elapsed", file=stream or sys.stderr,
+                  flush=True)
+
+    thread = threading.Thread(target=beat, name="progress-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

@@ -110,8 +110,10 @@ def import_gguf(file: str | Path, out: str | Path, *, dtype: str = "float32", pr
     say("reading and dequantising the GGUF tensors (about 20 s for a 135M model on a laptop CPU) ...")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from alpaca_data.progress import heartbeat
+
     try:
-        with _quiet_transformers():
+        with _quiet_transformers(), heartbeat(f"import-gguf: reading {source.name}", enabled=progress is not None):
             tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
             model = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name,
                                                          dtype=getattr(torch, dtype))

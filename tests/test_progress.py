@@ -141,3 +141,22 @@ def test_the_eval_chart_shows_the_win_rate_and_judge_with_the_legend_clear_of_th
     legend = figure.legends[0].get_window_extent(renderer)
     assert not title.overlaps(legend) and not figure.axes[0].get_window_extent(renderer).overlaps(legend)
 
+
+
+def test_a_heartbeat_speaks_every_interval_during_one_long_step(monkeypatch):
+    import io
+    import time
+
+    from alpaca_data.progress import heartbeat
+
+    monkeypatch.setenv("ALPACA_PROGRESS_INTERVAL", "0.01")
+    out = io.StringIO()
+    with heartbeat("import-gguf: reading m.gguf", stream=out):
+        deadline = time.monotonic() + 10
+        while out.getvalue().count("\n") < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)  # waits on the condition: two lines written
+    assert re.match(r"import-gguf: reading m\.gguf: \d+s elapsed\n", out.getvalue())
+    quiet = io.StringIO()
+    with heartbeat("x", stream=quiet, enabled=False):
+        pass
+    assert quiet.getvalue() == ""
