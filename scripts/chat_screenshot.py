@@ -1,10 +1,13 @@
-"""Make docs/chat-page.png: the `alpaca-train serve` page on a tiny checkpoint trained by alpaca-train
-(random weights and two steps of training, hence the gibberish), one answer flagged.
+"""Make docs/chat-page.png: the `alpaca-train serve` page in a real conversation, one answer flagged.
 
-    .venv/bin/python scripts/chat_screenshot.py [OUT.png]
+The checkpoint is SmolLM2-135M-Instruct fine-tuned by scripts/real_model_tour.sh (runs/real-tour/tuned);
+`--tiny` uses a tiny random checkpoint trained for two steps instead (gibberish, but no tour needed).
+
+    .venv/bin/python scripts/chat_screenshot.py [--checkpoint DIR | --tiny] [OUT.png]
 """
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -17,15 +20,26 @@ from tests.serve_fixtures import ServeProcess, train_tiny_checkpoint  # noqa: E4
 
 
 def main() -> None:
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "docs" / "chat-page.png")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", nargs="?", type=Path, default=ROOT / "docs" / "chat-page.png")
+    parser.add_argument("--checkpoint", type=Path, default=ROOT / "runs" / "real-tour" / "tuned")
+    parser.add_argument("--tiny", action="store_true", help="a tiny random checkpoint (no tour needed)")
+    args = parser.parse_args()
+    out = args.out
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as folder:
-        trained = train_tiny_checkpoint(Path(folder))
-        with ServeProcess(trained.path, "--default-max-tokens", "48", "--flags-file", Path(folder) / "flags.jsonl"
+        if args.tiny:
+            checkpoint = train_tiny_checkpoint(Path(folder)).path
+        elif not args.checkpoint.is_dir():
+            raise SystemExit(f"{args.checkpoint}: no checkpoint (run scripts/real_model_tour.sh, or pass --tiny)")
+        else:
+            checkpoint = args.checkpoint
+        with ServeProcess(checkpoint, "--default-max-tokens", "160", "--flags-file", Path(folder) / "flags.jsonl"
                           ) as server, sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1000, "height": 720})
+            page.set_default_timeout(600_000)  # a real model on a laptop CPU takes a while to answer
             page.goto(server.base_url + "/")
             page.wait_for_selector("#accept:not([disabled])")
             page.screenshot(path=str(out.with_name("chat-notice.png")))
