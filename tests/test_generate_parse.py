@@ -8,7 +8,7 @@ import pytest
 from alpaca_data.generate.parse import normalise_input, parse_response
 from alpaca_data.generate.prompt import NO_INPUT, build_prompt, load_seed_tasks, template_hash
 
-SEEDS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "seeds" / "alpaca_seed_tasks.jsonl"
+SEEDS = Path(__file__).resolve().parent / "data" / "seeds" / "alpaca_seed_tasks.jsonl"
 
 
 @pytest.fixture(scope="module")
@@ -210,3 +210,21 @@ def test_no_input_markers(marker):
 
 def test_real_input_is_kept():
     assert normalise_input("  None of the above  ") == ("None of the above", False)
+
+
+# What SmolLM2-135M-Instruct wrote as an `hf:` teacher (scripts/real_model_tour.sh, seed 1), verbatim.
+SMOLLM2_PLURAL_LABELS = (
+    "6. Instructions:\nIn which type of work do you need to help someone learn a language?\n2. Input:\n"
+    "A person should help me understand the importance of this task. I would like to know how well I can "
+    "assist me here on this task. I need your assistance with my upcoming class.\n2. Output:\nThe task seems "
+    "very simple, I have no ideas. I see no other ways to assist you here. Please go to the office later by the "
+    "11 o'clock window. Do not leave your home till 11 o'clock.")
+
+
+def test_a_real_small_model_writes_plural_labels():
+    result = parse_response(SMOLLM2_PLURAL_LABELS, "stop", open_index=4)
+    assert [task["instruction"] for task in result.tasks] == [
+        "In which type of work do you need to help someone learn a language?"]
+    assert result.tasks[0]["input"].startswith("A person should help me")
+    assert result.tasks[0]["output"].endswith("till 11 o'clock.")
+    assert not result.failures

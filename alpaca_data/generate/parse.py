@@ -1,7 +1,7 @@
 """Turn a teacher's response into tasks, tolerating the ways chat models drift from the format.
 
-Handles: numbered or unnumbered labels, **bold** / __bold__ / `#` heading decorations around labels,
-"Instruction 4:" and "Task 4" headers, extra blank lines, `###` / `---` separators, a preamble before the
+Handles: numbered or unnumbered labels (also plural, as small models write them), **bold** / __bold__ / `#`
+heading decorations around labels, "Instruction 4:" and "Task 4" headers, extra blank lines, `###` / `---` separators, a preamble before the
 first task and a closing remark after the last one, and no-input markers. A response cut by the token
 limit (finish_reason == "length") loses its last task, as in the original. Every task that cannot be
 used is counted under a named reason.
@@ -19,7 +19,7 @@ _LABEL = re.compile(
     r"^[ \t>#*_\-]*"                       # markdown noise: quotes, headings, bullets, bold openers
     r"(?:(?:task\s*)?(\d{1,3})\s*[.):]\s*)?"  # optional task number "4." / "4)" / "Task 4:"
     + _DECOR + r"\s*"
-    r"(instruction|input|output|response)"
+    r"(instruction|input|output|response)s?"  # small models write "Instructions:" too
     r"(?:\s*(?:\d{1,3}|\(\d{1,3}\)))?"     # "Instruction 4:"
     r"\s*" + _DECOR + r"\s*[:：]\s*" + _DECOR + r"[ \t]*"
     r"(.*)$",
