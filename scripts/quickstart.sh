@@ -5,9 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cli=.venv/bin/alpaca-data
 store="${ALPACA_STORE:-alpaca-store}"
-# the 175 Alpaca seed tasks when the shared data is beside the repo, else a small seed file written for the project
+# the 175 Alpaca seed tasks: from the shared data when it is beside the repo, else the same file in tests/data
 shared_seeds=../shared/data/seeds/alpaca_seed_tasks.jsonl
-if [ -f "$shared_seeds" ]; then default_seeds="$shared_seeds"; else default_seeds=examples/seed_tasks.jsonl; fi
+if [ -f "$shared_seeds" ]; then default_seeds="$shared_seeds"; else default_seeds=tests/data/seeds/alpaca_seed_tasks.jsonl; fi
 seeds="${ALPACA_SEEDS:-$default_seeds}"
 
 echo "== import the seed tasks"

@@ -1,7 +1,8 @@
-"""Shared fixtures: the real shared data, a fresh store per test, and the real CLI in a subprocess."""
+"""Shared fixtures: the test data in tests/data, a fresh store per test, and the real CLI in a subprocess."""
 from __future__ import annotations
 
 import functools
+import gzip
 import json
 import os
 import subprocess
@@ -12,19 +13,37 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
-CORPORA = SHARED_DATA / "corpora"
-SEEDS = SHARED_DATA / "seeds" / "alpaca_seed_tasks.jsonl"
+# Everything the suite reads lives in the repository (tests/data/README.md: sources, licences, how the samples
+# were cut); the full corpora in ../shared/data feed the benchmarks only.
+TEST_DATA = ROOT / "tests" / "data"
+CORPORA = TEST_DATA / "corpora"
+SEEDS = TEST_DATA / "seeds" / "alpaca_seed_tasks.jsonl"
+EVAL_DATA = TEST_DATA / "eval"
 RESPONSE_CORPORA = ("gpteacher_toolformer.json", "gpteacher_roleplay.json", "gpteacher_codegen.json")
+NEFT_GZ = EVAL_DATA / "alpaca_eval_annotations" / "alpaca-7b-neft.alpaca_eval_gpt4.annotations.json.gz"
+LEADERBOARD = EVAL_DATA / "alpaca_eval_annotations" / "alpaca_eval_gpt4_leaderboard.csv"
+
+# The built-in eval sets (`--set user-oriented`, `alpaca-eval`) read tests/data/eval, in-process and in every CLI
+# subprocess (the environment is inherited).
+os.environ["ALPACA_EVAL_DATA"] = str(EVAL_DATA)
+# Under pytest-xdist the two workers share two cores: one thread each for torch/OpenMP/BLAS/numba, here and in
+# every subprocess (oversubscribed OpenMP threads slow torch down many times over).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ[_name] = "1"
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """The suite reads real data by path: without it, stop once and say where it goes (never skip quietly)."""
-    missing = [path for path in (CORPORA, SEEDS) if not path.exists()]
+    """The suite reads its data from tests/data: without it (a broken checkout), stop once and say so."""
+    missing = [path for path in (CORPORA, SEEDS, EVAL_DATA) if not path.exists()]
     if missing:
-        raise pytest.UsageError(f"shared test data not found: {', '.join(map(str, missing))}. The tests read the "
-                                f"shared data folder beside the checkout ({SHARED_DATA}); clone the repository "
-                                f"next to shared/ (../shared/data) and run `make test` again.")
+        raise pytest.UsageError(f"test data not found: {', '.join(map(str, missing))} (tests/data is part of the "
+                                f"repository: restore it with git checkout -- tests/data)")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
 
 
 @dataclass
@@ -62,13 +81,14 @@ def cli(store_path: Path):
 
 
 def load_corpus(name: str) -> list[dict]:
+    """A corpus sample from tests/data/corpora, as stored."""
     with open(CORPORA / name, encoding="utf-8") as handle:
         return json.load(handle)
 
 
 @functools.cache
-def shared_corpus(name: str) -> tuple[dict, ...]:
-    """A shared corpus (name with or without .json) with GPTeacher's `response` read as `output`; cached."""
+def corpus_records(name: str) -> tuple[dict, ...]:
+    """A corpus sample (name with or without .json) with GPTeacher's `response` read as `output`; cached."""
     path = CORPORA / (name if name.endswith(".json") else f"{name}.json")
     return tuple({("output" if k == "response" else k): v for k, v in r.items()} for r in load_corpus(path.name))
 
@@ -79,3 +99,11 @@ def snapshot(folder: Path) -> dict[str, bytes]:
         return {}
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
             and p.name != "lock"}
+
+
+@pytest.fixture(scope="session")
+def neft_annotations(tmp_path_factory) -> Path:
+    """AlpacaEval's published annotations of Alpaca-7B-NEFT, gunzipped from tests/data under their own name."""
+    path = tmp_path_factory.mktemp("neft") / NEFT_GZ.name.removesuffix(".gz")
+    path.write_bytes(gzip.decompress(NEFT_GZ.read_bytes()))
+    return path

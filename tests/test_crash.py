@@ -60,9 +60,12 @@ def test_kill_at_random_moments(tmp_path):
     """SIGKILL an import of ~7.5K records at random times; the store is never left half-written."""
     store_path = tmp_path / "store"
     rng = random.Random(7)
-    target = run_cli("import", CORPORA / "gsm8k_train_alpaca.json", "-d", "probe", store=tmp_path / "probe").last_line
+    source = tmp_path / "gsm8k_x15.json"  # the sample 15 times over: an import long enough to be killed mid-way
+    source.write_text(json.dumps(json.loads((CORPORA / "gsm8k_train_alpaca.json").read_text()) * 15))
+    target = run_cli("import", source, "-d", "probe", store=tmp_path / "probe").last_line
+    assert len(target) == 64
     for _ in range(6):
-        process = _start_import(CORPORA / "gsm8k_train_alpaca.json", store_path, "d")
+        process = _start_import(source, store_path, "d")
         time.sleep(rng.uniform(0.2, 1.6))
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -72,8 +75,9 @@ def test_kill_at_random_moments(tmp_path):
 def test_concurrent_imports_both_succeed(tmp_path):
     store_path = tmp_path / "store"
     records = json.loads((CORPORA / "gsm8k_train_alpaca.json").read_text())
-    (tmp_path / "a.json").write_text(json.dumps(records[:3000]))
-    (tmp_path / "b.json").write_text(json.dumps(records[3000:6000]))
+    half = len(records) // 2
+    (tmp_path / "a.json").write_text(json.dumps(records[:half]))
+    (tmp_path / "b.json").write_text(json.dumps(records[half:]))
     run_cli("fsck", store=store_path)  # nothing there yet: a clean failure, not a half store
     processes = [_start_import(tmp_path / name, store_path, "d") for name in ("a.json", "b.json")]
     processes.append(_start_import(SEEDS, store_path, "other"))

@@ -12,7 +12,7 @@ from alpaca_data.filters import dedup
 from alpaca_data.filters.dedup import dedup_exact, dedup_minhash, dedup_semantic
 from alpaca_data.filters.steps import PipelineResult
 from alpaca_data.records import key_of
-from tests.conftest import shared_corpus as _load
+from tests.conftest import corpus_records as _load
 
 ROW_KEYS = {"reason", "action", "key", "instruction", "input", "output", "score", "most_similar", "index"}
 
@@ -168,8 +168,9 @@ def test_minhash_covers_all_corpora():
     report = dedup_minhash(records, progress=False)
     assert {row["reason"] for row in report.rejections} == {"near_duplicate"}
     dropped = {name: sum(row["index"] in span for row in report.rejections) for name, span in spans.items()}
-    # Toolformer repeats one tool description per record: two thirds are near duplicates; the others barely any.
-    assert 0.6 < dropped["gpteacher_toolformer"] / len(spans["gpteacher_toolformer"]) < 0.75
+    # Toolformer repeats one tool description per record: about half of its sample's records are near duplicates
+    # (two thirds over the whole corpus: benchmarks use ../shared/data); the others barely any.
+    assert 0.4 < dropped["gpteacher_toolformer"] / len(spans["gpteacher_toolformer"]) < 0.6
     assert all(dropped[name] <= 0.03 * len(spans[name]) for name in names if name != "gpteacher_toolformer")
     rejected = {row["index"] for row in report.rejections}
     assert report.kept_indices == [i for i in range(len(records)) if i not in rejected]

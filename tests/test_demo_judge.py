@@ -18,10 +18,10 @@ from alpaca_data.eval.demo_judge import (
 )
 from alpaca_data.eval.judge_prompt import PROMPT_VERSION, JudgePrompt, parse_verdict, to_preference
 from alpaca_data.store import Store
-from tests.conftest import SHARED_DATA
+from tests.conftest import EVAL_DATA
 from tests.judge_server import cli_in_process
 
-PREDICTIONS = SHARED_DATA / "eval" / "self_instruct_predictions"
+PREDICTIONS = EVAL_DATA / "self_instruct_predictions"
 HAIKU = "Write a haiku about autumn leaves falling from the old oak tree."
 GOOD = "Autumn leaves falling,\nthe old oak tree lets them go:\ngold on the cold ground."
 OFF_TOPIC = "Bananas are rich in potassium and are eaten all over the world."

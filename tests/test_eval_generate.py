@@ -9,11 +9,11 @@ import pytest
 from alpaca_data.generate.journal import read_journal
 from alpaca_data.store import Store
 from alpaca_train.prompts import format_prompt
-from tests.conftest import SHARED_DATA, run_cli, snapshot
+from tests.conftest import EVAL_DATA, run_cli, snapshot
 from tests.judge_server import JudgeServer, cli_in_process
-from tests.train_fixtures import shared_records
+from tests.train_fixtures import corpus_sample
 
-USER_ORIENTED = SHARED_DATA / "eval" / "user_oriented_instructions.jsonl"
+USER_ORIENTED = EVAL_DATA / "user_oriented_instructions.jsonl"
 
 
 def _first_items(n: int) -> list[dict]:
@@ -30,7 +30,7 @@ def checkpoint(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("eval-generate")
     store = Store.open(root / "store")
-    revision = store.commit("train-data", shared_records(32), message="training data",
+    revision = store.commit("train-data", corpus_sample(32), message="training data",
                             recipe={"command": "test"}).manifest.id
     make_tiny_llama(root / "tiny")
     train(TrainConfig(data="train-data@main", store=str(root / "store"), model=str(root / "tiny"),
@@ -150,7 +150,7 @@ def test_eval_sets_files_and_refs(cli_here, store_path, served, tmp_path):
     alpaca_eval = _generate(cli_here, server, "-d", "ae", "--set", "alpaca-eval", "--limit", "3")
     assert alpaca_eval.returncode == 0, alpaca_eval.stderr
     rows = Store.open(store_path).read_records("ae@main")
-    davinci = json.loads((SHARED_DATA / "eval" / "alpaca_eval" / "text_davinci_003.json").read_text())[:3]
+    davinci = json.loads((EVAL_DATA / "alpaca_eval" / "text_davinci_003.json").read_text())[:3]
     assert [(r["item_id"], r["instruction"], r["category"]) for r in rows] == \
         [(str(i), d["instruction"], d["dataset"]) for i, d in enumerate(davinci)]
     own = tmp_path / "mine.jsonl"
@@ -175,7 +175,7 @@ def test_a_bad_set_or_missing_data_is_one_line_and_writes_nothing(cli_here, stor
              (("--set", "user-oriented", "--eval-data", str(tmp_path / "none")), {}, "Self-Instruct"),
              (("--set", "alpaca-eval"), {"ALPACA_EVAL_DATA": str(tmp_path / "none")}, "AlpacaEval"),
              (("--set", "nothere@main"), {}, "nothere"),
-             (("--set", str(SHARED_DATA / "README.md")), {}, "README.md")]
+             (("--set", str(EVAL_DATA.parent / "README.md")), {}, "README.md")]
     for args, env, needle in cases:
         result = cli_here("eval", "generate", "--model", "openai:alpaca-7b", "--base-url", server.base_url, "-d", "x",
                      *args, env=env)

@@ -1,4 +1,4 @@
-"""`alpaca-data eval import`: the shared AlpacaEval and Self-Instruct files as outputs / annotations revisions,
+"""`alpaca-data eval import`: the AlpacaEval and Self-Instruct files in tests/data/eval as outputs / annotations revisions,
 queried with SQL; bad files are one line and write nothing."""
 from __future__ import annotations
 
@@ -13,12 +13,10 @@ from alpaca_data.errors import UserError
 from alpaca_data.eval.annotations import ANNOTATION_FIELDS, OUTPUT_FIELDS
 from alpaca_data.eval.importing import import_eval_file
 from alpaca_data.store import Store
-from tests.conftest import SHARED_DATA, snapshot
+from tests.conftest import EVAL_DATA, snapshot
 
-EVAL = SHARED_DATA / "eval"
-ALPACA_EVAL = EVAL / "alpaca_eval"
-PREDICTIONS = EVAL / "self_instruct_predictions"
-ANNOTATIONS = EVAL / "alpaca_eval_annotations" / "alpaca-7b-neft.alpaca_eval_gpt4.annotations.json"
+ALPACA_EVAL = EVAL_DATA / "alpaca_eval"  # the first 200 of each model's 805 outputs
+PREDICTIONS = EVAL_DATA / "self_instruct_predictions"
 
 
 def _json(path: Path) -> list[dict]:
@@ -41,7 +39,7 @@ def test_alpaca_eval_outputs_import_with_generator_category_and_index_and_answer
             import_eval_file(Store.open(store_path), str(ALPACA_EVAL / f"{name}.json"), dataset, show_progress=False)
         manifest = Store.open(store_path).resolve(f"{dataset}@main")
         rows = Store.open(store_path).read_records(manifest)
-        assert len(rows) == len(source) == 805
+        assert len(rows) == len(source) == 200
         assert {r["generator"] for r in rows} == {r["generator"] for r in source}
         assert [r["output"] for r in rows] == [r["output"] for r in source]
         assert [r["category"] for r in rows] == [r["dataset"] for r in source]
@@ -79,15 +77,15 @@ def test_self_instruct_predictions_take_the_generator_from_the_flag_or_the_file_
     assert flagged.result.manifest.data["recipe"]["options"] == {"generator": "gpt3-self-inst"}
 
 
-def test_annotations_import_keeps_preferences_nulls_and_annotator_and_answers_sql(cli, store_path):
-    source = _json(ANNOTATIONS)
-    result = cli("eval", "import", ANNOTATIONS, "--dataset", "neft", "-m", "AlpacaEval 1.0 NEFT annotations")
+def test_annotations_import_keeps_preferences_nulls_and_annotator_and_answers_sql(cli, store_path, neft_annotations):
+    source = _json(neft_annotations)
+    result = cli("eval", "import", neft_annotations, "--dataset", "neft", "-m", "AlpacaEval 1.0 NEFT annotations")
     assert result.returncode == 0, result.stderr
     manifest = Store.open(store_path).resolve("neft@main")
     assert set(manifest.data["columns"]) == set(ANNOTATION_FIELDS)
     recipe = manifest.data["recipe"]
     assert recipe["kind"] == "annotations" and recipe["output_1"] is None and recipe["output_2"] is None
-    assert recipe["sources"][0] == {"path": ANNOTATIONS.name, "sha256": hashlib.sha256(ANNOTATIONS.read_bytes()).hexdigest(),
+    assert recipe["sources"][0] == {"path": neft_annotations.name, "sha256": hashlib.sha256(neft_annotations.read_bytes()).hexdigest(),
                                     "format": "json", "kind": "annotations"}
     assert "price_per_example" in recipe["dropped_fields"]
     rows = Store.open(store_path).read_records(manifest)
@@ -103,7 +101,7 @@ def test_annotations_import_keeps_preferences_nulls_and_annotator_and_answers_sq
                    "judged": sum(r["preference"] is not None for r in source),
                    "model_wins": sum(r["preference"] == 2 for r in source)}
 
-    again = cli("eval", "import", ANNOTATIONS, "--dataset", "neft")
+    again = cli("eval", "import", neft_annotations, "--dataset", "neft")
     assert again.returncode == 0 and again.last_line == manifest.id and "nothing new written" in again.stderr
 
 

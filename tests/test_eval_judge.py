@@ -14,7 +14,7 @@ from alpaca_data.eval.annotations import commit_rows, output_record
 from alpaca_data.eval.judge_prompt import JudgePrompt, parse_verdict, to_preference
 from alpaca_data.generate.journal import read_journal
 from alpaca_data.store import Store
-from tests.conftest import SHARED_DATA, snapshot
+from tests.conftest import EVAL_DATA, snapshot
 from tests.judge_server import GARBAGE, JUDGE_MODEL, QUALITY, JudgeServer, cli_in_process, verdict_text
 
 N = 20
@@ -23,7 +23,7 @@ ONLY_A = {2, 7, 12}             # only the baseline's does
 BOTH = {3, 8, 13}               # both do: no signal, the judge falls back on position
 GARBAGE_ITEMS = {4, 14}         # the judge gives no verdict
 SECRET = "sk-evaljudgesecret0123456789"
-PREDICTIONS = SHARED_DATA / "eval" / "self_instruct_predictions"
+PREDICTIONS = EVAL_DATA / "self_instruct_predictions"
 
 
 def _predictions(name: str) -> list[dict]:

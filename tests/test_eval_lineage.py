@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 
 from alpaca_data.store import Store
-from tests.conftest import SHARED_DATA
+from tests.conftest import EVAL_DATA
 from tests.judge_server import cli_in_process
 from tests.serve_fixtures import trained_checkpoint  # noqa: F401  (the session fixture, shared with the serve tests)
 
-DAVINCI = SHARED_DATA / "eval" / "self_instruct_predictions" / "text-davinci-003.jsonl"
+DAVINCI = EVAL_DATA / "self_instruct_predictions" / "text-davinci-003.jsonl"
 ITEMS = 20
 
 

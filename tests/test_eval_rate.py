@@ -27,9 +27,9 @@ from alpaca_data.eval.pairs import compare
 from alpaca_data.eval.rating import RatingSession, build_app, listen, parse_raters, url_of
 from alpaca_data.generate.journal import read_journal
 from alpaca_data.store import Store
-from tests.conftest import SHARED_DATA, run_cli, snapshot
+from tests.conftest import EVAL_DATA, run_cli, snapshot
 
-PREDICTIONS = SHARED_DATA / "eval" / "self_instruct_predictions"
+PREDICTIONS = EVAL_DATA / "self_instruct_predictions"
 GENERATORS = ("model-alpha", "model-beta")
 DATASETS = ("answers-first-x7", "answers-second-y9")  # names no answer text contains (checked below)
 

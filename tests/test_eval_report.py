@@ -15,11 +15,7 @@ from alpaca_data.eval import metrics
 from alpaca_data.eval.annotations import annotation_record, commit_rows, output_record, revision_ref
 from alpaca_data.eval.report import build_report, render_text
 from alpaca_data.store import Store
-from tests.conftest import SHARED_DATA
-
-ANNOTATIONS_DIR = SHARED_DATA / "eval" / "alpaca_eval_annotations"
-NEFT = ANNOTATIONS_DIR / "alpaca-7b-neft.alpaca_eval_gpt4.annotations.json"
-LEADERBOARD = ANNOTATIONS_DIR / "alpaca_eval_gpt4_leaderboard.csv"
+from tests.conftest import LEADERBOARD
 
 
 def _leaderboard_row(name: str) -> dict[str, str]:
@@ -30,13 +26,14 @@ def _leaderboard_row(name: str) -> dict[str, str]:
 
 # ------------------------------------------------------------------------ the leaderboard, reproduced
 
-def test_the_neft_annotations_give_the_leaderboard_win_rate_through_the_cli(cli):
+def test_the_neft_annotations_give_the_leaderboard_win_rate_through_the_cli(cli, neft_annotations):
+    """The whole published annotations file (gunzipped from tests/data) through the real CLI."""
     expected = _leaderboard_row("Alpaca-7B-NEFT")
-    source = json.loads(NEFT.read_text(encoding="utf-8"))
+    source = json.loads(neft_annotations.read_text(encoding="utf-8"))
     judged = [r["preference"] for r in source if r["preference"] is not None]
     assert len(judged) < len(source)  # the file really has missing verdicts to exclude
 
-    imported = cli("eval", "import", NEFT, "--dataset", "neft")
+    imported = cli("eval", "import", neft_annotations, "--dataset", "neft")
     assert imported.returncode == 0, imported.stderr
     result = cli("eval", "report", "neft@main", "--json")
     assert result.returncode == 0, result.stderr

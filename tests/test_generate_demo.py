@@ -19,7 +19,7 @@ from alpaca_data.generate.ratelimit import TokenBucket
 from alpaca_data.generate.run import run_generation
 from alpaca_data.store import Store
 
-SEEDS = str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "seeds" / "alpaca_seed_tasks.jsonl")
+SEEDS = str(Path(__file__).resolve().parent / "data" / "seeds" / "alpaca_seed_tasks.jsonl")
 PROVENANCE = {"request_id", "prompt_seeds", "rouge_max", "rouge_most_similar", "generator"}
 
 
@@ -40,11 +40,13 @@ def _stats(server: DemoServer) -> dict:
 
 
 def test_injected_faults_are_survived_and_counted(tmp_path):
-    config = DemoConfig(seed=3, fault_429_rate=0.2, fault_5xx_rate=0.15, fault_timeout_rate=0.08, malformed_rate=0.15,
-                        truncate_rate=0.25, retry_after_s=0.05, timeout_sleep_s=2.0)
+    # An injected timeout holds its answer well past the client's timeout; an ordinary answer (milliseconds) comes
+    # well within it, even on a loaded machine: the counts below are exact whatever the timing.
+    config = DemoConfig(seed=3, fault_429_rate=0.2, fault_5xx_rate=0.15, fault_timeout_rate=0.03, malformed_rate=0.15,
+                        truncate_rate=0.25, retry_after_s=0.05, timeout_sleep_s=30.0)
     with DemoServer(config) as server:
-        result = _generate(tmp_path, num=100, base_url=server.base_url, concurrency=1, timeout=0.3,
-                                     max_retries=10, backoff_base=0.01)
+        result = _generate(tmp_path, num=100, base_url=server.base_url, concurrency=1, timeout=2.0,
+                           max_retries=10, backoff_base=0.01)
         served = _stats(server)["counts"]
     assert result.status == "done" and result.kept == 100
     generation = result.manifest.data["extra"]["generation"]
@@ -54,7 +56,7 @@ def test_injected_faults_are_survived_and_counted(tmp_path):
     assert errors.get("rate_limited", 0) == served["429"] > 0
     assert errors.get("server_error", 0) == served["5xx"] > 0
     assert errors.get("malformed", 0) == served["malformed"] > 0
-    assert errors.get("timeout", 0) == served["timeout"]
+    assert errors.get("timeout", 0) == served["timeout"] > 0
     assert counts["finish_length"] == served["truncated"] > 0
     assert counts["parse_failures"].get("truncated", 0) <= served["truncated"]
     assert counts["requests_failed"] == 0

@@ -15,7 +15,7 @@ from alpaca_data.generate.prompt import build_prompt, load_seed_tasks
 from alpaca_data.generate.run import run_generation
 from alpaca_data.generate.teachers import Decoding, HFTeacher
 
-SEEDS = str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "seeds" / "alpaca_seed_tasks.jsonl")
+SEEDS = str(Path(__file__).resolve().parent / "data" / "seeds" / "alpaca_seed_tasks.jsonl")
 
 
 @pytest.fixture(scope="module")

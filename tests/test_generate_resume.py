@@ -18,7 +18,7 @@ from alpaca_data.generate.run import run_generation
 from alpaca_data.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
-SEEDS = str(ROOT / ".." / "shared" / "data" / "seeds" / "alpaca_seed_tasks.jsonl")
+SEEDS = str(ROOT / "tests" / "data" / "seeds" / "alpaca_seed_tasks.jsonl")
 NUM, SEED = 120, 11
 
 

@@ -1,4 +1,4 @@
-"""Heuristic rules: each rule on real records from the shared corpora, on hand-written ones, and
+"""Heuristic rules: each rule on real records from the corpus samples in tests/data, on hand-written ones, and
 on counter-examples it must leave alone; then RuleSet specs, ordering and reports."""
 from __future__ import annotations
 
@@ -12,17 +12,13 @@ from alpaca_data.errors import UsageError
 from alpaca_data.filters.ruleset import RULES, RuleSet
 from alpaca_data.filters.steps import Pipeline, PipelineResult, Verdict
 from alpaca_data.records import key_of
-from tests.conftest import SHARED_DATA
-from tests.conftest import shared_corpus as _load
-
-SHARED = SHARED_DATA
-
-
+from tests.conftest import SEEDS
+from tests.conftest import corpus_records as _load
 
 
 @functools.cache
 def _seeds() -> tuple[dict, ...]:
-    path = SHARED / "seeds" / "alpaca_seed_tasks.jsonl"
+    path = SEEDS
     out = []
     for line in path.read_text(encoding="utf-8").splitlines():
         task = json.loads(line)

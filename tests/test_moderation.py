@@ -20,12 +20,12 @@ from alpaca_train.moderation import (
     refusal_message,
     text_windows,
 )
-from tests.conftest import SHARED_DATA
+from tests.conftest import EVAL_DATA
 from tests.moderation_server import moderation_server
 
 KEY = "sk-moderation-test-key-0123456789"
-ALPACA_EVAL = SHARED_DATA / "eval" / "alpaca_eval"
-USER_ORIENTED = SHARED_DATA / "eval" / "user_oriented_instructions.jsonl"
+ALPACA_EVAL = EVAL_DATA / "alpaca_eval"
+USER_ORIENTED = EVAL_DATA / "user_oriented_instructions.jsonl"
 
 ABUSIVE = [
     "You are a fucking idiot.",

@@ -18,7 +18,7 @@ import openai
 import pytest
 
 from tests import moderation_server as moderation_rules
-from tests.conftest import SHARED_DATA, run_cli
+from tests.conftest import SEEDS, run_cli
 from tests.moderation_server import moderation_server
 from tests.serve_fixtures import WATERMARK_SECRET, ServeProcess, train_cli, trained_checkpoint  # noqa: F401
 
@@ -214,7 +214,7 @@ def test_watermark_is_detected_on_answers_not_on_human_text(server):
     answer = api.completions.create(model=name, prompt="Once upon a time", max_tokens=200, temperature=1.0)
     found = raw(server, "POST", "/v1/watermark/detect", {"text": answer.choices[0].text}).json()
     assert found["watermarked"] is True and found["z_score"] >= 4 and found["scored_tokens"] >= 100
-    human = json.loads((SHARED_DATA / "seeds" / "alpaca_seed_tasks.jsonl").read_text().splitlines()[3])
+    human = json.loads(SEEDS.read_text().splitlines()[3])
     text = human["instruction"] + " " + human["instances"][0]["output"]
     assert raw(server, "POST", "/v1/watermark/detect", {"text": text}).json()["watermarked"] is False
     assert raw(server, "POST", "/v1/watermark/detect", {"txt": 1}).status_code == 400

@@ -11,7 +11,7 @@ from alpaca_data.store import Store
 from alpaca_train import data as D
 from alpaca_train.prompts import PROMPT_INPUT, PROMPT_NO_INPUT, format_prompt, prompt_segments
 from tests.train_fixtures import *
-from tests.train_fixtures import shared_records
+from tests.train_fixtures import corpus_sample
 
 STANFORD_INPUT = (
     "Below is an instruction that describes a task, paired with an input that provides further context. "
@@ -159,7 +159,7 @@ def test_sources_file_json_jsonl_alias_and_errors(tmp_path, monkeypatch):
 
 def test_sources_store_refs(tmp_path):
     store = Store.open(tmp_path / "store")
-    recs = shared_records(6)
+    recs = corpus_sample(6)
     v1 = store.commit("alpaca", recs[:4], message="first", recipe={"command": "test", "options": {}})
     store.tag("alpaca@main", "v1")
     v2 = store.commit("alpaca", recs, message="second", recipe={"command": "test", "options": {}})

@@ -12,7 +12,7 @@ from alpaca_train import data as D
 from alpaca_train.modeling import decoder_layer_classes, per_example_loss, setup_pad_token
 from alpaca_train.trainer import TRAINER_STATE, TrainConfig, train
 from tests.train_fixtures import *
-from tests.train_fixtures import shared_records
+from tests.train_fixtures import corpus_sample
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def sharp_model(tokenizer):
 def test_per_example_loss_is_the_same_padded_and_padding_free(sharp_model, tokenizer, attn):
     sharp_model.config._attn_implementation = attn
     sharp_model.set_attn_implementation(attn) if hasattr(sharp_model, "set_attn_implementation") else None
-    data = D.tokenize_records(shared_records(10), tokenizer, max_length=96)
+    data = D.tokenize_records(corpus_sample(10), tokenizer, max_length=96)
     examples = data.examples(range(len(data)))
     with torch.no_grad():
         padded = per_example_loss(sharp_model, D.PaddedCollator(tokenizer.eos_token_id)(examples))
@@ -168,7 +168,7 @@ def test_cli_config_file_flags_and_errors(tmp_path, records_file, tiny_model_dir
 
 def test_training_from_a_store_ref_records_the_revision(tmp_path, tiny_model_dir):
     store = Store.open(tmp_path / "store")
-    manifest = store.commit("alpaca", shared_records(8), message="eight",
+    manifest = store.commit("alpaca", corpus_sample(8), message="eight",
                             recipe={"command": "test", "options": {}})
     store.tag("alpaca@main", "v1")
     result = train(_cfg(tmp_path, "alpaca@v1", tiny_model_dir, store=str(tmp_path / "store"), max_steps=1))

