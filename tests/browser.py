@@ -1,7 +1,7 @@
 """A real headless Chromium (Debian's `chromium`) driven by Playwright's Python client, for page tests.
 
 `scripts/install-browser.sh` (run by `make test`) installs Chromium; where it cannot be installed the
-tests that need it skip and say why, the only skip in the suite.
+tests that need it fail and say why (nothing in the suite is skipped).
 """
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ def browser():
 
     executable = chromium_path()
     if executable is None:
-        pytest.skip("Debian's chromium is not installed (scripts/install-browser.sh could not install it here)")
+        pytest.fail("Debian's chromium is not installed: scripts/install-browser.sh (run by `make test`) could not "
+                    "install it here; install it (apt-get install chromium) and run the tests again", pytrace=False)
     with sync_playwright() as playwright:
         instance = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
         yield instance

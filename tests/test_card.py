@@ -29,7 +29,7 @@ def test_card_metadata_round_trips_and_body_has_real_numbers(gsm_store):
     card = DatasetCard(text)
     data = card.data.to_dict()
     assert data["license"] == "cc-by-nc-4.0" and data["language"] == ["en"]
-    assert data["task_categories"] == ["text-generation"] and data["size_categories"] == ["1K<n<10K"]
+    assert data["task_categories"] == ["text-generation"] and data["size_categories"] == ["n<1K"]  # the ~500-record sample, filtered
     assert data["pretty_name"] == f"gsm ({filtered.short_id})"
     assert data["configs"] == [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}]
     info = data["dataset_info"]
