@@ -7,7 +7,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = ("import_validate.py", "rouge_filter.py", "generate_throughput.py", "train_throughput.py",
-              "watermark_detect.py", "watermark_real.py")
+              "watermark_detect.py", "real_model.py", "watermark_real.py")
 
 
 def main() -> int:

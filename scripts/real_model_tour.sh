@@ -13,6 +13,7 @@ export ALPACA_WATERMARK_KEY="${ALPACA_WATERMARK_KEY:-real-model-tour-key-0123456
 LIMIT="${LIMIT:-252}"
 JUDGE_LIMIT="${JUDGE_LIMIT:-$LIMIT}"   # pairs judged by the 135M model (both orders: twice as many requests)
 STEPS="${STEPS:-40}"
+EVAL_TOKENS="${EVAL_TOKENS:-256}"
 ad=.venv/bin/alpaca-data
 at=.venv/bin/alpaca-train
 mkdir -p "$tour"
@@ -25,9 +26,15 @@ timed() { local start=$SECONDS; "$@"; note "  ($(( SECONDS - start )) s: ${*:0:4
 model=models/smollm2
 
 note "## teacher: generate --teacher hf:$model"
-have smol-generated || timed $ad generate --seeds tests/data/seeds/alpaca_seed_tasks.jsonl --teacher "hf:$model" --num 20 \
-  --max-requests 4 --max-tokens 384 --request-batch-size 4 --dataset smol-generated --seed 1 2>&1 | tail -n 3 | tee -a "$figures" || true
-$ad sql "SELECT reason, count(*) AS n FROM rejections GROUP BY reason ORDER BY n DESC" --rev smol-generated@main 2>&1 | tee -a "$figures" || true
+have smol-teacher || timed $ad generate --seeds tests/data/seeds/alpaca_seed_tasks.jsonl --teacher "hf:$model" --num 20 \
+  --max-requests 4 --max-tokens 384 --request-batch-size 4 --dataset smol-teacher --seed 1 2>&1 | tail -n 3 | tee -a "$figures" || true
+$ad show smol-teacher@main --json > "$tour/generated.json"
+.venv/bin/python - "$tour/generated.json" <<'EOF' | tee -a "$figures"
+import json, sys
+counts = json.load(open(sys.argv[1]))["extra"]["generation"]["counts"]
+print(f"requests answered {counts['requests_answered']}, tasks parsed {counts['parsed']}, kept {counts['kept']}; "
+      f"parse failures {counts['parse_failures']}; dropped by the filters {counts['dropped']}")
+EOF
 
 note "## student: alpaca-train on 600 GPTeacher roleplay records, $STEPS steps"
 have roleplay || $ad import tests/data/gpteacher_roleplay_600.json --map response=output --dataset roleplay -m "GPTeacher roleplay, 600" >/dev/null
@@ -50,11 +57,11 @@ print("validation loss: " + " -> ".join(f"{e['val_loss']:.3f} (step {e.get('step
 print(f"tokens/s while training: {steps[-1].get('tokens_per_s_rank0')}")
 EOF
 
-note "## evaluate: eval generate on $LIMIT user-oriented items (greedy, max 256 tokens)"
-have smol-shipped || timed $ad eval generate --model "hf:$model" --set user-oriented --limit "$LIMIT" --max-tokens 256 \
-  --request-batch-size 8 -d smol-shipped 2>&1 | tail -n 1
-have smol-tuned || timed $ad eval generate --model "hf:$tour/tuned" --set user-oriented --limit "$LIMIT" --max-tokens 256 \
-  --request-batch-size 8 -d smol-tuned 2>&1 | tail -n 1
+note "## evaluate: eval generate on $LIMIT user-oriented items (greedy, max $EVAL_TOKENS tokens)"
+have smol-shipped || timed $ad eval generate --model "hf:$model" --set user-oriented --limit "$LIMIT" --max-tokens "$EVAL_TOKENS" \
+  --request-batch-size 8 -d smol-shipped --resume 2>&1 | tail -n 1
+have smol-tuned || timed $ad eval generate --model "hf:$tour/tuned" --set user-oriented --limit "$LIMIT" --max-tokens "$EVAL_TOKENS" \
+  --request-batch-size 8 -d smol-tuned --resume 2>&1 | tail -n 1
 have davinci-003 || $ad eval import tests/data/eval/self_instruct_predictions/text-davinci-003.jsonl -d davinci-003 >/dev/null
 note "## content filter (local) on the fine-tuned model's answers: false refusals"
 .venv/bin/python - <<'EOF' | tee -a "$figures"
@@ -74,7 +81,7 @@ for model_outputs in smol-shipped smol-tuned; do
   $ad eval report "demo-$model_outputs" 2>&1 | tee -a "$figures"
   note "### $model_outputs vs text-davinci-003, judge hf:$model (a 135M judge, both orders)"
   have "smol-$model_outputs" || timed $ad eval judge davinci-003 "$model_outputs" --judge "hf:$model" --limit "$JUDGE_LIMIT" --max-tokens 48 \
-    --request-batch-size 8 -d "smol-$model_outputs" 2>&1 | tail -n 1
+    --request-batch-size 8 -d "smol-$model_outputs" --resume 2>&1 | tail -n 1
   $ad eval report "smol-$model_outputs" 2>&1 | tee -a "$figures"
 done
 note "figures written to $figures"

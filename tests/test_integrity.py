@@ -52,7 +52,10 @@ def test_a_flipped_bit_is_never_read_as_data(cli, store_path, tmp_path, where):
         _one_line_error(cli(*command), f"s@{clean[:12]}", "fsck")
     assert not (tmp_path / "out.json").exists() and not (tmp_path / "hub").exists()
     assert snapshot(store_path) == before  # `filter` stored nothing from the damaged bytes
-    trained = subprocess.run([sys.executable, "-m", "alpaca_train", "--data", "s@main", "--model", str(tmp_path),
+    from alpaca_train.tiny import make_tiny_llama
+
+    make_tiny_llama(tmp_path / "tiny", layers=1, hidden=16)  # a real model folder: the data is what must be refused
+    trained = subprocess.run([sys.executable, "-m", "alpaca_train", "--data", "s@main", "--model", str(tmp_path / "tiny"),
                               "--out", str(tmp_path / "run")], capture_output=True, text=True,
                              env={**os.environ, "ALPACA_STORE": str(store_path)}, timeout=120)
     assert trained.returncode == 1 and "fsck" in trained.stderr and "Traceback" not in trained.stderr

@@ -268,9 +268,14 @@ def test_concurrency_limit_and_request_time_limit(trained_checkpoint):  # noqa: 
 
 
 def test_serve_refuses_bad_options_in_one_line(tmp_path):
+    from alpaca_train.tiny import make_tiny_llama
+
+    model = tmp_path / "model"
+    make_tiny_llama(model, layers=1, hidden=16)  # a real model folder: the options are what must be refused
     for args, needle in ((["serve", str(tmp_path / "nope")], "nope"),
-                         (["serve", str(tmp_path), "--watermark", "maybe"], "--watermark"),
-                         (["serve", str(tmp_path), "--moderation", "magic"], "magic")):
+                         (["serve", str(tmp_path), "--watermark", "off"], "not a"),  # a folder, but no model
+                         (["serve", str(model), "--watermark", "maybe"], "--watermark"),
+                         (["serve", str(model), "--moderation", "magic"], "magic")):
         done = subprocess.run([sys.executable, "-m", "alpaca_train", *args], capture_output=True, text=True,
                               timeout=120)
         assert done.returncode != 0 and needle in done.stderr and "Traceback" not in done.stderr
