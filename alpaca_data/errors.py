@@ -50,9 +50,15 @@ def refuse_missing_model_path(ref: str, label: str | None = None, *, kind: str =
     `hub=False` (arguments that only take folders: serve, detect) every reference is a path."""
     name = label or ref
     if hub and not looks_like_path(ref):
-        if _hub_offline() and not _in_hub_cache(ref, _FOLDER_FILES.get(kind, _FOLDER_FILES["model"])):
+        files = _FOLDER_FILES.get(kind, _FOLDER_FILES["model"])
+        if _hub_offline() and not _in_hub_cache(ref, files):
             raise UserError(f"{name}: not in the local Hugging Face cache, and HF_HUB_OFFLINE is set (unset it to "
                             "download it from the Hub, or give a local folder)")
+        if not _hub_offline() and not _in_hub_cache(ref, files) and not _hub_resolves():
+            # `models/nothing` is shaped like a Hub id too: on a machine that cannot even resolve the Hub's name,
+            # looking it up would only retry for a minute before failing
+            raise UserError(f"{name}: no such {kind} folder, and not looked up as a Hub id: the Hub "
+                            f"({_hub_host()}) cannot be reached from here (no such name)")
         return
     folder = Path(ref).expanduser()
     if not folder.exists():
@@ -62,6 +68,24 @@ def refuse_missing_model_path(ref: str, label: str | None = None, *, kind: str =
     needed = _FOLDER_FILES.get(kind, _FOLDER_FILES["model"])
     if not any((folder / file).is_file() for file in needed):
         raise UserError(f"{name}: not a {kind} folder (no {' or '.join(needed)} in it)")
+
+
+def _hub_host() -> str:
+    import os
+    from urllib.parse import urlsplit
+
+    return urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or "huggingface.co"
+
+
+def _hub_resolves() -> bool:
+    """Whether the Hub's host name resolves (a DNS question only: the Hub itself is not contacted)."""
+    import socket
+
+    try:
+        socket.getaddrinfo(_hub_host(), 443)
+        return True
+    except OSError:
+        return False
 
 
 def _hub_offline() -> bool:

@@ -120,3 +120,22 @@ def test_transformers_errors_are_whole_on_one_line():
     line = one_line(error)
     assert "\n" not in line and line.startswith("Couldn't instantiate the backend tokenizer from one of: (1)")
     assert line.endswith("You need to have sentencepiece installed.")
+
+
+def test_a_hub_shaped_ref_fails_at_once_where_the_hub_has_no_address(tmp_path, monkeypatch, run):
+    """The issue's own case: `models/nothing` in a folder with no `models/` is shaped like a Hub id. Where the
+    Hub's name does not resolve (this machine, CI), it is one line at once instead of a minute of retries."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("HF_ENDPOINT", "https://no-such-hub.invalid")  # .invalid never resolves (RFC 2606)
+    monkeypatch.setenv("ALPACA_STORE", str(tmp_path / "store"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    records = tmp_path / "one.json"
+    records.write_text(json.dumps([{"instruction": "Say hi.", "output": "Hi."}]), encoding="utf-8")
+    assert run("alpaca-data", "import", records, "-d", "one")[0].returncode == 0
+    done, took = run("alpaca-train", "--data", "one@main", "--model", "models/nothing", "--out", "y",
+                     "--max-steps", "1")
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 1 and took < 2, (done.stderr, took)
+    assert "models/nothing: no such model folder" in lines[0] and "no-such-hub.invalid" in lines[0]
+    assert not (tmp_path / "y").exists()
