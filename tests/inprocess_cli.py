@@ -7,6 +7,15 @@ import pytest
 from tests.conftest import CliResult
 
 
+def run_main(main, args, capsys) -> CliResult:
+    """One CLI call through `main` (alpaca_data.cli's or alpaca_train.cli's), its exit code and output."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    out = capsys.readouterr()
+    return CliResult(exit_info.value.code or 0, out.out, out.err)
+
+
 @pytest.fixture(name="cli_here")
 def cli_here_fixture(store_path, monkeypatch, capsys):
     from alpaca_data.cli import main
@@ -17,10 +26,6 @@ def cli_here_fixture(store_path, monkeypatch, capsys):
     def invoke(*args, env: dict | None = None) -> CliResult:
         for key, value in (env or {}).items():
             monkeypatch.setenv(key, value)
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exit_info:
-            main([str(a) for a in args])
-        out = capsys.readouterr()
-        return CliResult(exit_info.value.code or 0, out.out, out.err)
+        return run_main(main, args, capsys)
 
     return invoke

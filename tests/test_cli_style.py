@@ -9,6 +9,7 @@ import re
 import pytest
 
 from tests.conftest import CliResult
+from tests.inprocess_cli import run_main
 
 
 @pytest.fixture(name="run")
@@ -21,11 +22,7 @@ def run_fixture(monkeypatch, capsys, tmp_path):
             from alpaca_data.cli import main
         else:
             from alpaca_train.cli import main
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exit_info:
-            main([str(a) for a in args])
-        out = capsys.readouterr()
-        return CliResult(exit_info.value.code or 0, out.out, out.err)
+        return run_main(main, args, capsys)
 
     return invoke
 

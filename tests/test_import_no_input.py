@@ -7,6 +7,7 @@ import json
 import pytest
 
 from tests.conftest import CliResult
+from tests.inprocess_cli import run_main
 
 
 @pytest.fixture(name="run")
@@ -16,11 +17,7 @@ def run_fixture(tmp_path, monkeypatch, capsys):
     def invoke(*args) -> CliResult:
         from alpaca_data.cli import main
 
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exit_info:
-            main([str(a) for a in args])
-        out = capsys.readouterr()
-        return CliResult(exit_info.value.code or 0, out.out, out.err)
+        return run_main(main, args, capsys)
 
     return invoke
 
