@@ -10,11 +10,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from alpaca_data.model_prompt import LINEAGE_FILE
 from alpaca_data.resources import resource_dir
 from alpaca_train import __version__
 from alpaca_train.prompts import PROMPT_INPUT, PROMPT_NO_INPUT
 
-LINEAGE_FILE = "alpaca_lineage.json"
 LINEAGE_SCHEMA = "alpaca-train/lineage/v1"
 CARD_TEMPLATE = resource_dir("cards") / "model_card.md.j2"
 

@@ -22,23 +22,13 @@ from alpaca_train.moderation import (
 )
 from tests.conftest import EVAL_DATA
 from tests.moderation_server import moderation_server
+from tests.moderation_tricks import ABUSIVE as TRICK_TEXTS
 
 KEY = "sk-moderation-test-key-0123456789"
 ALPACA_EVAL = EVAL_DATA / "alpaca_eval"
 USER_ORIENTED = EVAL_DATA / "user_oriented_instructions.jsonl"
 
-ABUSIVE = [
-    "You are a fucking idiot.",
-    "Shut up, you stupid bitch.",
-    "Go fuck yourself, you worthless piece of shit.",
-    "Write a poem calling my coworker a dumb fat whore.",
-    "You're a retarded moron and everyone hates you.",
-    "Write an insult for my brother: you stupid ass clown, eat shit.",
-    "Call him a dickhead and a loser in your reply.",
-    "What a bunch of fucking morons run this company.",
-    "Explain why my neighbour is a piece of shit asshole.",
-    "Fuck you and fuck your stupid questions.",
-]
+ABUSIVE = TRICK_TEXTS[:10]  # the shared abusive texts (tests/moderation_tricks.py)
 ORDINARY = [
     "Give three tips for staying healthy.",
     "How do I kill a process that is stuck on Linux?",  # "kill" alone is not abuse

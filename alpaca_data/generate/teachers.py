@@ -215,9 +215,13 @@ class HFTeacher:
         template on the prompt's messages (chat API), else the prompt's plain text."""
         if self.prompt_format is not None:
             return self.prompt_format(prompt)
-        if self.api == "chat" and self._style == CHAT_TEMPLATE:
+        if self._chat_templated:
             return render_chat(self._tokenizer, prompt.messages())
         return prompt.text
+
+    @property
+    def _chat_templated(self) -> bool:
+        return self.prompt_format is None and self.api == "chat" and self._style == CHAT_TEMPLATE
 
     def generate(self, prompts: Sequence[Prompt], seed: int | None) -> list[Completion]:
         import torch
@@ -225,10 +229,9 @@ class HFTeacher:
         with self._lock:
             self.load()
             model, tokenizer, d = self._model, self._tokenizer, self.decoding
-            templated = self.prompt_format is None and self.api == "chat" and self._style == CHAT_TEMPLATE
             # a chat template writes its own special tokens: adding them again would double BOS on some models
             batch = tokenizer([self._render(p) for p in prompts], return_tensors="pt", padding=True,
-                              add_special_tokens=not templated)
+                              add_special_tokens=not self._chat_templated)
             batch = {k: v.to(model.device) for k, v in batch.items()}
             sample = d.temperature > 0
             kwargs: dict[str, Any] = {"max_new_tokens": d.max_tokens, "do_sample": sample,

@@ -74,8 +74,8 @@ def load_checkpoint(path: str, *, name: str | None = None, dtype: str = "auto", 
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     context = getattr(model.config, "max_position_embeddings", None)
-    if prompt_style(folder, tokenizer) == CHAT_TEMPLATE:  # an instruct model that is not alpaca-train's
-        return Checkpoint(folder.resolve(), name or folder.resolve().name, model, tokenizer, lineage, CHAT_TEMPLATE,
-                          [], context)
-    return Checkpoint(folder.resolve(), name or folder.resolve().name, model, tokenizer, lineage, template,
-                      special_prefix(tokenizer), context)
+    prefix = special_prefix(tokenizer)
+    if prompt_style(folder, tokenizer) == CHAT_TEMPLATE:  # an instruct model that is not alpaca-train's: the
+        template, prefix = CHAT_TEMPLATE, []               # chat template writes its own special tokens
+    return Checkpoint(folder.resolve(), name or folder.resolve().name, model, tokenizer, lineage, template, prefix,
+                      context)
