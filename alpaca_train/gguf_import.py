@@ -13,14 +13,13 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
-import os
 import shutil
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from alpaca_data.durable import fsync_dir, sha256_file
+from alpaca_data.durable import fsync_dir, fsync_file, remove_stale_temps, sha256_file, temp_path_for
 from alpaca_data.errors import UserError
 
 IMPORT_FILE = "alpaca_import.json"
@@ -83,10 +82,6 @@ def _check_architecture(path: Path, metadata: dict[str, Any]) -> None:
                         f"transformers (it knows {', '.join(sorted(GGUF_SUPPORTED_ARCHITECTURES)[:12])}, ...)")
 
 
-def _temp_folder(out: Path) -> Path:
-    return out.parent / f".{out.name}.importing-{int(time.time() * 1000)}"
-
-
 def import_gguf(file: str | Path, out: str | Path, *, dtype: str = "float32", progress=None) -> dict[str, Any]:
     """Convert FILE into the folder OUT (which must not exist); returns the import record."""
     import torch
@@ -129,7 +124,8 @@ def import_gguf(file: str | Path, out: str | Path, *, dtype: str = "float32", pr
               **_KNOWN_ORIGINS.get(source.name, {}),
               "model": {"class": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters()),
                         "dtype": dtype, "chat_template": bool(getattr(tokenizer, "chat_template", None))}}
-    temp = _temp_folder(out)
+    remove_stale_temps(out)  # what an import killed with -9 left behind
+    temp = temp_path_for(out)
     try:
         say(f"writing safetensors ({dtype}) ...")
         with _quiet_transformers():
@@ -137,8 +133,7 @@ def import_gguf(file: str | Path, out: str | Path, *, dtype: str = "float32", pr
         (temp / IMPORT_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
         (temp / "README.md").write_text(_card(record), encoding="utf-8")
         for path in temp.iterdir():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
+            fsync_file(path)
         fsync_dir(temp)
         temp.rename(out)
         fsync_dir(out.parent)
