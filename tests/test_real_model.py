@@ -4,6 +4,7 @@ a GGUF file) imported once per session, then asked through the server, watermark
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 from alpaca_data.durable import sha256_file
 from alpaca_data.model_prompt import ALPACA, CHAT_TEMPLATE, prompt_style
 from alpaca_train.gguf_import import IMPORT_FILE, smollm2_gguf
+from alpaca_train.watermark import GAMMA
 from tests.serve_fixtures import WATERMARK_SECRET, ServeProcess, train_cli
 
 # One xdist worker runs this whole module: its session fixture converts the model once, and its tests are the
@@ -112,10 +114,14 @@ def test_the_served_model_answers_greedily_and_watermarks_sampled_answers(smollm
 
         with concurrent.futures.ThreadPoolExecutor(4) as pool:  # one batch of four
             answers = list(pool.map(ask, prompts))
+    # Sampled answers vary in length from run to run (CI once got 88, 99 and 227 scored tokens), and the z-score
+    # grows with the square root of the length: each answer long enough is judged alone, all of them pooled.
     results = [_detect(smollm2, text) for text in answers]
-    long_enough = [r for r in results if r["scored_tokens"] >= 150]
-    assert len(long_enough) >= 2, results
-    assert all(r["z_score"] >= 4 for r in long_enough), results
+    long_enough = [r for r in results if r["scored_tokens"] >= 80]
+    assert long_enough and all(r["z_score"] >= 4 for r in long_enough), results
+    scored, green = sum(r["scored_tokens"] for r in results), sum(r["green_tokens"] for r in results)
+    assert scored >= 150, results
+    assert (green - GAMMA * scored) / math.sqrt(scored * GAMMA * (1 - GAMMA)) >= 6, results
     human = ("Drink plenty of water throughout the day, eat a balanced diet rich in fruits and vegetables, and "
              "make sure you get seven to eight hours of sleep every night. Regular exercise, even a short walk "
              "after dinner, helps the heart and the mind. Keep in touch with friends and family, and find time "
