@@ -276,7 +276,7 @@ def test_long_strings_multiword(monkeypatch, parallel):
     single- and multi-thread chunking."""
     if parallel:
         monkeypatch.setattr(rouge_mod, "_PARALLEL_MIN_STATS", 8)
-        monkeypatch.setattr(rouge_mod, "_PARALLEL_MIN_BEST", 8)
+        monkeypatch.setattr(rouge_mod, "_PARALLEL_MIN_PAIRS", 8)
     rng = random.Random(7 + parallel)
     lengths = [0, 1, 5, 63, 64, 65, 100, 127, 128, 129, 192, 200, 300]
     pool = [_rand_text(rng, rng.choice(lengths)) for _ in range(90)]
@@ -371,3 +371,40 @@ def test_top_indices_matches_argsort():
     for n in (1, 5, 11, 60, 500, 5000):
         for vals in (rng.random(n), rng.integers(0, 4, n) / 4.0, np.zeros(n)):
             assert np.array_equal(top_indices(vals), np.argsort(vals)[-10:][::-1])
+
+
+def test_step_streams_in_batches_like_one_call_and_like_check(real, monkeypatch):
+    """RougeNovelty.check_all over uneven successive batches == one call == check on each record in turn
+    (sub-batches of 64 and threads on every sub-batch, so the in-batch greedy pass is exercised)."""
+    from alpaca_data.filters.rouge import RougeNovelty
+
+    monkeypatch.setattr(rouge_mod, "_SUB_BATCH", 64)
+    monkeypatch.setattr(rouge_mod, "_PARALLEL_MIN_PAIRS", 1)
+    texts = real["texts"][:1500]
+    texts = texts + [t + " (copy 1)" for t in texts[:300]] + ["请写一首诗", ""]
+    records = [{"instruction": t, "n": k} for k, t in enumerate(texts)]
+    pool = real["texts"][1500:1600]
+
+    def verdicts(step, calls):
+        return [(v.reason, v.score, v.most_similar) for v in calls(step)]
+
+    one = verdicts(RougeNovelty(pool=pool), lambda s: s.check_all(records, progress=False))
+    cuts = [0, 1, 7, 300, 301, 1000, 1777, len(records)]
+    batched = verdicts(RougeNovelty(pool=pool), lambda s: [v for a, b in zip(cuts, cuts[1:])
+                                                           for v in s.check_all(records[a:b], progress=False)])
+    each = verdicts(RougeNovelty(pool=pool), lambda s: [s.check(r) for r in records])
+    assert one == batched == each
+    assert 100 < sum(reason == "rouge_too_similar" for reason, _, _ in one) < len(records) - 100
+    # the decisions are Alpaca's: the greedy reference over pool + kept
+    ref = RefPool(pool + texts)
+    kept = list(range(len(pool)))
+    for k, (reason, score, most_similar) in enumerate(one):
+        if not TOK(texts[k]):
+            assert reason == "rouge_no_tokens"
+            continue
+        best, i = ref.best(texts[k], entries=kept)
+        assert (reason is None) == (not best > THR)
+        if reason:
+            assert (score, most_similar) == (best, (pool + texts)[kept[i]])
+        else:
+            kept.append(len(pool) + k)

@@ -11,7 +11,7 @@ Two exact LCS algorithms are combined, both bit-parallel (Allison-Dix / Hyyro):
   that does not occur in ``e`` leaves ``V_e`` unchanged, so only the postings of the candidate's
   tokens are visited.  ``LCS = number of zero bits of V_e``.
 * **dense, candidate as bit-vector** -- used for the not-yet-indexed tail of the pool and for the
-  few pairs that survive the upper bounds in threshold-only mode: the candidate's match masks
+  few pairs that survive the prefix filter and bounds in threshold-only mode (prefix index below): the candidate's match masks
   are built once, and each pool entry's tokens are scanned.
 
 The F-measure is computed with exactly rouge_score's float64 formula and operation order:
@@ -296,141 +296,6 @@ def stats_chunk(
         out[e] = _fmeasure(z, m, n)
 
 
-# --------------------------------------------------------------------------- threshold-only (bounds)
-@njit(cache=True, nogil=True)
-def probe_plan(cand, sptr, lptr, thr_lo):
-    """Pick the candidate tokens to probe (prefix filtering on the inverted index).
-
-    The most frequent candidate tokens (by pool document frequency) are skipped as long as an
-    entry sharing *only* skipped tokens provably cannot exceed the threshold: with ``s`` skipped
-    token occurrences, such an entry has LCS <= min(s, m) and F <= 2*min(s, m)/(m+n) <= 2s/(s+n).
-    """
-    n = cand.shape[0]
-    nvoc = sptr.shape[0] - 1
-    toks = np.empty(n, np.int64)
-    cnts = np.empty(n, np.int64)
-    dfs = np.empty(n, np.int64)
-    nd = 0
-    for i in range(n):
-        t = cand[i]
-        if t < 0 or t >= nvoc:
-            continue
-        found = -1
-        for q in range(nd):
-            if toks[q] == t:
-                found = q
-                break
-        if found >= 0:
-            cnts[found] += 1
-        else:
-            toks[nd] = t
-            cnts[nd] = 1
-            dfs[nd] = (sptr[t + 1] - sptr[t]) + (lptr[t + 1] - lptr[t])
-            nd += 1
-    order = np.argsort(-dfs[:nd], kind="mergesort")
-    s = 0
-    q0 = 0
-    while q0 < nd:
-        q = order[q0]
-        s2 = s + cnts[q]
-        if 2.0 * s2 / (s2 + n) <= thr_lo:
-            s = s2
-            q0 += 1
-        else:
-            break
-    probe_t = np.empty(nd - q0, np.int64)
-    probe_c = np.empty(nd - q0, np.int64)
-    for i in range(q0, nd):
-        probe_t[i - q0] = toks[order[i]]
-        probe_c[i - q0] = cnts[order[i]]
-    return probe_t, probe_c, s
-
-
-@njit(cache=True, nogil=True)
-def best_chunk(
-    c,
-    nchunks,
-    n,
-    probe_t,
-    probe_c,
-    s_skip,
-    thr_lo,
-    flat,
-    off,
-    K,
-    N,
-    sptr,
-    s_ent,
-    s_mask,
-    lptr,
-    l_ent,
-    l_moff,
-    lm,
-    nwords,
-    ov,
-    slot_of,
-    CM,
-    res_f,
-    res_e,
-    res_cnt,
-):
-    """Threshold-only mode: best (F, entry) among chunk ``c``'s pairs whose upper bound exceeds
-    ``thr_lo`` (length bound and token-multiset-overlap bound ``2*min(ov+s_skip, m, n)/(m+n)``)."""
-    lo = K * c // nchunks
-    hi = K * (c + 1) // nchunks
-    for e in range(lo, hi):
-        ov[e] = 0
-    for j in range(probe_t.shape[0]):
-        b = probe_t[j]
-        cb = probe_c[j]
-        s, end = _posting_range(sptr, s_ent, b, lo, hi, K)
-        for k in range(s, end):
-            e = s_ent[k]
-            ov[e] += min(cb, np.int64(_popcount(s_mask[k])))
-        s, end = _posting_range(lptr, l_ent, b, lo, hi, K)
-        for k in range(s, end):
-            e = l_ent[k]
-            mo = l_moff[k]
-            ce = 0
-            for w in range(nwords[e]):
-                ce += np.int64(_popcount(lm[mo + w]))
-            ov[e] += min(cb, ce)
-    nwc = (n + 63) // 64
-    Vc = np.empty(max(nwc, 1), np.uint64)
-    best = -1.0
-    best_e = -1
-    nev = 0
-    for e in range(lo, hi):
-        o = ov[e]
-        if o == 0:  # shares only skipped tokens: bound <= 2s/(s+n) <= thr_lo by construction
-            continue
-        m = off[e + 1] - off[e]
-        lub = min(o + s_skip, m, n)
-        if 2.0 * lub / (m + n) > thr_lo:
-            z = _dense_lcs(flat, off[e], off[e + 1], slot_of, CM, nwc, Vc)
-            f = _fmeasure(z, m, n)
-            nev += 1
-            if f > best:
-                best = f
-                best_e = e
-    tlo = K + (N - K) * c // nchunks
-    thi = K + (N - K) * (c + 1) // nchunks
-    for e in range(tlo, thi):
-        m = off[e + 1] - off[e]
-        if m == 0:
-            continue
-        if 2.0 * min(m, n) / (m + n) > thr_lo:
-            z = _dense_lcs(flat, off[e], off[e + 1], slot_of, CM, nwc, Vc)
-            f = _fmeasure(z, m, n)
-            nev += 1
-            if f > best:
-                best = f
-                best_e = e
-    res_f[c] = best
-    res_e[c] = best_e
-    res_cnt[c] = nev
-
-
 # --------------------------------------------------------------------------- one-call serial entry points
 @njit(cache=True, nogil=True)
 def stats_serial(
@@ -465,56 +330,204 @@ def stats_serial(
     reset_slots(cand, slot_of)
 
 
+
+# --------------------------------------------------------------------------- threshold-only: prefix index
+# Prefix filtering with a positional overlap bound (PPJoin+, Xiao et al. 2008) on token multisets under one
+# global order.  A pair can score F > thr_lo only if its multiset overlap ov satisfies 2*ov/(m+ov) > thr_lo
+# on both sides (LCS <= ov, F <= 2*min(ov, m, n)/(m+n)), i.e. ov >= alpha(m) and ov >= alpha(n) with
+# alpha(x) = floor(thr_lo*x/(2-thr_lo))+1; then the first x - alpha(x) + 1 token occurrences of each side, in
+# the global order, share a token.  The order is "larger token id first" (ids are given in first-seen order,
+# so late, rare tokens come first); an unknown candidate token (id -1) counts as larger than every id.
+# Entries post the distinct tokens of their prefix -- (entry, end position of the token's occurrences in the
+# entry's order, their count) -- in append-only posting lists of BLOCK-entry blocks, so a pool grows without
+# rebuilds.  A candidate probes its prefix tokens in order; for an entry met at tokens t1 > t2 > ... the
+# common occurrences of every token up to the last one met are counted exactly (an earlier common token is
+# in both prefixes), and the rest is at most min(occurrences after it in the entry, in the candidate): only
+# entries whose overlap bound passes get an exact LCS.  Which pairs are verified depends only on the two
+# texts and the ids, never on batching or on the rest of the pool.
+BLOCK = 8
+_UNKNOWN = np.int64(1) << 40
+
+
 @njit(cache=True, nogil=True)
-def best_serial(
-    cand,
-    thr_lo,
-    flat,
-    off,
-    K,
-    N,
-    sptr,
-    s_ent,
-    s_mask,
-    lptr,
-    l_ent,
-    l_moff,
-    lm,
-    nwords,
-    ov,
-    slot_of,
-    res_f,
-    res_e,
-    res_cnt,
-):
-    """probe plan + prep + :func:`best_chunk` over the whole pool + reset, in one dispatch."""
-    probe_t, probe_c, s_skip = probe_plan(cand, sptr, lptr, thr_lo)
+def prefix_len(n, thr_lo):
+    """Token occurrences (in the global order) that must be indexed / probed for a text of ``n`` tokens."""
+    if n == 0 or thr_lo >= 1.0:
+        return 0
+    alpha = np.int64(np.floor(thr_lo * n / (2.0 - thr_lo))) + 1 if thr_lo > 0 else np.int64(1)
+    if alpha < 1:
+        alpha = 1
+    p = n - alpha + 1
+    if p < 1:
+        p = 1
+    return p
+
+
+@njit(cache=True, nogil=True)
+def _prefix_tokens(ids, thr_lo):
+    """The distinct known tokens met in the first ``prefix_len`` occurrences (ids descending, unknown
+    first), each with the end position of its occurrences in that order and their count."""
+    n = ids.shape[0]
+    p = prefix_len(n, thr_lo)
+    key = np.empty(n, np.int64)
+    for i in range(n):
+        t = ids[i]
+        key[i] = -(np.int64(t) if t >= 0 else _UNKNOWN)
+    key.sort()
+    toks = np.empty(p, np.int64)
+    ends = np.empty(p, np.int64)
+    cnts = np.empty(p, np.int64)
+    k = 0
+    i = 0
+    while i < p:
+        j = i + 1
+        while j < n and key[j] == key[i]:
+            j += 1
+        if -key[i] != _UNKNOWN:
+            toks[k] = -key[i]
+            ends[k] = j
+            cnts[k] = j - i
+            k += 1
+        i = j
+    return toks[:k], ends[:k], cnts[:k]
+
+
+@njit(cache=True, nogil=True)
+def px_insert(e_lo, e_hi, flat, off, thr_lo, head, tail, cnt, blk_ent, blk_end, blk_cnt, blk_next, nblk):
+    """Post the prefix tokens of entries ``e_lo..e_hi-1``; stops before an entry that might not fit in the
+    block arrays.  Returns (first entry not posted, blocks used)."""
+    cap = blk_next.shape[0]
+    for e in range(e_lo, e_hi):
+        toks, ends, cnts = _prefix_tokens(flat[off[e]:off[e + 1]], thr_lo)
+        if nblk + toks.shape[0] > cap:
+            return e, nblk
+        for q in range(toks.shape[0]):
+            t = toks[q]
+            c = cnt[t]
+            if c % BLOCK == 0:
+                b = nblk
+                nblk += 1
+                blk_next[b] = -1
+                if c == 0:
+                    head[t] = b
+                else:
+                    blk_next[tail[t]] = b
+                tail[t] = b
+            k = tail[t] * BLOCK + c % BLOCK
+            blk_ent[k] = e
+            blk_end[k] = ends[q]
+            blk_cnt[k] = cnts[q]
+            cnt[t] = c + 1
+    return e_hi, nblk
+
+
+@njit(cache=True, nogil=True)
+def px_reset(flat, off, e_lo, e_hi, cnt):
+    """Empty the posting lists of the tokens of entries ``e_lo..e_hi-1`` (a local index, reused)."""
+    for i in range(off[e_lo], off[e_hi]):
+        cnt[flat[i]] = 0
+
+
+@njit(cache=True, nogil=True)
+def px_query(cand, thr_lo, flat, off, head, cnt, blk_ent, blk_end, blk_cnt, blk_next, stamp, acc, rem, touched,
+             stamp_val, slot_of):
+    """Best exact (F, entry) over the entries of the index whose bounds exceed ``thr_lo`` (first entry on
+    ties); (-1.0, -1) when none.  Exact whenever some F > thr_lo."""
+    n = cand.shape[0]
+    best = -1.0
+    best_e = -1
+    toks, ends, cnts = _prefix_tokens(cand, thr_lo)
+    nvoc = cnt.shape[0]
+    nt = 0
+    for q in range(toks.shape[0]):
+        t = toks[q]
+        if t >= nvoc:
+            continue
+        c = cnt[t]
+        b = head[t]
+        ey = ends[q]
+        cy = cnts[q]
+        i = 0
+        while i < c:
+            k = b * BLOCK + i % BLOCK
+            i += 1
+            if i % BLOCK == 0:
+                b = blk_next[b]
+            e = blk_ent[k]
+            if stamp[e] != stamp_val:
+                stamp[e] = stamp_val
+                acc[e] = 0
+                touched[nt] = e
+                nt += 1
+            acc[e] += min(blk_cnt[k], cy)
+            rem[e] = min(off[e + 1] - off[e] - blk_end[k], n - ey)
+    if nt == 0:
+        return best, best_e
     CM = prep_candidate(cand, slot_of)
-    best_chunk(
-        0,
-        1,
-        cand.shape[0],
-        probe_t,
-        probe_c,
-        s_skip,
-        thr_lo,
-        flat,
-        off,
-        K,
-        N,
-        sptr,
-        s_ent,
-        s_mask,
-        lptr,
-        l_ent,
-        l_moff,
-        lm,
-        nwords,
-        ov,
-        slot_of,
-        CM,
-        res_f,
-        res_e,
-        res_cnt,
-    )
+    nwc = (n + 63) // 64
+    Vc = np.empty(max(nwc, 1), np.uint64)
+    for q in range(nt):
+        e = touched[q]
+        m = off[e + 1] - off[e]
+        lub = min(acc[e] + rem[e], m, n)
+        if 2.0 * lub / (m + n) > thr_lo:
+            z = _dense_lcs(flat, off[e], off[e + 1], slot_of, CM, nwc, Vc)
+            f = _fmeasure(z, m, n)
+            if f > best or (f == best and e < best_e):
+                best = f
+                best_e = e
     reset_slots(cand, slot_of)
+    return best, best_e
+
+
+@njit(cache=True, nogil=True)
+def px_query_many(j_lo, j_hi, cflat, coff, thr_lo, flat, off, head, cnt, blk_ent, blk_end, blk_cnt, blk_next,
+                  stamp, acc, rem, touched, stamp_base, slot_of, out_f, out_e):
+    """:func:`px_query` for candidates ``j_lo..j_hi-1`` of a batch (read-only on the index)."""
+    for j in range(j_lo, j_hi):
+        f, e = px_query(cflat[coff[j]:coff[j + 1]], thr_lo, flat, off, head, cnt, blk_ent, blk_end, blk_cnt,
+                        blk_next, stamp, acc, rem, touched, stamp_base + j, slot_of)
+        out_f[j] = f
+        out_e[j] = e
+
+
+@njit(cache=True, nogil=True)
+def px_batch_greedy(cflat, coff, thr, thr_lo, keep_no_tokens, in_f, in_e, flat, off, N, nflat, head, tail, cnt,
+                    blk_ent, blk_end, blk_cnt, blk_next, stamp, acc, rem, touched, stamp_base, slot_of, out_keep,
+                    out_f, out_e):
+    """The greedy pass over a batch, in order: each candidate's best against the pool before the batch
+    (``in_f/in_e``, from :func:`px_query_many`) is combined with its best against the candidates kept
+    earlier in the batch (a local prefix index ``head/tail/cnt/blk_*``, entries N0.., emptied by the
+    caller; ties go to the pool, the earlier entries); kept candidates are appended to ``flat/off``
+    (capacity ensured by the caller).  Returns (entries, flat length)."""
+    nb = coff.shape[0] - 1
+    nblk = 0
+    for j in range(nb):
+        cand = cflat[coff[j]:coff[j + 1]]
+        n = cand.shape[0]
+        if n == 0:
+            out_keep[j] = keep_no_tokens
+            out_f[j] = 0.0
+            out_e[j] = -1
+            continue
+        best = in_f[j]
+        be = in_e[j]
+        f, e = px_query(cand, thr_lo, flat, off, head, cnt, blk_ent, blk_end, blk_cnt, blk_next, stamp, acc, rem,
+                        touched, stamp_base + j, slot_of)
+        if e >= 0 and (be < 0 or f > best):
+            best = f
+            be = e
+        if be < 0:
+            best = 0.0
+        keep = not (best > thr)
+        out_keep[j] = keep
+        out_f[j] = best
+        out_e[j] = be
+        if keep:
+            flat[nflat:nflat + n] = cand
+            nflat += n
+            off[N + 1] = nflat
+            _, nblk = px_insert(N, N + 1, flat, off, thr_lo, head, tail, cnt, blk_ent, blk_end, blk_cnt, blk_next,
+                                nblk)
+            N += 1
+    return N, nflat

@@ -27,15 +27,26 @@ Design:
   tokens are touched.  Top-10 uses ``argpartition`` when the 11 largest scores are distinct (then
   every sort agrees) and ``np.argsort`` of the full vector otherwise, so ties break exactly as in
   Alpaca's code.
-* threshold-only (``with_stats=False``): prefix filtering -- the candidate's most frequent tokens are
-  not probed as long as sharing only those cannot reach the threshold; probed postings give a
-  token-multiset-overlap bound, combined with the length bound ``2*min(m, n)/(m+n)``; only pairs
-  whose bound exceeds ``threshold - 1e-9`` get an exact LCS.  Drops therefore still report the
-  exact max score and (first) most similar entry.
+* threshold-only (``with_stats=False``): a second, append-only *prefix* index (prefix filtering
+  under one global token order, see :mod:`alpaca_data.filters._lcs`): an entry posts only the
+  tokens of its prefix (the ~46% of its token occurrences that come first in the order, for
+  0.7), a candidate probes only its own prefix, and a pair that could score above
+  ``threshold - 1e-9`` always shares a prefix token; every such pair passing the length bound
+  ``2*min(m, n)/(m+n)`` gets an exact LCS.  Drops therefore still report the exact max score and
+  (first) most similar entry.  Postings are appended as the pool grows (no rebuilds), so the cost
+  per candidate follows the postings of its rare tokens, not the pool size.
+* batches (:meth:`RougeNoveltyIndex.filter` with ``with_stats=False``, ``RougeNovelty.check_all``):
+  sub-batches of candidates are scored against the pool as it stood before the sub-batch on
+  ``n_jobs`` threads at once (read-only), then a serial greedy pass in record order adds each
+  candidate's best against the candidates kept earlier in the sub-batch (a small local prefix
+  index) and appends the kept ones.  The max over the pool and over the earlier kept candidates
+  is the max over the pool the candidate would meet one at a time, ties go to the earlier entry,
+  and which pairs are verified depends only on the two texts: decisions, scores and most-similar
+  entries are those of calling :meth:`offer` on each text in turn, whatever the batching.
 
 Not thread-safe: one index must not be queried from several Python threads at once (it owns
-scratch buffers).  Internally a query is split over ``n_jobs`` threads (pool chunks; the numba
-kernels release the GIL).
+scratch buffers).  Internally work is split over ``n_jobs`` threads (the numba kernels release
+the GIL).
 """
 
 from __future__ import annotations
@@ -51,9 +62,11 @@ from typing import Any
 import numpy as np
 
 from alpaca_data.filters.steps import Step, Verdict
-from alpaca_data.progress import track
+from alpaca_data.progress import TRACK_MIN_ITEMS, progress_bar, track
 
 __all__ = ["NoveltyDecision", "RougeNovelty", "RougeNoveltyIndex", "rouge_tokenize"]
+
+_BLOCK = 8  # == _lcs.BLOCK (kept here so the module imports without numba)
 
 # Same patterns as rouge_score/tokenize.py (no stemmer).
 _NON_ALPHANUM_RE = re.compile(r"[^a-z0-9]+")
@@ -63,9 +76,11 @@ REASON_TOO_SIMILAR = "rouge_too_similar"
 REASON_NO_TOKENS = "rouge_no_tokens"
 
 _TOP_K = 10
-# pool sizes below which one thread beats a thread hand-off (full score vectors / threshold-only)
+# pool sizes below which one thread beats a thread hand-off (full score vectors)
 _PARALLEL_MIN_STATS = 8_000
-_PARALLEL_MIN_BEST = 40_000
+# threshold-only batches: candidates per sub-batch, and the least candidates x pool entries worth threads
+_SUB_BATCH = 4096
+_PARALLEL_MIN_PAIRS = 1_000_000
 
 _EXECUTOR: ThreadPoolExecutor | None = None
 _EXECUTOR_LOCK = threading.Lock()
@@ -188,7 +203,7 @@ class RougeNoveltyIndex:
         from alpaca_data.filters import _lcs  # deferred: numba import/JIT is not free
 
         self._lcs = _lcs
-        self.threshold = float(threshold)
+        self._threshold = float(threshold)
         self.n_jobs = n_jobs
         self.on_no_tokens = on_no_tokens
         self.texts: list[str] = []
@@ -199,6 +214,80 @@ class RougeNoveltyIndex:
         self._slot_of = np.full(1024, -1, np.int64)  # scratch, vocab-sized, kept all -1
         self._K = 0  # entries [0, K) are in the inverted index, [K, N) are the dense tail
         self._ix = None
+        # prefix index (threshold-only queries): entries [0, _px_posted) are posted
+        self._px_posted = 0
+        self._px = self._px_arrays(1024, 256)
+        self._px_nblk = 0
+        self._local = self._px_arrays(1024, 256)  # the in-batch kept candidates (emptied after each batch)
+        self._scratch: list[tuple[np.ndarray, np.ndarray]] = []  # per thread: (entry stamps, token slots)
+        self._serial = 0  # stamp values: one per query, never reused
+
+    @property
+    def threshold(self) -> float:
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        value = float(value)
+        if value != self._threshold:  # prefixes depend on the threshold: re-post the pool
+            self._threshold = value
+            self._px = self._px_arrays(self._px["cnt"].shape[0], self._px["next"].shape[0])
+            self._px_posted = self._px_nblk = 0
+
+    @property
+    def _thr_lo(self) -> float:
+        return self._threshold - self._lcs.BOUND_EPS
+
+    @staticmethod
+    def _px_arrays(nvocab: int, nblocks: int) -> dict[str, np.ndarray]:
+        return {"head": np.zeros(nvocab, np.int64), "tail": np.zeros(nvocab, np.int64),
+                "cnt": np.zeros(nvocab, np.int64), "ent": np.empty(nblocks * _BLOCK, np.int32),
+                "end": np.empty(nblocks * _BLOCK, np.int32), "n": np.empty(nblocks * _BLOCK, np.int32),
+                "next": np.empty(nblocks, np.int64)}
+
+    @staticmethod
+    def _px_fit(px: dict[str, np.ndarray], nvocab: int, nblocks: int) -> None:
+        for name in ("head", "tail", "cnt"):
+            if px[name].shape[0] < nvocab:
+                grown = np.zeros(max(nvocab, 2 * px[name].shape[0]), np.int64)
+                grown[: px[name].shape[0]] = px[name]
+                px[name] = grown
+        if px["next"].shape[0] < nblocks:
+            cap = max(nblocks, 2 * px["next"].shape[0])
+            px["next"] = _grow(px["next"], cap)
+            for name in ("ent", "end", "n"):
+                px[name] = _grow(px[name], cap * _BLOCK)
+
+    def _px_sync(self) -> None:
+        """Post the prefixes of the entries added since the last query."""
+        N = len(self.texts)
+        px = self._px
+        self._px_fit(px, len(self._vocab), 0)
+        while self._px_posted < N:
+            self._px_posted, self._px_nblk = self._lcs.px_insert(
+                self._px_posted, N, self._flat, self._off, self._thr_lo, px["head"], px["tail"], px["cnt"],
+                px["ent"], px["end"], px["n"], px["next"], self._px_nblk)
+            if self._px_posted < N:
+                self._px_fit(px, 0, self._px_nblk + 1 + int(self._off[self._px_posted + 1] - self._off[self._px_posted]))
+
+    def _scratch_for(self, workers: int, entries: int) -> list[tuple[np.ndarray, ...]]:
+        """Per thread: entry stamps, overlap counts, remaining-overlap bounds, touched entries, token slots."""
+        nvocab = max(len(self._vocab), 1)
+        while len(self._scratch) < workers:
+            self._scratch.append((np.full(1024, -1, np.int64), np.empty(1024, np.int32), np.empty(1024, np.int32),
+                                  np.empty(1024, np.int32), np.full(1024, -1, np.int64)))
+        for w in range(workers):
+            stamp, acc, rem, touched, slot = self._scratch[w]
+            if stamp.shape[0] < entries:
+                cap = max(entries, 2 * stamp.shape[0])
+                grown = np.full(cap, -1, np.int64)
+                grown[: stamp.shape[0]] = stamp
+                stamp = grown
+                acc, rem, touched = (np.empty(cap, np.int32) for _ in range(3))
+            if slot.shape[0] < nvocab:
+                slot = np.full(max(nvocab, 2 * slot.shape[0]), -1, np.int64)
+            self._scratch[w] = (stamp, acc, rem, touched, slot)
+        return self._scratch[:workers]
 
     # ------------------------------------------------------------------ pool
     def __len__(self) -> int:
@@ -277,6 +366,8 @@ class RougeNoveltyIndex:
         if N == 0 or cand.shape[0] == 0:
             return out
         self._ensure_index()
+        if len(self._vocab) > self._slot_of.shape[0]:  # offer() gives the candidate's new tokens ids first
+            self._slot_of = np.full(max(len(self._vocab), 2 * self._slot_of.shape[0]), -1, np.int64)
         ix = self._ix
         lcs = self._lcs
         nch = self._nchunks(N, _PARALLEL_MIN_STATS)
@@ -295,40 +386,16 @@ class RougeNoveltyIndex:
             lcs.reset_slots(cand, self._slot_of)
         return out
 
-    def _best_ids(self, cand: np.ndarray) -> tuple[float, int]:
-        """Exact (max, first argmax) if the max exceeds the threshold; else a lower bound.
-
-        Length bound + token-multiset-overlap bound (prefix filtering on the inverted index):
-        only pairs whose upper bound exceeds the threshold get an exact LCS.
-        """
-        N = len(self.texts)
-        self._ensure_index()
-        ix = self._ix
-        lcs = self._lcs
-        thr_lo = self.threshold - lcs.BOUND_EPS
-        nch = self._nchunks(N, _PARALLEL_MIN_BEST)
-        res_f = np.empty(nch, np.float64)
-        res_e = np.empty(nch, np.int64)
-        res_cnt = np.empty(nch, np.int64)
-        if nch == 1:
-            lcs.best_serial(cand, thr_lo, self._flat, self._off, self._K, N, ix["sptr"], ix["s_ent"],
-                            ix["s_mask"], ix["lptr"], ix["l_ent"], ix["l_moff"], ix["lm"], ix["nwords"],
-                            ix["ov"], self._slot_of, res_f, res_e, res_cnt)  # fmt: skip
-            return float(res_f[0]), int(res_e[0])
-        probe_t, probe_c, s_skip = lcs.probe_plan(cand, ix["sptr"], ix["lptr"], thr_lo)
-        CM = lcs.prep_candidate(cand, self._slot_of)
-        try:
-            rest = (cand.shape[0], probe_t, probe_c, s_skip, thr_lo, self._flat, self._off, self._K, N,
-                    ix["sptr"], ix["s_ent"], ix["s_mask"], ix["lptr"], ix["l_ent"], ix["l_moff"], ix["lm"],
-                    ix["nwords"], ix["ov"], self._slot_of, CM, res_f, res_e, res_cnt)  # fmt: skip
-            self._run_chunks(lcs.best_chunk, nch, lambda c: (c, nch, *rest))
-        finally:
-            lcs.reset_slots(cand, self._slot_of)
-        best, best_e = -1.0, -1
-        for f, e in zip(res_f.tolist(), res_e.tolist()):
-            if e >= 0 and (f > best or (f == best and e < best_e)):
-                best, best_e = f, e
-        return best, best_e
+    def _px_best(self, cand: np.ndarray) -> tuple[float, int]:
+        """Exact (max, first argmax) if the max exceeds the threshold; else the best verified pair (a
+        lower bound), or (-1.0, -1) when no pair could exceed it."""
+        self._px_sync()
+        ((stamp, acc, rem, touched, slot),) = self._scratch_for(1, len(self.texts))
+        px = self._px
+        self._serial += 1
+        f, e = self._lcs.px_query(cand, self._thr_lo, self._flat, self._off, px["head"], px["cnt"], px["ent"],
+                                  px["end"], px["n"], px["next"], stamp, acc, rem, touched, self._serial, slot)
+        return float(f), int(e)
 
     def scores(self, text: str) -> np.ndarray:
         """Exact ROUGE-L F-measures (float64) of ``text`` against every pool entry, in pool order.
@@ -350,7 +417,7 @@ class RougeNoveltyIndex:
             top = [(self.texts[j], float(sc[j])) for j in top_indices(sc).tolist()]
             mean = float(np.mean(sc))
         else:
-            best, i = self._best_ids(cand)
+            best, i = self._px_best(cand)
             top = mean = None
             if i < 0:  # nothing survived the bounds: every score is provably <= threshold
                 best = 0.0
@@ -371,10 +438,10 @@ class RougeNoveltyIndex:
 
     def offer(self, text: str, with_stats: bool = True) -> NoveltyDecision:
         """Decide like :meth:`check`, and add ``text`` to the pool if it is kept (and has tokens)."""
-        tokens = rouge_tokenize(text)
-        d = self._decide(self._ids(tokens, grow=False), with_stats)
-        if d.keep and tokens:
-            self._append(text, self._ids(tokens, grow=True))
+        ids = self._ids(rouge_tokenize(text), grow=True)  # ids in first-seen order of every offered text
+        d = self._decide(ids, with_stats)
+        if d.keep and ids.shape[0]:
+            self._append(text, ids)
         return d
 
     def filter(
@@ -383,9 +450,85 @@ class RougeNoveltyIndex:
         """Greedy filtering: each text is checked against the pool plus the texts kept before it
         (kept texts are added to the pool), i.e. ``[self.offer(t, with_stats) for t in texts]``.
 
-        Shows a rich progress bar for more than ~2000 texts unless ``progress=False``.
+        Shows a rich progress bar for more than ~2000 texts unless ``progress=False``.  Without stats,
+        texts are decided in sub-batches on ``n_jobs`` threads, with the same decisions.
         """
-        return [self.offer(text, with_stats) for text in track(texts, "ROUGE-L novelty", enabled=progress)]
+        if with_stats:
+            return [self.offer(text, with_stats) for text in track(texts, "ROUGE-L novelty", enabled=progress)]
+        texts = texts if isinstance(texts, Sequence) else list(texts)
+        out: list[NoveltyDecision] = []
+        with progress_bar("ROUGE-L novelty", len(texts), enabled=progress, bar_min=TRACK_MIN_ITEMS) as advance:
+            for start in range(0, len(texts), _SUB_BATCH):
+                batch = texts[start : start + _SUB_BATCH]
+                out += self._offer_batch(batch)
+                advance(len(batch))
+        return out
+
+    def _offer_batch(self, texts: Sequence[str]) -> list[NoveltyDecision]:
+        """``[self.offer(t, with_stats=False) for t in texts]``, scored against the pool on several threads."""
+        lcs = self._lcs
+        ids = [self._ids(rouge_tokenize(text), grow=True) for text in texts]
+        nb = len(ids)
+        coff = np.zeros(nb + 1, np.int64)
+        np.cumsum([a.shape[0] for a in ids], out=coff[1:])
+        cflat = np.concatenate(ids) if nb else np.empty(0, np.int32)
+        self._px_sync()
+        N0 = len(self.texts)
+        thr_lo = self._thr_lo
+        workers = self._workers(nb * N0)
+        scratch = self._scratch_for(workers, N0 + nb)
+        base = self._serial + 1
+        self._serial += nb
+        in_f = np.full(nb, -1.0)
+        in_e = np.full(nb, -1, np.int64)
+        px = self._px
+        if N0:
+            chunk = max(16, nb // (8 * workers))
+            chunks = iter(range(0, nb, chunk))
+            lock = threading.Lock()
+
+            def work(w: int) -> None:
+                stamp, acc, rem, touched, slot = scratch[w]
+                while True:
+                    with lock:
+                        lo = next(chunks, None)
+                    if lo is None:
+                        return
+                    lcs.px_query_many(lo, min(lo + chunk, nb), cflat, coff, thr_lo, self._flat, self._off,
+                                      px["head"], px["cnt"], px["ent"], px["end"], px["n"], px["next"], stamp, acc,
+                                      rem, touched, base, slot, in_f, in_e)
+
+            self._run_chunks(work, workers, lambda w: (w,))
+        # the greedy pass in record order, against the candidates kept earlier in this batch
+        self._flat = _grow(self._flat, self._nflat + cflat.shape[0])
+        self._off = _grow(self._off, N0 + nb + 2)
+        local = self._local
+        self._px_fit(local, len(self._vocab), cflat.shape[0] + 1)
+        stamp, acc, rem, touched, slot = scratch[0]
+        keep = np.zeros(nb, np.bool_)
+        out_f = np.empty(nb, np.float64)
+        out_e = np.empty(nb, np.int64)
+        N, self._nflat = lcs.px_batch_greedy(cflat, coff, self._threshold, thr_lo, self.on_no_tokens == "keep",
+                                             in_f, in_e, self._flat, self._off, N0, self._nflat, local["head"],
+                                             local["tail"], local["cnt"], local["ent"], local["end"], local["n"],
+                                             local["next"], stamp, acc, rem, touched, base, slot, keep, out_f, out_e)
+        lcs.px_reset(self._flat, self._off, N0, N, local["cnt"])
+        self.texts += [text for text, k, a in zip(texts, keep.tolist(), ids) if k and a.shape[0]]
+        assert len(self.texts) == N
+        if len(self._vocab) > self._slot_of.shape[0]:
+            self._slot_of = np.full(max(len(self._vocab), 2 * self._slot_of.shape[0]), -1, np.int64)
+        out = []
+        for a, k, f, e in zip(ids, keep.tolist(), out_f.tolist(), out_e.tolist()):
+            if a.shape[0] == 0:
+                out.append(NoveltyDecision(k, REASON_NO_TOKENS, 0.0, None, None))
+            else:
+                out.append(NoveltyDecision(k, None if k else REASON_TOO_SIMILAR, f,
+                                           self.texts[e] if e >= 0 else None, e if e >= 0 else None))
+        return out
+
+    def _workers(self, pairs: int) -> int:
+        nj = self.n_jobs if self.n_jobs is not None else _cpu_count()
+        return 1 if pairs < _PARALLEL_MIN_PAIRS else max(1, int(nj))
 
 
 class RougeNovelty(Step):
@@ -412,7 +555,15 @@ class RougeNovelty(Step):
                        most_similar=decision.most_similar)
 
     def check_all(self, records: Sequence[Mapping[str, Any]], progress: bool = True) -> list[Verdict]:
-        return [self.check(record) for record in track(records, "ROUGE-L novelty", enabled=progress)]
+        """Like ``check`` on each record in turn (and successive calls continue the same greedy pass);
+        without exact scores the candidates are scored in sub-batches on several threads."""
+        if self.exact_scores:
+            return [self.check(record) for record in track(records, "ROUGE-L novelty", enabled=progress)]
+        decisions = self.index.filter([record["instruction"] for record in records], with_stats=False,
+                                      progress=progress)
+        return [Verdict(record if isinstance(record, dict) else dict(record),
+                        None if decision.keep else decision.reason, score=float(decision.max_score),
+                        most_similar=decision.most_similar) for record, decision in zip(records, decisions)]
 
     def settings(self) -> dict[str, Any]:
         return {"threshold": self.index.threshold, "pool_size": self.pool_size,
