@@ -2,8 +2,6 @@
 alike), conversion in batches, and the statistics of a revision accumulated batch by batch."""
 from __future__ import annotations
 
-import hashlib
-from array import array
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -11,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from alpaca_data.errors import UserError
-from alpaca_data.records import CORE_FIELDS, normalise_text
+from alpaca_data.records import CORE_FIELDS
 
 _INT64 = (-(2**63), 2**63 - 1)
 _KIND_TYPES = {"string": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(),
@@ -102,6 +100,15 @@ class ColumnTypes:
                 self.kinds[name] = merged
         return problems
 
+    def merge_kind(self, name: str, kind: str) -> bool:
+        """Fold in a kind learnt elsewhere (another chunk of the file); False when the two cannot share a column."""
+        known = self.kinds.get(name)
+        merged = kind if known is None else _merge(known, kind)
+        if merged is None:
+            return False
+        self.kinds[name] = merged
+        return True
+
     def schema(self) -> pa.Schema:
         """Core fields first (always strings), provenance columns after, in sorted order."""
         fields = [pa.field(name, pa.string()) for name in CORE_FIELDS]
@@ -145,51 +152,43 @@ def table_to_records(table: pa.Table | pa.RecordBatch) -> list[dict[str, Any]]:
     return rows
 
 
-def word_count(text: str) -> int:
-    return len(text.split())
-
-
-def _summary(values: array) -> dict[str, float]:
-    if not values:
+def _summary(values: np.ndarray) -> dict[str, float]:
+    if not len(values):
         return {"mean": 0.0, "median": 0.0, "p95": 0.0, "max": 0}
-    data = np.frombuffer(values, dtype=np.int64)
-    return {"mean": round(float(data.mean()), 3), "median": float(np.median(data)),
-            "p95": round(float(np.percentile(data, 95)), 2), "max": int(data.max())}
+    return {"mean": round(float(values.mean()), 3), "median": float(np.median(values)),
+            "p95": round(float(np.percentile(values, 95)), 2), "max": int(values.max())}
 
 
 class RevisionStats:
-    """The `stats` of a revision's manifest, accumulated record by record in flat memory."""
+    """The `stats` of a revision's manifest, accumulated batch by batch from `store.encode.EncodedRows`
+    (a few numbers per record: flat memory)."""
 
     def __init__(self) -> None:
         self.count = 0
         self.with_input = 0
         self.empty_output = 0
         self.chars_total = 0
-        self.words = {name: array("q") for name in CORE_FIELDS}
-        self._instruction_hashes = array("Q")
+        self._words: list[np.ndarray] = []
+        self._instruction_hashes: list[np.ndarray] = []
 
-    def add(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        for row in rows:
-            self.count += 1
-            if row["input"].strip():
-                self.with_input += 1
-            if not row["output"].strip():
-                self.empty_output += 1
-            for name in CORE_FIELDS:
-                text = row[name]
-                self.chars_total += len(text)
-                self.words[name].append(word_count(text))
-            digest = hashlib.blake2b(normalise_text(row["instruction"]).encode("utf-8"), digest_size=8).digest()
-            self._instruction_hashes.append(int.from_bytes(digest, "little"))
+    def add(self, encoded) -> None:
+        self.count += len(encoded)
+        self.with_input += int(encoded.with_input.sum())
+        self.empty_output += int(encoded.empty_output.sum())
+        self.chars_total += int(encoded.chars.sum())
+        self._words.append(encoded.words)
+        self._instruction_hashes.append(encoded.instruction_hashes)
 
     def result(self) -> dict[str, Any]:
-        distinct = len(np.unique(np.frombuffer(self._instruction_hashes, dtype=np.uint64))) if self.count else 0
+        words = np.concatenate(self._words) if self._words else np.zeros((0, len(CORE_FIELDS)), dtype=np.int64)
+        hashes = np.concatenate(self._instruction_hashes) if self._instruction_hashes else np.zeros(0, np.uint64)
+        distinct = len(np.unique(hashes))
         return {
             "record_count": self.count,
             "with_input": self.with_input,
             "with_input_share": round(self.with_input / self.count, 4) if self.count else 0.0,
             "empty_output": self.empty_output,
             "duplicate_instructions": self.count - distinct,
-            "words": {name: _summary(values) for name, values in self.words.items()},
+            "words": {name: _summary(words[:, i]) for i, name in enumerate(CORE_FIELDS)},
             "chars_total": self.chars_total,
         }

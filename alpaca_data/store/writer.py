@@ -20,12 +20,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alpaca_data.durable import fsync_dir, fsync_file, fsync_write, sha256_file
-from alpaca_data.records import canonical_bytes
 from alpaca_data.schema import SCHEMA_VERSION, validate_manifest
 from alpaca_data.secrets import redact, redact_value
+from alpaca_data.store.encode import EncodedRows, encode_table
 from alpaca_data.store.manifest import DATA_FILE, MANIFEST_FILE, MANIFEST_HASH_FILE, Manifest, manifest_bytes
 from alpaca_data.store.refs import NAME_PATTERN
-from alpaca_data.store.tables import RevisionStats, table_to_records
+from alpaca_data.store.tables import RevisionStats
 
 if TYPE_CHECKING:
     from alpaca_data.store.store import Store
@@ -70,18 +70,20 @@ class RevisionWriter:
         self.stats = RevisionStats()
         self.rows = 0
 
-    def write(self, table: pa.Table | pa.RecordBatch) -> None:
+    def write(self, table: pa.Table | pa.RecordBatch, encoded: EncodedRows | None = None) -> None:
+        """Append rows. `encoded`: their `encode_table` result when a worker computed it already."""
         if table.schema != self.schema:
             table = table.cast(self.schema)
         if isinstance(table, pa.RecordBatch):
             table = pa.Table.from_batches([table])
+        if encoded is None:
+            encoded = encode_table(table)  # exactly what reads back from the file: what the id describes
+        if len(encoded) != table.num_rows:
+            raise ValueError(f"internal error: {len(encoded)} encoded rows for {table.num_rows} rows")
         self._writer.write_table(table, row_group_size=ROW_GROUP_SIZE)
-        rows = table_to_records(table)  # exactly what reads back from the file: what the id describes
-        for row in rows:
-            self._digest.update(canonical_bytes(row))
-            self._digest.update(b"\n")
-        self.stats.add(rows)
-        self.rows += len(rows)
+        self._digest.update(encoded.canonical)
+        self.stats.add(encoded)
+        self.rows += table.num_rows
 
     def abort(self) -> None:
         try:

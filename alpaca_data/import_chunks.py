@@ -1,0 +1,168 @@
+"""Import of JSONL files in byte ranges, on every core: the fast path of `importer.import_files`.
+
+A JSONL file is cut at line ends into chunks of about `CHUNK_BYTES`. A first pass checks each chunk
+(`check_chunk`: parse, the same `RecordChecker` and column types as `alpaca-data validate`), a second converts it
+(`convert_chunk`: an Arrow table in the revision's schema plus its canonical JSON and statistics). Both run in
+worker processes (`parallel.OrderedPool`), or in this process for a small file.
+
+The fast path is optimistic: the first doubt about a chunk (a problem, a line orjson will not read, a type
+conflict) sends the whole import back to the careful reader (`validate.Validator`), which finds every problem and
+words it with its line and column. So the fast path never has to explain an error, and a valid file gives the
+same records, the same schema and the same revision id either way.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import orjson
+import pyarrow as pa
+
+from alpaca_data.readers import _DECODER, BOM, _raw
+from alpaca_data.records import apply_field_map
+from alpaca_data.schema import RecordChecker
+from alpaca_data.store.encode import EncodedRows, encode_table
+from alpaca_data.store.tables import ColumnTypes, records_to_table
+
+CHUNK_BYTES = 16 * 1024**2
+_SPACE_BEFORE_COLON = re.compile(rb'"\s+:')
+# Every way a character `schema.RecordChecker` refuses in text (C0/C1 controls but tab, newline and carriage
+# return; lone surrogates) can appear in a line orjson reads: raw DEL or C1 bytes, or an escape. A line without
+# any of these is clean; one with (a false alarm, such as an escaped backslash before "b") is scanned in full.
+_MAYBE_BAD_TEXT = re.compile(rb'\x7f|\xc2[\x80-\x9f]|\\(?:[bf]|u00[0189][0-9a-fA-F]|u007[fF]|u[dD][89a-fA-F])')
+
+
+@dataclass(frozen=True)
+class Chunk:
+    path: str
+    start: int
+    end: int
+    field_map: tuple[tuple[str, str], ...] = ()
+    strict: bool = False
+    schema: pa.Schema | None = None  # set for the convert pass
+
+
+@dataclass
+class ChunkCheck:
+    ok: bool
+    records: int = 0
+    no_input: int = 0
+    kinds: dict[str, str] = field(default_factory=dict)  # field -> column kind (store.tables.ColumnTypes)
+
+
+def chunk_ranges(path: str, size: int, chunk_bytes: int | None = None) -> list[tuple[int, int]]:
+    """Byte ranges covering the file, each ending just after a newline (or at the end of the file)."""
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
+    ranges, start = [], 0
+    with open(path, "rb") as handle:
+        while start < size:
+            end = min(start + chunk_bytes, size)
+            if end < size:
+                handle.seek(end)
+                tail = handle.readline()  # up to and including the next newline
+                end += len(tail)
+            ranges.append((start, end))
+            start = end
+    return ranges
+
+
+def _lines(chunk: Chunk) -> list[bytes]:
+    with open(chunk.path, "rb") as handle:
+        handle.seek(chunk.start)
+        data = handle.read(chunk.end - chunk.start)
+    if chunk.start == 0 and data.startswith(BOM):
+        data = data[len(BOM):]
+    return data.split(b"\n")
+
+
+class _Doubt(Exception):
+    """Something the fast path does not decide: the careful reader takes over."""
+
+
+def _parse(line: bytes) -> tuple[Any, tuple[str, ...]]:
+    """A line's value and its repeated keys, decided as the careful reader does (`readers._jsonl`)."""
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        raise _Doubt from None  # malformed, NaN, a huge number, invalid UTF-8: the careful reader words it
+    # Every key is followed by `":` when no space comes before the colon; counting them finds repeated keys
+    # (orjson keeps the last silently). Any other line (a `":` inside a string, nesting) is read again carefully.
+    if isinstance(value, dict) and (line.count(b'":') != len(value) or _SPACE_BEFORE_COLON.search(line)):
+        raw = _raw(_DECODER.decode(line.decode("utf-8", errors="surrogateescape")), "")
+        return raw.value, raw.duplicate_keys
+    return value, ()
+
+
+def _records(chunk: Chunk):
+    """(record with aliases applied and input defaulted, had no input, text is clean) for each line."""
+    mapping = dict(chunk.field_map)
+    for line in _lines(chunk):
+        if not line.strip():
+            continue
+        value, repeated = _parse(line)
+        if repeated or not isinstance(value, dict):
+            raise _Doubt
+        if mapping:
+            if any(source in value and target in value for source, target in mapping.items()):
+                raise _Doubt
+            value = apply_field_map(value, mapping)
+        no_input = "input" not in value
+        if no_input:
+            value["input"] = ""
+        yield value, no_input, _MAYBE_BAD_TEXT.search(line) is None
+
+
+_checkers: dict[bool, RecordChecker] = {}
+
+
+def check_chunk(chunk: Chunk) -> ChunkCheck:
+    """Pass 1: is every record of the chunk valid, and what column types do they need?"""
+    checker = _checkers.get(chunk.strict) or _checkers.setdefault(chunk.strict, RecordChecker(strict=chunk.strict))
+    types = ColumnTypes()
+    result = ChunkCheck(ok=False)
+    try:
+        for record, no_input, clean_text in _records(chunk):
+            if checker.check(record, clean_text=clean_text) or types.observe(record):
+                return result
+            result.records += 1
+            result.no_input += no_input
+    except _Doubt:
+        return result
+    result.ok, result.kinds = True, types.kinds
+    return result
+
+
+def convert_chunk(chunk: Chunk) -> tuple[pa.Table, EncodedRows]:
+    """Pass 2: the chunk's records as rows of the revision (its schema), with their canonical JSON and stats."""
+    records = [record for record, _, _ in _records(chunk)]
+    table = records_to_table(records, chunk.schema)
+    return table, encode_table(table)
+
+
+def merged_kinds(checks: list[ChunkCheck], types: ColumnTypes) -> bool:
+    """Fold the chunks' column kinds into `types` in file order; False when two chunks disagree."""
+    for check in checks:
+        for name, kind in check.kinds.items():
+            if not types.merge_kind(name, kind):
+                return False
+    return True
+
+
+def is_plain_jsonl(path: str) -> bool:
+    """Whether the careful reader reads this file as one record per line (not a wrapper object whose list holds
+    the records, not self-instruct seed tasks that it expands, not JSON or CSV): what the fast path reads."""
+    from alpaca_data.readers import RawRecord, RecordFile
+    from alpaca_data.validate import _looks_like_seed_tasks
+
+    source = RecordFile(path)
+    if source.format != "jsonl" or source.empty:
+        return False
+    first = next(iter(source), None)
+    return isinstance(first, RawRecord) and first.location.startswith("line ") and isinstance(first.value, dict) \
+        and not _looks_like_seed_tasks(first.value)
+
+
+def chunk_plan(path: str, size: int, field_map: Mapping[str, str], strict: bool) -> list[Chunk]:
+    pairs = tuple(sorted(field_map.items()))
+    return [Chunk(path, start, end, pairs, strict) for start, end in chunk_ranges(path, size)]

@@ -1,0 +1,100 @@
+"""Work spread over the machine's cores, results in input order.
+
+Data commands cut a big input into chunks (record batches, byte ranges of a JSONL file) and run one pure function
+per chunk in worker processes; the main process reads, decides what depends on order, and writes. With one
+worker, or an input too small to pay for starting processes, the same function runs in this process: the
+serial path and the parallel one run the same code, so they give the same revision.
+
+ALPACA_WORKERS=N sets the number of worker processes (default: the cores this process may use; 1: serial).
+ALPACA_PARALLEL_MIN_ROWS sets how many records an input needs before workers start (tests set it low).
+"""
+from __future__ import annotations
+
+import collections
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any, TypeVar
+
+from alpaca_data.errors import UsageError
+
+WORKERS_ENV = "ALPACA_WORKERS"
+MIN_ROWS_ENV = "ALPACA_PARALLEL_MIN_ROWS"
+DEFAULT_MIN_ROWS = 100_000  # below this a command is done in a few seconds: process start-up would not pay
+# The modules whose functions run in workers: imported once by the forkserver, not by every worker.
+WORKER_MODULES = ("alpaca_data.import_chunks", "alpaca_data.filters.stream")
+IN_FLIGHT_PER_WORKER = 2  # chunks submitted ahead per worker: workers never wait, memory stays bounded
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _env_int(name: str, default: int, minimum: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise UsageError(f"${name}={raw!r}: expected a whole number") from None
+    if value < minimum:
+        raise UsageError(f"${name}={raw!r}: expected a number >= {minimum}")
+    return value
+
+
+def worker_count() -> int:
+    return _env_int(WORKERS_ENV, len(os.sched_getaffinity(0)), 1)
+
+
+def workers_for(rows: int) -> int:
+    """How many worker processes an input of `rows` records gets (1: do it in this process)."""
+    return worker_count() if rows >= _env_int(MIN_ROWS_ENV, DEFAULT_MIN_ROWS, 0) else 1
+
+
+class OrderedPool:
+    """`map(fn, chunks)` over worker processes (or in this process with one worker), results in input order.
+
+    Workers are forked from a fresh forkserver process, not from this one: the caller may already run threads
+    (Arrow's pools, a progress bar) that a plain fork would copy mid-lock.
+    """
+
+    def __init__(self, workers: int):
+        self.workers = max(1, workers)
+        self._executor: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> OrderedPool:
+        if self.workers > 1:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(list(WORKER_MODULES))
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=context)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def map(self, fn: Callable[[T], R], chunks: Iterable[T]) -> Iterator[R]:
+        if self._executor is None:
+            for chunk in chunks:
+                yield fn(chunk)
+            return
+        pending: collections.deque[Future] = collections.deque()
+        limit = self.workers * IN_FLIGHT_PER_WORKER
+        for chunk in chunks:
+            pending.append(self._executor.submit(fn, chunk))
+            if len(pending) >= limit:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def run_ordered(fn: Callable[[T], R], chunks: Iterable[T], workers: int) -> Iterator[R]:
+    with OrderedPool(workers) as pool:
+        yield from pool.map(fn, chunks)
+
+
+def describe(workers: int) -> dict[str, Any]:
+    """For a manifest's step summary: how the work was spread (never part of a revision's id)."""
+    return {"workers": workers}

@@ -1,0 +1,98 @@
+"""The fast JSONL import (alpaca_data.import_chunks: byte ranges, orjson, worker processes) stores exactly what the
+careful reader stores, and leaves every problem to the careful reader's words."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from alpaca_data import import_chunks
+from alpaca_data.importer import import_files
+from alpaca_data.store import Store
+from alpaca_data.validate import validate_file
+from tests.conftest import corpus_records
+
+pytestmark = pytest.mark.xdist_group("import_chunks")
+
+
+def _records() -> list[dict]:
+    """Real records (English, Chinese, code with `":` in it) and provenance of every kind a column can take."""
+    records = [dict(r) for name in ("gpteacher_codegen", "alpaca_zh_10000", "gsm8k_train_alpaca")
+               for r in corpus_records(name)[:400]]
+    for i, record in enumerate(records):
+        if i % 7 == 0:
+            record.pop("input", None)  # read as input ""
+        if i % 5 == 0:
+            record["score"] = i if i < 600 else i + 0.5  # ints in early chunks, floats later: one float column
+        if i % 11 == 0:
+            record["tags"] = ["a", f"t{i}"] if i % 2 else []
+        if i % 13 == 0:
+            record["note"] = None
+    records[3]["instruction"] += " \u2028 with a line separator \u00a0 and {\"key\": 1}"
+    return records
+
+
+def _write_jsonl(path, records, spaced_line: int | None = None):
+    with open(path, "w", encoding="utf-8") as handle:
+        for i, record in enumerate(records):
+            line = json.dumps(record, ensure_ascii=i % 2 == 0)  # both escaped and raw non-ASCII
+            if i == spaced_line:
+                line = line.replace('": ', '" : ')
+            handle.write(line + ("\n\n" if i % 97 == 0 else "\n"))  # blank lines are skipped
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    monkeypatch.setattr(import_chunks, "CHUNK_BYTES", 64 * 1024)  # many chunks from a small file
+    monkeypatch.setenv("ALPACA_PARALLEL_MIN_ROWS", "0")
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_chunks_store_what_the_careful_reader_stores(tmp_path, small_chunks, monkeypatch, workers):
+    monkeypatch.setenv("ALPACA_WORKERS", workers)
+    records = _records()
+    jsonl, array = tmp_path / "records.jsonl", tmp_path / "records.json"
+    _write_jsonl(jsonl, records, spaced_line=5)
+    array.write_text(json.dumps(records, indent=1), encoding="utf-8")  # a JSON array: the careful reader
+    assert len(import_chunks.chunk_ranges(str(jsonl), jsonl.stat().st_size, import_chunks.CHUNK_BYTES)) > 5
+
+    store = Store.open(tmp_path / "store")
+    fast = import_files(store, [str(jsonl)], "fast", show_progress=False)
+    careful = import_files(store, [str(array)], "careful", show_progress=False)
+    assert (fast.reader, careful.reader) == ("chunks", "careful")
+    assert fast.result.id == careful.result.id  # the sha256 of the same canonical records
+    assert fast.no_input == careful.no_input == len([r for r in records if "input" not in r])
+    assert store.read_table(fast.result.manifest).schema == store.read_table(careful.result.manifest).schema
+    assert fast.result.manifest.data["stats"] == careful.result.manifest.data["stats"]
+    assert store.read_records(fast.result.manifest) == store.read_records(careful.result.manifest)
+
+
+@pytest.mark.parametrize("bad_line, expected", [
+    ('{"instruction": "x", "output": "y", "instruction" : "z"}', "key appears more than once"),
+    ('{"instruction": "bell \\u0007", "output": "y"}', "control character U+0007"),
+    ('{"instruction": "x", "output": NaN}', "output"),
+    ('{"instruction": "x", "output": "y", "score": "high"}', "score: is a string here"),
+    ('{"instruction": "x", "output": "y"', "malformed JSON"),
+])
+def test_a_problem_in_any_chunk_is_worded_by_the_careful_reader(tmp_path, small_chunks, bad_line, expected):
+    records = _records()
+    path = tmp_path / "records.jsonl"
+    _write_jsonl(path, records)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(bad_line + "\n")
+    store = Store.open(tmp_path / "store")
+    outcome = import_files(store, [str(path)], "d", show_progress=False)
+    assert not outcome.ok and outcome.reader == "careful"
+    report = validate_file(str(path), show_progress=False)
+    assert [str(p) for p in outcome.problems] == [str(p) for p in report.problems]
+    assert expected in str(outcome.problems[0]) and f"line {len(records) + 1 + len(records[::97])}" in \
+        str(outcome.problems[0])
+    assert store.datasets() == []  # nothing written
+
+
+def test_a_wrapper_object_and_seed_tasks_take_the_careful_reader(tmp_path, small_chunks):
+    wrapped = tmp_path / "wrapped.json"
+    wrapped.write_text('{"data": [{"instruction": "a", "output": "b"}]}\n', encoding="utf-8")
+    store = Store.open(tmp_path / "store")
+    assert import_files(store, [str(wrapped)], "w", show_progress=False).reader == "careful"
+    assert not import_chunks.is_plain_jsonl(str(wrapped))
