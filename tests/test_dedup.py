@@ -246,3 +246,84 @@ def test_semantic_missing_dependencies_are_user_errors(monkeypatch, tmp_path):
     monkeypatch.undo()
     with pytest.raises(UserError, match="cannot load"):
         dedup_semantic([rec("a b c d")], model=str(tmp_path / "no-such-model"), progress=False)
+
+
+# --------------------------------------------------------------------------------------------
+# MinHash: the compact streaming index decides exactly as the datasketch MinHashLSH implementation did
+
+
+class _FrozenNearDuplicates:
+    """The implementation before streaming, verbatim: numpy signatures, datasketch MinHashLSH, whole records."""
+
+    def __init__(self, threshold=0.8, num_perm=128, ngram=5, seed=1):
+        from datasketch import MinHashLSH
+
+        self.threshold, self.num_perm, self.ngram, self.seed = threshold, num_perm, ngram, seed
+        self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        self._kept = []
+
+    def run(self, records):
+        import numpy as np
+        from datasketch import LeanMinHash, MinHash
+
+        perm_a, perm_b = MinHash(num_perm=self.num_perm, seed=self.seed, scheme="affine32").permutations
+        texts = [dedup._joined(r, dedup.DEFAULT_FIELDS) for r in records]
+        signatures = dedup._minhash_numpy(texts, np.asarray(perm_a, np.uint32), np.asarray(perm_b, np.uint32),
+                                          self.ngram, self.num_perm, None)
+        out = []
+        for record, signature in zip(records, signatures):
+            sketch = LeanMinHash(seed=self.seed, hashvalues=signature, scheme="affine32")
+            candidates = self._lsh.query(sketch)
+            if candidates:
+                scores = [float((self._kept[c][1] == signature).mean()) for c in candidates]
+                best = int(np.argmax(scores))
+                if scores[best] >= self.threshold:
+                    out.append(("near_duplicate", round(scores[best], 4),
+                                self._kept[candidates[best]][0]["instruction"]))
+                    continue
+            self._lsh.insert(len(self._kept), sketch, check_duplication=False)
+            self._kept.append((record, signature))
+            out.append((None, None, None))
+        return out, signatures
+
+
+def _near_records():
+    records = []
+    for name in ("gpteacher_toolformer", "gpteacher_codegen", "alpaca_zh_10000", "gsm8k_train_alpaca"):
+        records += corpus(name)
+    # copies as the benchmarks make them (suffixed), exact repeats, and empty / short texts
+    records += [dict(r, instruction=f"{r['instruction']} (copy 1)") for r in records[:400]]
+    records += records[100:160] + [rec(""), rec("Hi"), rec("hi"), rec("", input="x")]
+    return records
+
+
+def test_minhash_numba_signatures_equal_numpy_reference():
+    import numpy as np
+    from datasketch import MinHash
+
+    texts = [dedup._joined(r, dedup.DEFAULT_FIELDS) for r in _near_records()[::7]]
+    texts += ["", "a", "abcd", "abcde", "x" * 40_000, "中文字符测试" * 3]
+    for num_perm, ngram in ((128, 5), (64, 3)):
+        a, b = (np.asarray(v, np.uint32) for v in MinHash(num_perm=num_perm, seed=1, scheme="affine32").permutations)
+        ref = dedup._minhash_numpy(texts, a, b, ngram, num_perm, None)
+        for workers in (1, 2):
+            assert np.array_equal(dedup.minhash_signatures(texts, num_perm, ngram, workers=workers), ref)
+
+
+def test_near_duplicates_equal_datasketch_implementation_and_stream():
+    records = _near_records()
+    frozen, _ = _FrozenNearDuplicates().run(records)
+    assert 200 < sum(reason is not None for reason, _, _ in frozen) < len(records) - 200
+
+    def rows(verdicts):
+        return [(v.reason, v.score, v.most_similar) for v in verdicts]
+
+    one = rows(dedup.NearDuplicates().check_all(records, progress=False))
+    assert one == frozen
+    step = dedup.NearDuplicates(workers=2)
+    cuts = [0, 1, 2, 500, 1234, 1235, 2600, len(records)]
+    assert rows(v for lo, hi in zip(cuts, cuts[1:]) for v in step.check_all(records[lo:hi], progress=False)) == frozen
+    step = dedup.NearDuplicates()
+    assert rows(step.check(r) for r in records[:600]) == frozen[:600]
+    # the state is the index, the kept signatures and instructions: no records
+    assert len(step._instructions) == sum(reason is None for reason, _, _ in frozen[:600])

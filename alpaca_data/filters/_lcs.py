@@ -531,3 +531,44 @@ def px_batch_greedy(cflat, coff, thr, thr_lo, keep_no_tokens, in_f, in_e, flat, 
                                 nblk)
             N += 1
     return N, nflat
+
+
+# --------------------------------------------------------------------------- MinHash (filters.dedup)
+@njit(cache=True, nogil=True)
+def minhash_rows(codes, offs, lo, hi, ngram, a, b, out):
+    """MinHash rows ``lo..hi-1`` of texts given as code points ``codes[offs[r]:offs[r+1]]``: exactly
+    ``filters.dedup._minhash_numpy`` (length-seeded polynomial n-gram hash, MurmurHash3 fmix64, high 32 bits,
+    ``a * h + b mod 2**32``, minimum per permutation)."""
+    num_perm = a.shape[0]
+    mix1 = np.uint64(0xFF51AFD7ED558CCD)
+    mix2 = np.uint64(0xC4CEB9FE1A85EC53)
+    s33 = np.uint64(33)
+    s32 = np.uint64(32)
+    low = np.uint64(0xFFFFFFFF)
+    poly = np.uint64(0x100000001B3)
+    a64 = a.astype(np.uint64)
+    b64 = b.astype(np.uint64)
+    sig = np.empty(num_perm, np.uint64)
+    for row in range(lo, hi):
+        start = offs[row]
+        length = offs[row + 1] - start
+        count = max(length - ngram + 1, 1)
+        width = min(ngram, length)
+        for p in range(num_perm):
+            sig[p] = low
+        for i in range(count):
+            h = np.uint64(width)
+            for k in range(width):
+                h = h * poly + np.uint64(codes[start + i + k])
+            h ^= h >> s33
+            h *= mix1
+            h ^= h >> s33
+            h *= mix2
+            h ^= h >> s33
+            x = h >> s32
+            for p in range(num_perm):
+                v = (a64[p] * x + b64[p]) & low
+                if v < sig[p]:
+                    sig[p] = v
+        for p in range(num_perm):
+            out[row, p] = np.uint32(sig[p])

@@ -29,7 +29,9 @@ far, so a record similar only to an already *dropped* record is kept.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -79,23 +81,11 @@ def _shingle_hashes(text: str, ngram: int) -> np.ndarray:
     return np.unique((_fmix64(h) >> np.uint64(32)).astype(np.uint32))
 
 
-def minhash_signatures(texts: Iterable[str], num_perm: int = 128, ngram: int = 5, seed: int = 1, *,
-                       advance: Callable[[int], None] | None = None) -> np.ndarray:
-    """MinHash signatures (n x num_perm, uint32) of character n-gram sets.
-
-    Uses datasketch's ``affine32`` scheme: the permutations are those of
-    ``datasketch.MinHash(num_perm, seed, scheme="affine32")`` and a value is ``a * h + b mod 2**32``,
-    so rows can be wrapped in ``LeanMinHash(seed=seed, hashvalues=row, scheme="affine32")``. The
-    hashing is vectorised with numpy over blocks of records (datasketch hashes one shingle per
-    Python call, which is ~20x slower on 25K records).
-    """
-    from datasketch import MinHash
-
-    a, b = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
-    a = np.asarray(a, dtype=np.uint32)[None, :]
-    b = np.asarray(b, dtype=np.uint32)[None, :]
-    texts = list(texts)
+def _minhash_numpy(texts: list[str], a: np.ndarray, b: np.ndarray, ngram: int, num_perm: int,
+                   advance: Callable[[int], None] | None) -> np.ndarray:
+    """The reference implementation (numpy, one thread): what the numba kernel must reproduce bit for bit."""
     out = np.empty((len(texts), num_perm), dtype=np.uint32)
+    a, b = a[None, :], b[None, :]
 
     def reduce_block(hashes: np.ndarray, offsets: list[int], rows: list[int]) -> None:
         values = hashes[:, None] * a + b  # uint32, wraps mod 2**32
@@ -134,21 +124,82 @@ def minhash_signatures(texts: Iterable[str], num_perm: int = 128, ngram: int = 5
     return out
 
 
+def _workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def minhash_signatures(texts: Iterable[str], num_perm: int = 128, ngram: int = 5, seed: int = 1, *,
+                       advance: Callable[[int], None] | None = None, workers: int | None = None) -> np.ndarray:
+    """MinHash signatures (n x num_perm, uint32) of character n-gram sets.
+
+    Uses datasketch's ``affine32`` scheme: the permutations are those of
+    ``datasketch.MinHash(num_perm, seed, scheme="affine32")`` and a value is ``a * h + b mod 2**32``,
+    so rows can be wrapped in ``LeanMinHash(seed=seed, hashvalues=row, scheme="affine32")``. A numba kernel
+    (no GIL) hashes slices of the texts on `workers` threads (default: the usable cores); it computes exactly
+    what the numpy reference `_minhash_numpy` does (a minimum does not care about repeated shingles).
+    """
+    from datasketch import MinHash
+
+    perm_a, perm_b = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
+    a = np.asarray(perm_a, dtype=np.uint32)
+    b = np.asarray(perm_b, dtype=np.uint32)
+    texts = list(texts)
+    out = np.empty((len(texts), num_perm), dtype=np.uint32)
+    if not texts:
+        return out
+    codes = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
+    offs = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum([len(text) for text in texts], out=offs[1:])
+    from alpaca_data.filters._lcs import minhash_rows as kernel  # deferred: numba import/JIT is not free
+
+    workers = max(1, workers if workers is not None else _workers())
+    step = max(64, min(4096, -(-len(texts) // (4 * workers))))
+    slices = [(lo, min(lo + step, len(texts))) for lo in range(0, len(texts), step)]
+
+    def run(lo: int, hi: int) -> int:
+        kernel(codes, offs, lo, hi, ngram, a, b, out)
+        return hi - lo
+
+    if workers == 1 or len(slices) == 1:
+        for lo, hi in slices:
+            done = run(lo, hi)
+            if advance is not None:
+                advance(done)
+        return out
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minhash") as pool:
+        for done in pool.map(lambda piece: run(*piece), slices):
+            if advance is not None:
+                advance(done)
+    return out
+
+
 def _joined(record: Mapping[str, Any], fields: tuple[str, ...]) -> str:
     return "\x1f".join(normalise_text(_text(record, name)) for name in fields)
+
+
+_BAND_MUL = np.uint64(0x9E3779B97F4A7C15)
 
 
 class NearDuplicates(Step):
     """Drop near-duplicates: estimated Jaccard of character `ngram`-shingles >= `threshold`.
 
     Shingles are taken from ``records.normalise_text`` of each field (instruction and input by default).
-    Each record is compared (through datasketch's ``MinHashLSH``) with the records kept so far.
+    Each record is compared with the records kept so far through an LSH index with the bands of datasketch's
+    ``MinHashLSH(threshold, num_perm)``: a kept record is a candidate when one band of its signature equals the
+    record's. Decisions, scores and most-similar records are those of querying a ``MinHashLSH`` (ties go to
+    the first candidate in the order its ``query`` lists them) but the index is compact: per band a dict from a
+    64-bit hash of the band to the kept keys (a hash collision is checked against the kept signature before it
+    can decide anything), the kept signatures (uint32) and the kept instructions. Successive ``check_all`` calls
+    continue one greedy pass, so a revision can be streamed through in batches.
     """
 
     name = "near_dedup"
 
     def __init__(self, threshold: float = 0.8, num_perm: int = 128, ngram: int = 5, seed: int = 1, *,
-                 fields: Sequence[str] = DEFAULT_FIELDS):
+                 fields: Sequence[str] = DEFAULT_FIELDS, workers: int | None = None):
         from datasketch import MinHashLSH
 
         if not 0.0 < threshold <= 1.0:
@@ -157,36 +208,96 @@ class NearDuplicates(Step):
             raise ValueError(f"ngram must be >= 1, got {ngram}")
         self.threshold, self.num_perm, self.ngram, self.seed = threshold, num_perm, ngram, seed
         self.fields = tuple(fields)
-        self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-        self._kept: list[tuple[Mapping[str, Any], np.ndarray]] = []
+        self.workers = workers
+        self._ranges = [(int(lo), int(hi)) for lo, hi in MinHashLSH(threshold=threshold, num_perm=num_perm).hashranges]
+        self._tables: list[dict[int, Any]] = [{} for _ in self._ranges]  # band hash -> key, or [keys] in order
+        self._signatures = np.empty((1024, num_perm), dtype=np.uint32)  # kept signatures, rows [0, kept)
+        self._instructions: list[str] = []  # kept instructions (what a drop names as most_similar)
 
-    def _decide(self, record: Mapping[str, Any], signature: np.ndarray) -> Verdict:
-        from datasketch import LeanMinHash
+    def _band_hashes(self, signatures: np.ndarray) -> np.ndarray:
+        out = np.empty((len(signatures), len(self._ranges)), dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            for j, (lo, hi) in enumerate(self._ranges):
+                h = np.full(len(signatures), np.uint64(hi - lo), dtype=np.uint64)
+                for column in range(lo, hi):
+                    h = (h ^ signatures[:, column].astype(np.uint64)) * _BAND_MUL
+                out[:, j] = _fmix64(h)
+        return out
 
-        sketch = LeanMinHash(seed=self.seed, hashvalues=signature, scheme="affine32")
-        candidates = self._lsh.query(sketch)
-        if candidates:
-            scores = [float((self._kept[c][1] == signature).mean()) for c in candidates]
-            best = int(np.argmax(scores))
-            if scores[best] >= self.threshold:
-                return _drop("near_duplicate", record, round(scores[best], 4), self._kept[candidates[best]][0])
-        self._lsh.insert(len(self._kept), sketch, check_duplication=False)
-        self._kept.append((record, signature))
+    def _shares_band(self, key: int, signature: np.ndarray) -> bool:
+        kept = self._signatures[key]
+        return any(np.array_equal(kept[lo:hi], signature[lo:hi]) for lo, hi in self._ranges)
+
+    def _query_order(self, bands: list[int], signature: np.ndarray) -> list[int]:
+        """``MinHashLSH.query``'s list: a set filled band by band from each bucket's set (each filled in
+        insertion order), then listed."""
+        candidates: set[int] = set()
+        for j, h in enumerate(bands):
+            bucket = self._tables[j].get(h)
+            keys = [bucket] if isinstance(bucket, int) else (bucket or [])
+            lo, hi = self._ranges[j]
+            stored: set[int] = set()
+            for key in keys:
+                if np.array_equal(self._signatures[key, lo:hi], signature[lo:hi]):
+                    stored.update((key,))
+            for key in stored:
+                candidates.add(key)
+        return list(candidates)
+
+    def _decide(self, record: Mapping[str, Any], signature: np.ndarray, bands: list[int]) -> Verdict:
+        found: list[int] = []
+        for table, h in zip(self._tables, bands):
+            bucket = table.get(h)
+            if bucket is None:
+                continue
+            if isinstance(bucket, int):
+                found.append(bucket)
+            else:
+                found.extend(bucket)
+        if found:
+            keys = np.unique(np.asarray(found, dtype=np.int64))
+            scores = (self._signatures[keys] == signature).mean(axis=1)
+            high = [(float(score), int(key)) for key, score in zip(keys.tolist(), scores.tolist())
+                    if score >= self.threshold]
+            high = [(score, key) for score, key in high if self._shares_band(key, signature)]
+            if high:
+                best = max(score for score, _ in high)
+                tied = [key for score, key in high if score == best]
+                key = tied[0] if len(tied) == 1 else next(
+                    k for k in self._query_order(bands, signature) if k in set(tied))
+                return _drop("near_duplicate", record, round(best, 4), {"instruction": self._instructions[key]})
+        key = len(self._instructions)
+        for table, h in zip(self._tables, bands):
+            bucket = table.get(h)
+            if bucket is None:
+                table[h] = key
+            elif isinstance(bucket, int):
+                table[h] = [bucket, key]
+            else:
+                bucket.append(key)
+        if key == len(self._signatures):
+            grown = np.empty((2 * key, self.num_perm), dtype=np.uint32)
+            grown[:key] = self._signatures
+            self._signatures = grown
+        self._signatures[key] = signature
+        self._instructions.append(_text(record, "instruction"))
         return Verdict(dict(record))
 
     def check(self, record: Mapping[str, Any]) -> Verdict:
-        signature = minhash_signatures([_joined(record, self.fields)], self.num_perm, self.ngram, self.seed)[0]
-        return self._decide(record, signature)
+        return self.check_all([record], progress=False)[0]
 
     def check_all(self, records: Sequence[Mapping[str, Any]], progress: bool = True) -> list[Verdict]:
         texts = [_joined(record, self.fields) for record in records]
         enabled, least = progress, TRACK_MIN_ITEMS  # bars for long passes; plain lines when they take a while
         with progress_bar("minhash signatures", len(texts), enabled=enabled, bar_min=least) as advance:
-            signatures = minhash_signatures(texts, self.num_perm, self.ngram, self.seed, advance=advance)
+            signatures = minhash_signatures(texts, self.num_perm, self.ngram, self.seed, advance=advance,
+                                            workers=self.workers)
+        del texts
+        bands = self._band_hashes(signatures).tolist()
         with progress_bar("near-duplicate search", len(records), enabled=enabled, bar_min=least) as advance:
             verdicts = []
-            for record, signature in zip(records, signatures):
-                verdicts.append(self._decide(record, signature))
+            for record, signature, record_bands in zip(records, signatures, bands):
+                verdicts.append(self._decide(record, signature, record_bands))
                 advance()
         return verdicts
 
