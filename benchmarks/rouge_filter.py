@@ -10,6 +10,13 @@ Run:  .venv/bin/python benchmarks/rouge_filter.py [--quick]
    (with_stats=False and with_stats=True), wall time and peak RSS.
 
 The LAST line printed is ``speedup: <ours full-vector pairs/s / rouge_score pairs/s>x``.
+
+Scale:  .venv/bin/python benchmarks/rouge_filter.py --instructions 100000 250000 1000000 [--kind copies|mixed]
+measures the greedy filter alone (``RougeNovelty.check_all`` in 32K-record batches, threshold-only) over N
+distinct instructions, each size in a fresh subprocess: wall, CPU (cores used), peak RSS, pool size, and the
+fitted growth exponent.  ``copies``: the corpora repeated with "(copy k)" suffixes (build_file's records;
+nearly every copy is dropped, the pool stays small); ``mixed``: words of two random corpus records shuffled
+together (fixed seed; the pool grows with N).
 """
 
 from __future__ import annotations
@@ -41,11 +48,72 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def scale_texts(n: int, kind: str) -> list[str]:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from import_validate import _corpus_records
+
+    records = _corpus_records()
+    if kind == "copies":  # build_file's instructions
+        return [r["instruction"] if i < len(records) else f"{r['instruction']} (copy {i // len(records)})"
+                for i in range(n) for r in (records[i % len(records)],)]
+    words = [r["instruction"].split() for r in records]
+    words = [w for w in words if w]
+    rng = random.Random(0)
+    out = []
+    for _ in range(n):
+        a, b = rng.choice(words), rng.choice(words)
+        k = min(len(a), 40)
+        mixed = a[:k] + b[: max(3, k // 2)]
+        rng.shuffle(mixed)
+        out.append(" ".join(mixed[: max(4, len(mixed) * 2 // 3)]))
+    return out
+
+
+def scale_one(n: int, kind: str) -> None:
+    from alpaca_data.filters.rouge import RougeNovelty
+
+    texts = scale_texts(n, kind)
+    RougeNovelty().check_all([{"instruction": "warm up"}, {"instruction": "warm up the kernels"}], progress=False)
+    step = RougeNovelty()
+    wall, cpu = time.perf_counter(), time.process_time()
+    kept = 0
+    for start in range(0, n, 32_768):
+        batch = [{"instruction": t} for t in texts[start : start + 32_768]]
+        kept += sum(v.kept for v in step.check_all(batch, progress=False))
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    print(json.dumps({"n": n, "kind": kind, "wall": wall, "cpu": cpu, "kept": kept, "pool": len(step.index),
+                      "rss_mib": peak_rss_mib()}))
+
+
+def scale(sizes: list[int], kind: str) -> None:
+    import math
+    import subprocess
+
+    rows = []
+    for n in sizes:
+        done = subprocess.run([sys.executable, __file__, "--scale-one", str(n), "--kind", kind],
+                              capture_output=True, text=True, check=True)
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        print(f"{kind} N={n}: wall {row['wall']:.1f}s, cpu {row['cpu']:.1f}s ({row['cpu'] / row['wall']:.2f} cores), "
+              f"peak RSS {row['rss_mib']:.0f} MiB, kept {row['kept']} (pool {row['pool']})", flush=True)
+    for a, b in zip(rows, rows[1:]):
+        exponent = math.log(b["wall"] / a["wall"]) / math.log(b["n"] / a["n"])
+        print(f"growth {a['n']} -> {b['n']}: n^{exponent:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller/faster run")
     ap.add_argument("--pool", type=int, default=20_000, help="pool size for the throughput test")
+    ap.add_argument("--instructions", type=int, nargs="+", help="scale mode: greedy filter alone at these sizes")
+    ap.add_argument("--kind", choices=("copies", "mixed"), default="copies")
+    ap.add_argument("--scale-one", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.scale_one:
+        return scale_one(args.scale_one, args.kind)
+    if args.instructions:
+        return scale(args.instructions, args.kind)
 
     from rouge_score import rouge_scorer
 
@@ -86,7 +154,7 @@ def main() -> None:
     t0 = time.perf_counter()
     for par in (False, True):  # load (or compile) the single- and multi-chunk kernels
         warm = RougeNoveltyIndex(threshold=0.7, n_jobs=2 if par else 1)
-        warm.add(["jit warm up", "warm up the kernels"] * (rouge_mod._PARALLEL_MIN_BEST if par else 1))
+        warm.add(["jit warm up", "warm up the kernels"] * (rouge_mod._PARALLEL_MIN_STATS if par else 1))
         warm.check("warm up", with_stats=True)
         warm.check("warm up", with_stats=False)
     print(f"ours: numba kernels loaded/compiled in {time.perf_counter() - t0:.2f}s (cached after first run)")
