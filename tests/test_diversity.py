@@ -3,12 +3,19 @@ from __future__ import annotations
 
 import json
 
-from alpaca_data.analyze.diversity import first_verb_and_object, load_parser
-from tests.conftest import SEEDS
+import pytest
+
+from alpaca_data.analyze import diversity
+from alpaca_data.analyze.diversity import VerbNounStats, first_verb_and_object, load_parser
+from tests.conftest import CORPORA, EVAL_DATA, SEEDS
 
 
-def test_root_verb_and_direct_object():
-    nlp = load_parser()
+@pytest.fixture(scope="module")
+def nlp():
+    return load_parser()
+
+
+def test_root_verb_and_direct_object(nlp):
     assert first_verb_and_object(nlp("Write a short poem about the sea.")) == ("write", "poem")
     assert first_verb_and_object(nlp("What is the capital of France?"))[0] is None
 
@@ -23,3 +30,66 @@ def test_diversity_command_on_seed_tasks(cli, tmp_path):
     assert summary["top"][0]["verb"] == "write"
     assert summary["distinct_root_verbs"] > 30
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _sample_instructions() -> list[str]:
+    """Real instructions of several kinds: the seed tasks, Self-Instruct's user-oriented set, multi-sentence GSM8K
+    questions, code tasks, Chinese, and GPTeacher Toolformer (every first line the same: the count weighting)."""
+    def rows(path):
+        text = path.read_text(encoding="utf-8")
+        return [json.loads(line) for line in text.splitlines() if line.strip()] if path.suffix == ".jsonl" \
+            else json.loads(text)
+
+    toolformer = rows(CORPORA / "gpteacher_toolformer.json")
+    instructions = [r["instruction"] for r in rows(SEEDS)]
+    instructions += [r["instruction"] for r in rows(EVAL_DATA / "user_oriented_instructions.jsonl")[:120]]
+    instructions += [r["instruction"] for r in rows(CORPORA / "gsm8k_train_alpaca.json")[:60]]
+    instructions += [r["instruction"] for r in rows(CORPORA / "gpteacher_codegen.json")[:60]]
+    instructions += [r["instruction"] for r in rows(CORPORA / "alpaca_zh_10000.json")[:20]]
+    instructions += [r["instruction"] for r in toolformer[:40] + toolformer[600:]]
+    # the ruler's patterns that read a neighbour or change DEP: expl + "is", "do" as the root, runs of spaces (in
+    # the last one the parser makes the first tab the ROOT and the ruler makes it "dep": the root is "translate")
+    instructions += ["There is a cat on the mat.", "Do the dishes.", "Have a look at this  table.",
+                     "Write  a   poem about spring.", "  Explain quantum computing.", "Did you see it?",
+                     "\t.\tTranslate this sentence into French."]
+    instructions += [instructions[0], instructions[200]]  # repeats within one set
+    return instructions
+
+
+def _reference_stats(nlp, instructions: list[str]) -> VerbNounStats:
+    """The plain way: every instruction's first line through the whole pipeline, in order, in one process."""
+    stats = VerbNounStats()
+    for doc in nlp.pipe([text.split("\n")[0][:500] for text in instructions]):
+        verb, noun = first_verb_and_object(doc)
+        stats.total += 1
+        if verb is None:
+            stats.no_verb_root += 1
+            continue
+        stats.verbs[verb] += 1
+        if noun is None:
+            stats.no_object += 1
+        else:
+            stats.pairs[(verb, noun)] += 1
+    return stats
+
+
+def _as_tuple(stats: VerbNounStats):
+    # list(...) keeps the Counters' insertion order, which decides ties in `top`
+    return (stats.total, list(stats.verbs.items()), list(stats.pairs.items()), stats.no_verb_root, stats.no_object)
+
+
+def test_fast_parse_counts_like_the_plain_pipeline(nlp, monkeypatch):
+    """Deduplicated, length-sorted, attribute ruler applied only where read, forked workers: the same counts, in
+    the same order, as parsing every instruction with the full pipeline."""
+    instructions = _sample_instructions()
+    texts = sorted({diversity.first_line(text) for text in instructions}, key=len)
+    assert diversity.WindowedRuler.build(nlp) is not None  # the fast path is the one under test
+    assert diversity._parse(nlp, texts, 64) == [first_verb_and_object(doc) for doc in nlp.pipe(texts)]
+
+    reference = _as_tuple(_reference_stats(nlp, instructions))
+    monkeypatch.setattr(diversity, "load_parser", lambda model=None: nlp)
+    monkeypatch.setattr(diversity, "PARALLEL_MIN", 10)
+    monkeypatch.setattr(diversity, "CHUNK", 100)
+    ticks = []
+    assert _as_tuple(diversity.verb_noun_stats(instructions, processes=2, tick=ticks.append)) == reference
+    assert sum(ticks) == len(instructions)

@@ -90,7 +90,8 @@ def diversity(
         raise UserError(f"--plot {plot}: give a file path in an existing folder")
     store = open_store(create=False)
     manifest = store.resolve(ref)
-    instructions = [r["instruction"] for r in store.read_records(manifest)]
+    # only the instruction column, a batch at a time (not every record as a dict)
+    instructions = [text for batch in store.iter_batches(manifest) for text in batch.column("instruction").to_pylist()]
     with progress_bar("parsing instructions", total=len(instructions), enabled=not is_quiet()) as tick:
         stats = verb_noun_stats(instructions, tick=tick, processes=processes)
     top = stats.top(verbs, nouns)
