@@ -19,14 +19,16 @@ def _say(text: str) -> None:
 
 
 def _report(outcome: StepResult, step: str) -> None:
-    commit, result = outcome.commit, outcome.result
+    commit, pipeline = outcome.commit, outcome.pipeline
     if not is_quiet():
-        reasons = ", ".join(f"{reason} {count}" for reason, count in result.counts.items()) or "none"
-        _say(f"{step}: kept {len(result.kept)} of {outcome.source_records}; dropped: {reasons}")
-        if result.normalised:
-            _say("normalised: " + ", ".join(f"{k} {v}" for k, v in result.normalised.items()))
-        for stats in result.steps:
+        reasons = ", ".join(f"{reason} {count}" for reason, count in pipeline.counts.items()) or "none"
+        _say(f"{step}: kept {outcome.kept} of {outcome.source_records}; dropped: {reasons}")
+        if pipeline.normalised:
+            _say("normalised: " + ", ".join(f"{k} {v}" for k, v in pipeline.normalised.items()))
+        for stats in pipeline.stats:
             _say(f"  {stats.name}: {stats.seen} seen, {stats.kept} kept, {stats.seconds:.2f} s")
+        if outcome.workers > 1:
+            _say(f"  ({outcome.workers} worker processes; a step's seconds add up the time of each)")
         if not commit.created:
             _say(f"identical content already stored as {commit.dataset}@{commit.short_id}")
         if commit.manifest.has_sidecar("rejections"):

@@ -10,9 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from alpaca_data.errors import UsageError
-from alpaca_data.filters.report import rejections_table
+from alpaca_data.filters.report import REJECTION_SCHEMA
 from alpaca_data.filters.ruleset import RuleSet
-from alpaca_data.filters.steps import Pipeline, PipelineResult, Step
+from alpaca_data.filters.steps import Step
+from alpaca_data.filters.stream import BATCH_ROWS, StreamedPipeline, prepare_batch
+from alpaca_data.parallel import OrderedPool, workers_for
+from alpaca_data.progress import progress_bar
 from alpaca_data.store import CommitResult, Manifest, Store
 
 DEDUP_METHODS = ("exact", "minhash", "semantic")
@@ -22,8 +25,17 @@ DEFAULT_DEDUP_THRESHOLDS = {"minhash": 0.8, "semantic": 0.95}
 @dataclass
 class StepResult:
     commit: CommitResult
-    result: PipelineResult
+    pipeline: StreamedPipeline
     source_records: int
+    workers: int = 1
+
+    @property
+    def kept(self) -> int:
+        return self.pipeline.result.kept
+
+    @property
+    def dropped(self) -> int:
+        return self.pipeline.result.dropped
 
 
 def _as_source(manifest: Manifest, role: str = "") -> dict[str, str]:
@@ -35,21 +47,35 @@ def _as_source(manifest: Manifest, role: str = "") -> dict[str, str]:
 def _run_and_commit(store: Store, source: Manifest, steps: list[Step], *, command: str, options: dict[str, Any],
                     sources: list[dict[str, str]], dataset: str | None, message: str, progress: bool,
                     force: bool) -> StepResult:
-    records = store.read_records(source)
-    pipeline = Pipeline(steps)
-    result = pipeline.run(records, progress=progress)
-    summary = {"input_records": len(records), "kept": len(result.kept), "dropped": len(result.rejections),
-               "counts": result.counts, "normalised": result.normalised, **pipeline.summary()}
-    recipe = {"command": command, "options": {**options, "steps": [{"name": s.name, **s.settings()} for s in steps]},
-              "sources": sources}
-    commit = store.commit(dataset or source.dataset, result.kept, parents=[source.id],
-                          message=message or f"{command} {source.dataset}@{source.short_id}: "
-                                             f"kept {len(result.kept)} of {len(records)}",
-                          recipe=recipe, extra={command: summary},
-                          sidecars={"rejections": rejections_table(result.rejections)},
-                          expected_main=source.id if (dataset or source.dataset) == source.dataset else None,
-                          force=force)
-    return StepResult(commit, result, len(records))
+    """The steps over the source revision streamed in batches (`filters.stream`); kept rows and rejections are
+    written as they come, and the new revision appears at the end or not at all."""
+    pipeline = StreamedPipeline(steps)
+    total = source.data["record_count"]
+    workers = workers_for(total)
+    schema = store.data_schema(source)
+    with store.begin(dataset or source.dataset, schema) as writer, OrderedPool(workers) as pool, \
+            progress_bar(f"{command} {source.dataset}@{source.short_id}", total=total, enabled=progress,
+                         unit="records") as tick:
+        rejections = writer.sidecar("rejections", REJECTION_SCHEMA)
+        jobs = pipeline.jobs(store.iter_batches(source, rows=BATCH_ROWS))
+        for prepared in pool.map(prepare_batch, jobs):
+            table, encoded, rejected = pipeline.take(prepared)
+            writer.write(table, encoded)
+            rejections.write_table(rejected)
+            tick(prepared.rows)
+        result = pipeline.result
+        summary = {"input_records": result.input_records, "kept": result.kept, "dropped": result.dropped,
+                   "counts": pipeline.counts, "normalised": pipeline.normalised, **pipeline.summary(),
+                   "workers": workers}
+        recipe = {"command": command,
+                  "options": {**options, "steps": [{"name": s.name, **s.settings()} for s in steps]},
+                  "sources": sources}
+        commit = writer.commit(message=message or f"{command} {source.dataset}@{source.short_id}: "
+                                                  f"kept {result.kept} of {result.input_records}",
+                               parents=[source.id], recipe=recipe, extra={command: summary},
+                               expected_main=source.id if (dataset or source.dataset) == source.dataset else None,
+                               force=force)
+    return StepResult(commit, pipeline, result.input_records, workers)
 
 
 def filter_revision(store: Store, ref: str, *, rules: str | None = "default", rouge_threshold: float | None = 0.7,

@@ -174,6 +174,7 @@ class RuleSet(Step):
     """
 
     name = "rules"
+    stateless = True  # a verdict depends on the record alone: batches may be checked in any process
 
     def __init__(self, rules: Iterable[Rule]):
         rules = list(rules)

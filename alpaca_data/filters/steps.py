@@ -38,6 +38,7 @@ class Step:
     """One filter step. Subclasses set `name` and implement `check`."""
 
     name: str = "step"
+    stateless: bool = False  # True: a verdict depends on the record alone (filters.stream runs it in workers)
 
     def check(self, record: Mapping[str, Any]) -> Verdict:
         raise NotImplementedError

@@ -1,0 +1,172 @@
+"""A filter pipeline over a stored revision as a stream of record batches, on every core.
+
+Each batch goes to a worker process (`parallel.OrderedPool`) that runs the pipeline's leading stateless steps
+(the heuristic rules: a verdict depends on the record alone), prepares what the stateful steps can compute per
+record (exact dedup's keys), and encodes the survivors for the new revision (`store.encode`). The main process
+takes the batches back in order and runs the stateful steps (dedup, ROUGE-L novelty: greedy, in record order) on
+them, then writes the kept rows and the rejection rows as it goes. Memory holds a few batches and the stateful
+steps' own state, whatever the size of the revision; with one worker the same functions run in this process.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from alpaca_data.filters.exact import ExactDuplicates
+from alpaca_data.filters.report import make_rejection, rejections_table
+from alpaca_data.filters.steps import Step, StepStats, Verdict, _summed
+from alpaca_data.store.encode import EncodedRows, encode_rows, has_floats
+from alpaca_data.store.tables import records_to_table, table_to_records
+
+BATCH_ROWS = 16 * 1024
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    table: pa.Table
+    offset: int  # position of the batch's first record in the revision
+    stateless: tuple[Step, ...]  # run here, in order
+    keyed: tuple[int, ...]  # indices (in the stateful steps) of exact dedup steps whose keys are prepared here
+    fields: tuple[tuple[str, ...], ...]  # their fields
+
+
+@dataclass
+class PreparedBatch:
+    rows: int  # records in the batch as read
+    table: pa.Table  # the survivors of the stateless steps (normalised), in order
+    positions: np.ndarray  # their positions in the revision
+    encoded: EncodedRows
+    rejections: list[dict[str, Any]]
+    stats: list[StepStats]
+    keys: dict[int, list[str]] = field(default_factory=dict)
+
+
+def prepare_batch(job: BatchJob) -> PreparedBatch:
+    """Stateless steps, dedup keys and encoding for one batch (in a worker)."""
+    records = table_to_records(job.table)
+    positions = list(range(job.offset, job.offset + len(records)))
+    rejections: list[tuple[int, dict[str, Any]]] = []
+    stats = [StepStats(step.name) for step in job.stateless]
+    changed = False
+    for step, step_stats in zip(job.stateless, stats):
+        started = time.perf_counter()
+        verdicts = step.check_all(records, progress=False)
+        step_stats.seconds += time.perf_counter() - started
+        kept_records, kept_positions = [], []
+        for position, record, verdict in zip(positions, records, verdicts):
+            step_stats.add(verdict)
+            if verdict.kept:
+                changed = changed or verdict.record != record
+                kept_records.append(verdict.record)
+                kept_positions.append(position)
+            else:
+                rejections.append((position, _rejection(verdict, position)))
+        records, positions = kept_records, kept_positions
+    rejections.sort(key=lambda item: item[0])
+    if changed:
+        table = records_to_table(records, job.table.schema)
+    else:
+        offsets = np.asarray(positions, dtype=np.int64) - job.offset
+        table = job.table.take(pa.array(offsets)) if len(offsets) != job.table.num_rows else job.table
+    keys = {index: [ExactDuplicates.key_for(record, fields) for record in records]
+            for index, fields in zip(job.keyed, job.fields)}
+    return PreparedBatch(job.table.num_rows, table, np.asarray(positions, dtype=np.int64), encode_rows(records, has_floats(table.schema)),
+                         [row for _, row in rejections], stats, keys)
+
+
+def _rejection(verdict: Verdict, position: int) -> dict[str, Any]:
+    return make_rejection(verdict.reason, verdict.record, position, score=verdict.score,
+                          most_similar=verdict.most_similar)
+
+
+def split_steps(steps: Sequence[Step]) -> tuple[list[Step], list[Step]]:
+    """(leading stateless steps, the rest from the first stateful one on)."""
+    count = 0
+    while count < len(steps) and steps[count].stateless:
+        count += 1
+    return list(steps[:count]), list(steps[count:])
+
+
+@dataclass
+class StreamResult:
+    input_records: int = 0
+    kept: int = 0
+    dropped: int = 0
+
+
+class StreamedPipeline:
+    """Runs `steps` over batches; `run` yields (kept table, its encoding, rejection rows) per batch."""
+
+    def __init__(self, steps: Sequence[Step]):
+        self.steps = list(steps)
+        self.stateless, self.stateful = split_steps(self.steps)
+        self.stats = [StepStats(step.name) for step in self.steps]
+        self.result = StreamResult()
+        # an exact dedup that comes first among the stateful steps gets its keys from the workers
+        self._keyed = (0,) if self.stateful and isinstance(self.stateful[0], ExactDuplicates) else ()
+
+    def jobs(self, batches) -> Iterator[BatchJob]:
+        offset = 0
+        fields = tuple(self.stateful[i].fields for i in self._keyed)
+        for batch in batches:
+            table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+            yield BatchJob(table, offset, tuple(self.stateless), self._keyed, fields)
+            offset += table.num_rows
+
+    def take(self, prepared: PreparedBatch) -> tuple[pa.Table, EncodedRows, pa.Table]:
+        """The stateful steps over one prepared batch, in order: what to write."""
+        self.result.input_records += prepared.rows
+        for total, part in zip(self.stats, prepared.stats):
+            _merge_stats(total, part)
+        rejections = list(prepared.rejections)
+        table, encoded, positions = prepared.table, prepared.encoded, prepared.positions
+        for index, (step, stats) in enumerate(zip(self.stateful, self.stats[len(self.stateless):])):
+            if not table.num_rows:
+                break
+            started = time.perf_counter()
+            if index in prepared.keys:
+                keep, drops = step.decide_keys(prepared.keys[index], table.column("instruction").to_pylist())
+            else:
+                verdicts = step.check_all(table_to_records(table), progress=False)
+                keep = np.fromiter((v.kept for v in verdicts), dtype=bool, count=len(verdicts))
+                drops = {i: v for i, v in enumerate(verdicts) if not v.kept}
+            stats.seconds += time.perf_counter() - started
+            stats.seen += table.num_rows
+            stats.kept += int(keep.sum())
+            if drops:
+                dropped_rows = table.take(pa.array(sorted(drops), type=pa.int64())).to_pylist()
+                for i, row in zip(sorted(drops), dropped_rows):
+                    verdict = drops[i]
+                    stats.dropped[verdict.reason] += 1
+                    rejections.append(make_rejection(verdict.reason, row, int(positions[i]), score=verdict.score,
+                                                     most_similar=verdict.most_similar))
+            mask = pa.array(keep)
+            table, encoded, positions = table.filter(mask), encoded.select(keep), positions[keep]
+        rejections.sort(key=lambda row: row["index"])
+        self.result.kept += table.num_rows
+        self.result.dropped += len(rejections)
+        return table, encoded, rejections_table(rejections)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return _summed(stats.dropped for stats in self.stats)
+
+    @property
+    def normalised(self) -> dict[str, int]:
+        return _summed(stats.normalised for stats in self.stats)
+
+    def summary(self) -> dict[str, Any]:
+        return {"steps": [stats.as_dict() for stats in self.stats]}
+
+
+def _merge_stats(total: StepStats, part: StepStats) -> None:
+    total.seen += part.seen
+    total.kept += part.kept
+    total.dropped.update(part.dropped)
+    total.normalised.update(part.normalised)
+    total.seconds += part.seconds

@@ -204,6 +204,11 @@ class Store:
     def read_records(self, ref: str | Manifest) -> list[dict[str, Any]]:
         return table_to_records(self.read_table(ref))
 
+    def data_schema(self, ref: str | Manifest) -> pa.Schema:
+        """The Arrow schema of a revision's records."""
+        manifest = self._manifest(ref)
+        return _read_verified(manifest, DATA_FILE, pq.ParquetFile).schema_arrow
+
     def iter_batches(self, ref: str | Manifest, rows: int = READ_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
         """The records in order, a batch at a time (memory stays flat for any size)."""
         manifest = self._manifest(ref)

@@ -69,6 +69,7 @@ class RevisionWriter:
         self._digest = hashlib.sha256()
         self.stats = RevisionStats()
         self.rows = 0
+        self._sidecars: dict[str, pq.ParquetWriter] = {}
 
     def write(self, table: pa.Table | pa.RecordBatch, encoded: EncodedRows | None = None) -> None:
         """Append rows. `encoded`: their `encode_table` result when a worker computed it already."""
@@ -85,9 +86,20 @@ class RevisionWriter:
         self.stats.add(encoded)
         self.rows += table.num_rows
 
+    def sidecar(self, name: str, schema: pa.Schema) -> pq.ParquetWriter:
+        """A sidecar table written as it goes (e.g. a filter's rejections), part of the revision at commit."""
+        if not NAME_PATTERN.fullmatch(name) or name in ("data", "manifest") or name in self._sidecars:
+            raise ValueError(f"invalid sidecar name {name!r}")
+        self._sidecars[name] = pq.ParquetWriter(self.folder / f"{name}.parquet", schema, compression="zstd")
+        return self._sidecars[name]
+
+    def _close_all(self) -> None:
+        for writer in (self._writer, *self._sidecars.values()):
+            writer.close()
+
     def abort(self) -> None:
         try:
-            self._writer.close()
+            self._close_all()
         except Exception:  # noqa: BLE001 - the folder goes anyway
             pass
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -107,12 +119,10 @@ class RevisionWriter:
         expected_main: the `main` id the step read (None: the dataset was empty). When `main` has moved since,
         the revision is stored but `main` is left where it is (unless `force`), and the result says so.
         """
-        self._writer.close()
-        revision_id = self._digest.hexdigest()
         for name, table in (sidecars or {}).items():
-            if not NAME_PATTERN.fullmatch(name) or name in ("data", "manifest"):
-                raise ValueError(f"invalid sidecar name {name!r}")
-            pq.write_table(table, self.folder / f"{name}.parquet", compression="zstd")
+            self.sidecar(name, table.schema).write_table(table)
+        self._close_all()
+        revision_id = self._digest.hexdigest()
         files = {}
         for path in sorted(self.folder.iterdir()):
             fsync_file(path)

@@ -1,0 +1,77 @@
+"""`filter` and `dedup` stream a revision in batches over worker processes (alpaca_data.filters.stream) and keep,
+drop and word exactly what one in-memory pass over all records does (steps.Pipeline.run, which generation uses)."""
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+import pytest
+
+from alpaca_data.filters import revision as revision_module
+from alpaca_data.filters.exact import ExactDuplicates
+from alpaca_data.filters.rouge import RougeNovelty
+from alpaca_data.filters.ruleset import RuleSet
+from alpaca_data.filters.steps import Pipeline
+from alpaca_data.store import Store
+from tests.conftest import corpus_records
+
+pytestmark = pytest.mark.xdist_group("filter_stream")
+
+
+def _records() -> list[dict]:
+    """Real records with exact duplicates (case and spacing changed), records the rules drop and ones they
+    normalise (surrounding whitespace), and provenance columns."""
+    base = [dict(r) for name in ("gpteacher_toolformer", "gsm8k_train_alpaca", "alpaca_zh_10000")
+            for r in corpus_records(name)[:250]]
+    records = []
+    for i, record in enumerate(base):
+        record["n"] = i
+        records.append(record)
+        if i % 9 == 0:
+            records.append({**record, "instruction": "  " + record["instruction"].upper() + "  ", "n": -i})
+        if i % 31 == 0:
+            records.append({**record, "output": ""})  # empty output: dropped by the rules
+        if i % 13 == 0:  # normalised by the rules: the placeholder input and CR LF line ends
+            records.append({**record, "input": "N/A", "output": record["output"].replace("\n", "\r\n"), "n": 10**6 + i})
+    return records
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setattr(revision_module, "BATCH_ROWS", 97)  # many uneven batches
+    monkeypatch.setenv("ALPACA_PARALLEL_MIN_ROWS", "0")
+    store = Store.open(tmp_path / "store")
+    store.commit("src", _records(), message="source")
+    return store
+
+
+def _rejections(store: Store, commit) -> list[dict]:
+    return pq.read_table(commit.manifest.path / "rejections.parquet").to_pylist()
+
+
+@pytest.mark.parametrize("command", ["filter", "dedup"])
+def test_streamed_on_two_workers_equals_one_pass_in_memory(store, monkeypatch, command):
+    records = store.read_records("src@main")
+    if command == "filter":
+        steps = [RuleSet.default(), RougeNovelty(0.7)]
+
+        def run(dataset):
+            return revision_module.filter_revision(store, "src@main", dataset=dataset, progress=False)
+    else:
+        steps = [ExactDuplicates()]
+
+        def run(dataset):
+            return revision_module.dedup_revision(store, "src@main", dataset=dataset, progress=False)
+
+    expected = Pipeline(steps).run(records, progress=False)
+    results = {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv("ALPACA_WORKERS", workers)
+        results[workers] = run(f"out{workers}")
+    assert results["2"].workers == 2 and results["1"].workers == 1
+    assert results["1"].commit.id == results["2"].commit.id
+    for outcome in results.values():
+        assert store.read_records(outcome.commit.manifest) == expected.kept
+        assert _rejections(store, outcome.commit) == [{**row, "request_id": None} for row in expected.rejections]
+        assert outcome.pipeline.counts == expected.counts and outcome.pipeline.normalised == expected.normalised
+    assert expected.counts.get("exact_duplicate" if command == "dedup" else "rouge_too_similar")
+    if command == "filter":
+        assert expected.normalised  # the rules changed some records, and the stream stored the changed ones
