@@ -167,54 +167,85 @@ def _parse_chunk(task: tuple[int, list[str]]) -> tuple[int, list[tuple[str | Non
     return task[0], _parse(nlp, task[1], batch_size)
 
 
-def _parse_parallel(nlp, texts: list[str], batch_size: int, workers: int, tick) -> list:
-    """_parse over forked workers that share the loaded model (copy-on-write: no reload, no pickled Docs)."""
-    import multiprocessing
+class VerbNounCounter:
+    """verb_noun_stats in two steps, so that the workers are forked before the caller starts threads (a progress
+    bar: a fork copies other threads' locks as they are):
 
-    global _WORKER_STATE
-    chunks = [(i, texts[i:i + CHUNK]) for i in range(0, len(texts), CHUNK)]
-    results: list = [None] * len(chunks)
-    _WORKER_STATE = (nlp, batch_size)
-    try:
-        with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_start) as pool:
-            # longest texts first (the list is sorted by length), so the last tasks are short ones
-            for start, parsed in pool.imap_unordered(_parse_chunk, reversed(chunks)):
-                results[start // CHUNK] = parsed
-                tick(len(parsed))
-    finally:
-        _WORKER_STATE = None
-    return [result for chunk in results for result in chunk]
+        with VerbNounCounter(instructions, processes=0) as counter:  # loads the model, forks the workers
+            with progress_bar(..., total=counter.total) as tick:
+                stats = counter.stats(tick)
+
+    Each distinct first line is parsed once, the texts sorted by length (batches of like lengths), in forked
+    workers that share the loaded model (copy-on-write: no reload, no pickled Docs); the counts are then taken in
+    instruction order, so the result (ties in `top` included) is that of parsing every instruction in order.
+    processes: worker processes (0: one per core; 1: in this process)."""
+
+    def __init__(self, instructions: Iterable[str], model: str | None = None, batch_size: int = BATCH_SIZE,
+                 processes: int = 0):
+        self.texts = [first_line(text) for text in instructions]
+        self.distinct = sorted(set(self.texts), key=lambda text: (len(text), text))
+        self.total = len(self.texts)
+        self.model, self.batch_size = model, batch_size
+        workers = processes or len(os.sched_getaffinity(0))
+        self.workers = max(1, workers if len(self.distinct) >= PARALLEL_MIN else 1)
+        self.nlp = None
+        self._pool = None
+
+    def __enter__(self) -> VerbNounCounter:
+        import multiprocessing
+
+        global _WORKER_STATE
+        self.nlp = load_parser(self.model)
+        if self.workers > 1:
+            _WORKER_STATE = (self.nlp, self.batch_size)
+            try:
+                self._pool = multiprocessing.get_context("fork").Pool(self.workers, initializer=_worker_start)
+            finally:
+                _WORKER_STATE = None
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._pool is not None:
+            self._pool.terminate()  # every task is done, or the count was abandoned
+            self._pool.join()
+            self._pool = None
+
+    def _parsed(self, tick) -> list[tuple[str | None, str | None]]:
+        if self._pool is None:
+            return _parse(self.nlp, self.distinct, self.batch_size, tick)
+        chunks = [(i, self.distinct[i:i + CHUNK]) for i in range(0, len(self.distinct), CHUNK)]
+        results: list = [None] * len(chunks)
+        # longest texts first (the list is sorted by length), so the last tasks are short ones
+        for start, parsed in self._pool.imap_unordered(_parse_chunk, reversed(chunks)):
+            results[start // CHUNK] = parsed
+            tick(len(parsed))
+        return [result for chunk in results for result in chunk]
+
+    def stats(self, tick=lambda n=1: None) -> VerbNounStats:
+        if self.nlp is None:
+            raise RuntimeError("VerbNounCounter.stats outside its `with` block")
+        verb_object = dict(zip(self.distinct, self._parsed(tick)))
+        tick(self.total - len(self.distinct))
+        stats = VerbNounStats()
+        for text in self.texts:
+            verb, noun = verb_object[text]
+            stats.total += 1
+            if verb is None:
+                stats.no_verb_root += 1
+                continue
+            stats.verbs[verb] += 1
+            if noun is None:
+                stats.no_object += 1
+            else:
+                stats.pairs[(verb, noun)] += 1
+        return stats
 
 
 def verb_noun_stats(instructions: Iterable[str], model: str | None = None, batch_size: int = BATCH_SIZE,
                     tick=lambda n=1: None, processes: int = 0) -> VerbNounStats:
-    """processes: worker processes (0: one per core). Each distinct first line is parsed once, the texts sorted
-    by length (batches of like lengths); the counts are then taken in instruction order, so the result (ties in
-    `top` included) is that of parsing every instruction in order."""
-    texts = [first_line(text) for text in instructions]
-    distinct = sorted(set(texts), key=lambda text: (len(text), text))
-    nlp = load_parser(model)
-    workers = processes or len(os.sched_getaffinity(0))
-    workers = max(1, workers if len(distinct) >= PARALLEL_MIN else 1)
-    if workers > 1:
-        parsed = _parse_parallel(nlp, distinct, batch_size, workers, tick)
-    else:
-        parsed = _parse(nlp, distinct, batch_size, tick)
-    tick(len(texts) - len(distinct))
-    verb_object = dict(zip(distinct, parsed))
-    stats = VerbNounStats()
-    for text in texts:
-        verb, noun = verb_object[text]
-        stats.total += 1
-        if verb is None:
-            stats.no_verb_root += 1
-            continue
-        stats.verbs[verb] += 1
-        if noun is None:
-            stats.no_object += 1
-        else:
-            stats.pairs[(verb, noun)] += 1
-    return stats
+    """Root verb / direct object counts of the instructions (VerbNounCounter in one call)."""
+    with VerbNounCounter(instructions, model, batch_size, processes) as counter:
+        return counter.stats(tick)
 
 
 OTHER_LABEL = "pale: the verb's other objects, or no object"

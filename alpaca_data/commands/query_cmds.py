@@ -83,7 +83,7 @@ def diversity(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Root verb / direct object diversity of the instructions (spaCy), as in the Alpaca analysis."""
-    from alpaca_data.analyze.diversity import plot_verb_noun, verb_noun_stats
+    from alpaca_data.analyze.diversity import VerbNounCounter, plot_verb_noun
     from alpaca_data.progress import progress_bar
 
     if plot is not None and (plot.is_dir() or not plot.parent.is_dir()):
@@ -92,8 +92,10 @@ def diversity(
     manifest = store.resolve(ref)
     # only the instruction column, a batch at a time (not every record as a dict)
     instructions = [text for batch in store.iter_batches(manifest) for text in batch.column("instruction").to_pylist()]
-    with progress_bar("parsing instructions", total=len(instructions), enabled=not is_quiet()) as tick:
-        stats = verb_noun_stats(instructions, tick=tick, processes=processes)
+    # the parse workers are forked before the progress bar starts its thread
+    with VerbNounCounter(instructions, processes=processes) as counter:
+        with progress_bar("parsing instructions", total=counter.total, enabled=not is_quiet()) as tick:
+            stats = counter.stats(tick)
     top = stats.top(verbs, nouns)
     summary = {"instructions": stats.total, "distinct_root_verbs": stats.distinct_verbs,
                "distinct_verb_object_pairs": len(stats.pairs), "no_verb_root": stats.no_verb_root,
