@@ -52,7 +52,8 @@ def main() -> None:
         folder = Path(tmp)
         env = {"ALPACA_STORE": str(folder / "store"), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
         path = build_file(folder, options.records)
-        subprocess.run([*cli, "-q", "import", str(path), "--dataset", "div"], env=env, check=True)
+        subprocess.run([*cli, "-q", "import", str(path), "--dataset", "div"], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
         path.unlink()
         runs = []
         for _ in range(options.runs):

@@ -89,7 +89,7 @@ class WindowedRuler:
 
     @classmethod
     def build(cls, nlp) -> WindowedRuler | None:
-        from spacy.attrs import DEP, POS
+        from spacy.attrs import DEP, LEMMA, MORPH, POS, TAG
 
         if "attribute_ruler" not in nlp.pipe_names or nlp.pipe_names[-1] != "attribute_ruler":
             return None
@@ -97,6 +97,9 @@ class WindowedRuler:
         patterns = [pattern for entry in ruler.patterns for pattern in entry["patterns"]]
         if not patterns or any(not isinstance(pattern, list) or any("OP" in token for token in pattern)
                                for pattern in patterns):
+            return None
+        # token attributes only: one that also lands on the lexeme (NORM, LOWER, flags) would reach later docs
+        if any(set(attrs) - {DEP, POS, TAG, LEMMA, MORPH} for attrs in ruler.attrs):
             return None
         rules = [(attrs.get(DEP), attrs.get(POS), ruler.indices[k]) for k, attrs in enumerate(ruler.attrs)]
         strings = nlp.vocab.strings
