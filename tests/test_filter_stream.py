@@ -11,6 +11,7 @@ from alpaca_data.filters.rouge import RougeNovelty
 from alpaca_data.filters.ruleset import RuleSet
 from alpaca_data.filters.steps import Pipeline
 from alpaca_data.store import Store
+from alpaca_data.store import store as store_module
 from tests.conftest import corpus_records
 
 pytestmark = pytest.mark.xdist_group("filter_stream")
@@ -37,6 +38,7 @@ def _records() -> list[dict]:
 @pytest.fixture
 def store(tmp_path, monkeypatch):
     monkeypatch.setattr(revision_module, "BATCH_ROWS", 97)  # many uneven batches
+    monkeypatch.setattr(store_module, "READ_BATCH_ROWS", 89)
     monkeypatch.setenv("ALPACA_PARALLEL_MIN_ROWS", "0")
     store = Store.open(tmp_path / "store")
     store.commit("src", _records(), message="source")
@@ -75,3 +77,31 @@ def test_streamed_on_two_workers_equals_one_pass_in_memory(store, monkeypatch, c
     assert expected.counts.get("exact_duplicate" if command == "dedup" else "rouge_too_similar")
     if command == "filter":
         assert expected.normalised  # the rules changed some records, and the stream stored the changed ones
+
+
+def test_streamed_diff_counts_and_examples_equal_the_record_by_record_reference(store, monkeypatch):
+    from alpaca_data.records import CORE_FIELDS, key_of
+    from alpaca_data.store.ops import diff
+
+    monkeypatch.setenv("ALPACA_WORKERS", "2")
+    old = store.read_records("src@main")
+    new = [dict(r, output=r["output"] + " (edited)") if i % 17 == 0 else r for i, r in enumerate(old[40:])]
+    new += [{"instruction": f"A new task number {i}", "input": "", "output": "done"} for i in range(5)]
+    store.commit("src", new, message="edited")
+
+    def by_key(records):  # the reference: the first record of each key stands for it
+        keyed = {}
+        for record in records:
+            keyed.setdefault(key_of(record), record)
+        return keyed
+
+    before, after = by_key(old), by_key(new)
+    added = [r for k, r in after.items() if k not in before]
+    removed = [r for k, r in before.items() if k not in after]
+    changed = [(before[k], r) for k, r in after.items()
+               if k in before and any(before[k][f] != r[f] for f in CORE_FIELDS)]
+    result = diff(store, store.log("src")[1].id, "src@main", examples=4)
+    assert result.summary() == {"added": len(added), "removed": len(removed), "changed": len(changed),
+                                "unchanged": len(after) - len(added) - len(changed)}
+    assert (result.added, result.removed, result.changed) == (added[:4], removed[:4], changed[:4])
+    assert len(changed) > 4 and len(removed) > 4

@@ -123,7 +123,7 @@ def diff(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Added / removed / changed records between two revisions (keyed by normalised instruction + input)."""
-    result = diff_revisions(open_store(create=False), ref_a, ref_b)
+    result = diff_revisions(open_store(create=False), ref_a, ref_b, examples=max(examples, 0))
     if as_json:
         print_json({"a": result.a.id, "b": result.b.id, **result.summary(),
                     "examples": {"added": result.added[:examples], "removed": result.removed[:examples],

@@ -45,23 +45,37 @@ class Layout:
 
 def build_layout(store: Store, manifest: Manifest, folder: Path, options: CardOptions,
                  shard_records: int | None = None, max_shard_bytes: int = MAX_SHARD_BYTES) -> Layout:
-    """Write the layout of `manifest` into an existing empty folder."""
-    table = store.read_table(manifest)
-    rows = table.num_rows
+    """Write the layout of `manifest` into an existing empty folder, streamed: a batch in memory at a time."""
+    schema = store.data_schema(manifest)
+    rows = manifest.record_count
+    num_bytes = sum(batch.nbytes for batch in store.iter_batches(manifest))  # what the whole table would take
     if shard_records:
         count = max(1, math.ceil(rows / shard_records))
     else:
-        count = max(1, math.ceil(table.nbytes / max_shard_bytes))
+        count = max(1, math.ceil(num_bytes / max_shard_bytes))
     per_shard = math.ceil(rows / count) if rows else 0
     (folder / DATA_DIR).mkdir(parents=True, exist_ok=True)
+    writers = [pq.ParquetWriter(folder / shard_name(index, count), schema, compression="zstd")
+               for index in range(count)]
+    try:
+        offset = 0
+        for batch in store.iter_batches(manifest):
+            while batch.num_rows:
+                index = min(offset // per_shard, count - 1)
+                take = min(batch.num_rows, (index + 1) * per_shard - offset) if index < count - 1 else batch.num_rows
+                writers[index].write_batch(batch.slice(0, take))
+                batch, offset = batch.slice(take), offset + take
+    finally:
+        for writer in writers:
+            writer.close()
     shards = []
     for index in range(count):
         name = shard_name(index, count)
-        part = table.slice(index * per_shard, per_shard) if rows else table
-        pq.write_table(part, folder / name, compression="zstd")
-        shards.append({"path": name, "num_records": part.num_rows, "size": (folder / name).stat().st_size,
+        part_rows = max(0, min(per_shard, rows - index * per_shard)) if index < count - 1 else \
+            rows - per_shard * (count - 1)
+        shards.append({"path": name, "num_records": part_rows, "size": (folder / name).stat().st_size,
                        "sha256": sha256_file(folder / name)})
-    card = render_card(store, manifest, schema=table.schema, num_bytes=table.nbytes,
+    card = render_card(store, manifest, schema=schema, num_bytes=num_bytes,
                        download_size=sum(s["size"] for s in shards), shards=[s["path"] for s in shards],
                        options=options)
     (folder / CARD_FILE).write_text(card, encoding="utf-8")

@@ -1,18 +1,22 @@
 """Operations over stored revisions: diff, export (streamed), fsck (with --repair)."""
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alpaca_data.durable import atomic_file, sha256_file
 from alpaca_data.errors import UserError
-from alpaca_data.records import CORE_FIELDS, canonical_bytes, content_hash, key_of
+from alpaca_data.records import CORE_FIELDS, key_of
+from alpaca_data.store.encode import encode_table
 from alpaca_data.store.manifest import DATA_FILE, MANIFEST_FILE, MANIFEST_HASH_FILE, Manifest, inspect_manifest
 from alpaca_data.store.store import Store
 from alpaca_data.store.tables import table_to_records
@@ -22,40 +26,75 @@ EXPORT_FORMATS = ("json", "jsonl", "parquet")
 
 @dataclass
 class Diff:
+    """Counts of each kind of change and the first `examples` records of each (in the order of their revision)."""
+
     a: Manifest
     b: Manifest
     added: list[dict[str, Any]] = field(default_factory=list)
     removed: list[dict[str, Any]] = field(default_factory=list)
     changed: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
-    unchanged: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> dict[str, int]:
-        return {"added": len(self.added), "removed": len(self.removed), "changed": len(self.changed),
-                "unchanged": self.unchanged}
+        return dict(self.counts)
 
 
-def _by_key(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    keyed: dict[str, dict[str, Any]] = {}
-    for record in records:
-        keyed.setdefault(key_of(record), record)  # first occurrence stands for a duplicated key
-    return keyed
+def diff_keys(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """(record key, digest of the core text) of each row as 64-bit numbers (run in a worker for big revisions)."""
+    rows = table.select(list(CORE_FIELDS)).to_pylist()
+    keys = np.fromiter((int(key_of(row), 16) for row in rows), dtype=np.uint64, count=len(rows))
+    digests = np.fromiter((int.from_bytes(hashlib.blake2b(orjson.dumps([row[name] for name in CORE_FIELDS]),
+                                                          digest_size=8).digest(), "little") for row in rows),
+                          dtype=np.uint64, count=len(rows))
+    return keys, digests
 
 
-def diff(store: Store, ref_a: str, ref_b: str) -> Diff:
-    """Records keyed by normalised instruction + input; 'changed' means same key, different core text."""
+def _first_occurrences(store: Store, manifest: Manifest, pool: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distinct keys sorted, position of each key's first record, that record's digest)."""
+    parts = list(pool.map(diff_keys, (pa.Table.from_batches([b]) for b in store.iter_batches(manifest))))
+    keys = np.concatenate([k for k, _ in parts]) if parts else np.zeros(0, np.uint64)
+    digests = np.concatenate([d for _, d in parts]) if parts else np.zeros(0, np.uint64)
+    distinct, first = np.unique(keys, return_index=True)
+    return distinct, first, digests[first]
+
+
+def _rows_at(store: Store, manifest: Manifest, positions: list[int]) -> dict[int, dict[str, Any]]:
+    wanted, found, offset = sorted(set(positions)), {}, 0
+    for batch in store.iter_batches(manifest):
+        inside = [p for p in wanted if offset <= p < offset + batch.num_rows]
+        if inside:
+            rows = table_to_records(batch.take(pa.array([p - offset for p in inside], type=pa.int64())))
+            found.update(zip(inside, rows))
+        offset += batch.num_rows
+        if len(found) == len(wanted):
+            break
+    return found
+
+
+def diff(store: Store, ref_a: str, ref_b: str, examples: int = 3) -> Diff:
+    """Records keyed by normalised instruction + input (the first record of a key stands for it); 'changed' means
+    same key, different core text. Streamed: a revision is held as three numbers per distinct key."""
+    from alpaca_data.parallel import OrderedPool, workers_for
+
     a, b = store.resolve(ref_a), store.resolve(ref_b)
-    old, new = _by_key(store.read_records(a)), _by_key(store.read_records(b))
-    result = Diff(a, b)
-    for key, record in new.items():
-        before = old.get(key)
-        if before is None:
-            result.added.append(record)
-        elif any(before[name] != record[name] for name in CORE_FIELDS):
-            result.changed.append((before, record))
-        else:
-            result.unchanged += 1
-    result.removed = [record for key, record in old.items() if key not in new]
-    return result
+    with OrderedPool(workers_for(a.record_count + b.record_count)) as pool:
+        keys_a, first_a, digest_a = _first_occurrences(store, a, pool)
+        keys_b, first_b, digest_b = _first_occurrences(store, b, pool)
+    in_a = np.isin(keys_b, keys_a, assume_unique=True)
+    common, index_a, index_b = np.intersect1d(keys_a, keys_b, assume_unique=True, return_indices=True)
+    differs = digest_a[index_a] != digest_b[index_b]
+    added = np.sort(first_b[~in_a])
+    removed = np.sort(first_a[~np.isin(keys_a, keys_b, assume_unique=True)])
+    order = np.argsort(first_b[index_b[differs]])
+    changed = list(zip(first_a[index_a[differs]][order][:examples].tolist(),
+                       first_b[index_b[differs]][order][:examples].tolist()))
+    rows_a = _rows_at(store, a, removed[:examples].tolist() + [pa_ for pa_, _ in changed])
+    rows_b = _rows_at(store, b, added[:examples].tolist() + [pb for _, pb in changed])
+    return Diff(a, b, added=[rows_b[p] for p in added[:examples].tolist()],
+                removed=[rows_a[p] for p in removed[:examples].tolist()],
+                changed=[(rows_a[pa_], rows_b[pb]) for pa_, pb in changed],
+                counts={"added": len(added), "removed": len(removed), "changed": int(differs.sum()),
+                        "unchanged": int(len(common) - differs.sum())})
 
 
 # ---------------------------------------------------------------------------------------------- export
@@ -72,9 +111,15 @@ def write_json_array(handle: BinaryIO, records: Iterable[Mapping[str, Any]]) -> 
     handle.write(b"[]\n" if first else b"\n]\n")
 
 
-def write_jsonl(handle: BinaryIO, records: Iterable[Mapping[str, Any]]) -> None:
-    for record in records:
-        handle.write(canonical_bytes(record) + b"\n")
+def _jsonl_batches(store: Store, manifest: Manifest, core_only: bool) -> Iterator[tuple[bytes, int]]:
+    """The revision as canonical JSON lines, a batch at a time (orjson where it writes the json module's bytes)."""
+    from alpaca_data.store.encode import canonical_lines, has_floats
+
+    for batch in store.iter_batches(manifest):
+        if core_only:
+            batch = batch.select(list(CORE_FIELDS))
+        lines = canonical_lines(table_to_records(batch), has_floats(batch.schema))
+        yield b"".join(line + b"\n" for line in lines), batch.num_rows
 
 
 def _records(store: Store, manifest: Manifest, core_only: bool) -> Iterator[dict[str, Any]]:
@@ -118,6 +163,11 @@ def export(store: Store, ref: str, fmt: str, out: Path, core_only: bool = False,
                     schema = pa.schema([schema.field(name) for name in CORE_FIELDS])
                 writer = pq.ParquetWriter(handle, schema, compression="zstd")
             writer.close()
+        elif fmt == "jsonl":
+            for data, rows in _jsonl_batches(store, manifest, core_only):
+                handle.write(data)
+                count += rows
+                tick(rows)
         else:
             def counted() -> Iterator[dict[str, Any]]:
                 nonlocal count
@@ -126,7 +176,7 @@ def export(store: Store, ref: str, fmt: str, out: Path, core_only: bool = False,
                     tick()
                     yield record
 
-            (write_json_array if fmt == "json" else write_jsonl)(handle, counted())
+            write_json_array(handle, counted())
     return manifest, count
 
 
@@ -205,12 +255,15 @@ def _check_revision(store: Store, dataset: str, revision_id: str, deep: bool) ->
         if sha256_file(folder / name) != expected[name]:
             problems.append(f"{where}: {name} does not match its hash (modified or corrupt)")
     if deep and not problems:
+        digest, rows = hashlib.sha256(), 0
         try:
-            table = pq.read_table(folder / DATA_FILE)
+            for batch in pq.ParquetFile(folder / DATA_FILE).iter_batches(batch_size=16 * 1024):
+                digest.update(encode_table(batch).canonical)  # the writer's own id computation, a batch at a time
+                rows += batch.num_rows
         except Exception as error:  # noqa: BLE001 - a corrupt Parquet file is what fsck exists to report
             return [f"{where}: {DATA_FILE} cannot be read ({type(error).__name__})"], data
-        if table.num_rows != data["record_count"]:
-            problems.append(f"{where}: holds {table.num_rows} records, manifest says {data['record_count']}")
-        elif content_hash(table_to_records(table)) != revision_id:
+        if rows != data["record_count"]:
+            problems.append(f"{where}: holds {rows} records, manifest says {data['record_count']}")
+        elif digest.hexdigest() != revision_id:
             problems.append(f"{where}: records do not hash to the revision id")
     return problems, data

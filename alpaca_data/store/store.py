@@ -209,8 +209,9 @@ class Store:
         manifest = self._manifest(ref)
         return _read_verified(manifest, DATA_FILE, pq.ParquetFile).schema_arrow
 
-    def iter_batches(self, ref: str | Manifest, rows: int = READ_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    def iter_batches(self, ref: str | Manifest, rows: int | None = None) -> Iterator[pa.RecordBatch]:
         """The records in order, a batch at a time (memory stays flat for any size)."""
+        rows = rows or READ_BATCH_ROWS
         manifest = self._manifest(ref)
         parquet = _read_verified(manifest, DATA_FILE, pq.ParquetFile)
         try:
