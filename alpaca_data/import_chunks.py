@@ -12,7 +12,9 @@ same records, the same schema and the same revision id either way.
 """
 from __future__ import annotations
 
+import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -166,3 +168,64 @@ def is_plain_jsonl(path: str) -> bool:
 def chunk_plan(path: str, size: int, field_map: Mapping[str, str], strict: bool) -> list[Chunk]:
     pairs = tuple(sorted(field_map.items()))
     return [Chunk(path, start, end, pairs, strict) for start, end in chunk_ranges(path, size)]
+
+
+APPROX_RECORD_BYTES = 512  # to tell a big file from a small one before counting its records
+
+
+def workers_for_files(paths: list[str]) -> int:
+    from alpaca_data.parallel import workers_for
+
+    try:
+        return workers_for(sum(os.stat(path).st_size for path in paths) // APPROX_RECORD_BYTES)
+    except OSError:
+        return 1
+
+
+@dataclass
+class CheckedFiles:
+    reports: list[Any]  # validate.FileReport of each file, all valid
+    chunks: list[Chunk]
+    schema: pa.Schema
+    total_bytes: int
+
+
+def check_files(paths: list[str], field_map: Mapping[str, str], strict: bool, show_progress: bool,
+                pool: Any) -> CheckedFiles | None:
+    """Pass 1 over every file in chunks on `pool` (a `parallel.OrderedPool`): the files' reports when every
+    record of every file is valid, None at the first doubt (the careful reader then reports)."""
+    from alpaca_data.durable import sha256_file
+    from alpaca_data.errors import UserError
+    from alpaca_data.progress import progress_bar
+    from alpaca_data.validate import FileReport
+
+    try:
+        if not all(is_plain_jsonl(path) for path in paths):
+            return None
+        sizes = [os.stat(path).st_size for path in paths]
+    except (UserError, OSError):
+        return None  # the careful reader says what is wrong
+    chunks = [chunk for path, size in zip(paths, sizes) for chunk in chunk_plan(path, size, field_map, strict)]
+    checks: list[ChunkCheck] = []
+    with ThreadPoolExecutor(1) as hasher, \
+            progress_bar(f"validating {', '.join(paths)}", total=sum(sizes), enabled=show_progress, unit="bytes",
+                         bar_min=16 * 1024**2) as tick:
+        hashes = hasher.submit(lambda: [sha256_file(path) for path in paths])  # hashlib lets go of the GIL
+        for chunk, check in zip(chunks, pool.map(check_chunk, chunks)):
+            if not check.ok:
+                return None
+            checks.append(check)
+            tick(chunk.end - chunk.start)
+        digests = hashes.result()
+    types = ColumnTypes()
+    if not merged_kinds(checks, types):
+        return None
+    reports = []
+    for path, digest in zip(paths, digests):
+        mine = [check for check, chunk in zip(checks, chunks) if chunk.path == path]
+        report = FileReport(path, "jsonl", digest, valid=sum(c.records for c in mine),
+                            no_input=sum(c.no_input for c in mine))
+        if not report.valid:
+            return None  # "holds no records": the careful reader's words
+        reports.append(report)
+    return CheckedFiles(reports, chunks, types.schema(), sum(sizes))

@@ -20,7 +20,6 @@ from alpaca_data.store.tables import records_to_table
 from alpaca_data.validate import FileReport, Validator, file_records
 
 BATCH_RECORDS = 16 * 1024
-APPROX_RECORD_BYTES = 512  # to tell a big file from a small one before counting its records
 HOLD_BYTES = 64 * 1024**2  # inputs up to this size are read once and held (a few hundred MB of records at most)
 
 
@@ -87,48 +86,27 @@ def _import_in_chunks(store: Store, paths: list[str], dataset: str, *, message: 
 
     from alpaca_data import import_chunks as chunks_module
     from alpaca_data.durable import sha256_file
-    from alpaca_data.parallel import OrderedPool, workers_for
-    from alpaca_data.store.tables import ColumnTypes
+    from alpaca_data.parallel import OrderedPool
 
-    try:
-        if not all(chunks_module.is_plain_jsonl(path) for path in paths):
+    with OrderedPool(chunks_module.workers_for_files(paths)) as pool, ThreadPoolExecutor(1) as hasher:
+        checked = chunks_module.check_files(paths, field_map, strict, show_progress, pool)
+        if checked is None:
             return None
-        sizes = [os.stat(path).st_size for path in paths]
-    except (UserError, OSError):
-        return None  # the careful reader says what is wrong
-    chunks = [chunk for path, size in zip(paths, sizes)
-              for chunk in chunks_module.chunk_plan(path, size, field_map, strict)]
-    total = sum(sizes)
-    with OrderedPool(workers_for(total // APPROX_RECORD_BYTES)) as pool, ThreadPoolExecutor(1) as hasher:
         hashes = hasher.submit(lambda: [sha256_file(path) for path in paths])  # hashlib lets go of the GIL
-        checks = []
-        with progress_bar(f"validating {', '.join(paths)}", total=total, enabled=show_progress, unit="bytes",
-                          bar_min=16 * 1024**2) as tick:
-            for chunk, check in zip(chunks, pool.map(chunks_module.check_chunk, chunks)):
-                if not check.ok:
-                    return None
-                checks.append(check)
-                tick(chunk.end - chunk.start)
-        types = ColumnTypes()
-        if not chunks_module.merged_kinds(checks, types) or \
-                any(not sum(c.records for c, k in zip(checks, chunks) if k.path == path) for path in paths):
-            return None
-        schema = types.schema()
-        first_hashes = hashes.result()
-        hashes = hasher.submit(lambda: [sha256_file(path) for path in paths])
-        converts = [replace(chunk, schema=schema) for chunk in chunks]
-        with store.begin(dataset, schema) as writer, \
-                progress_bar(f"importing {dataset}", total=total, enabled=show_progress, unit="bytes",
+        converts = [replace(chunk, schema=checked.schema) for chunk in checked.chunks]
+        with store.begin(dataset, checked.schema) as writer, \
+                progress_bar(f"importing {dataset}", total=checked.total_bytes, enabled=show_progress, unit="bytes",
                              bar_min=16 * 1024**2) as tick:
             for chunk, (table, encoded) in zip(converts, pool.map(chunks_module.convert_chunk, converts)):
                 writer.write(table, encoded)
                 tick(chunk.end - chunk.start)
-            for path, before, after in zip(paths, first_hashes, hashes.result()):
-                if before != after:
-                    raise UserError(f"{path}: the file changed while it was being imported; nothing was written")
-            result = _commit(writer, [(path, digest, "jsonl", "records") for path, digest in zip(paths, first_hashes)],
-                             message, field_map, strict)
-    return ImportOutcome([], 0, result, no_input=sum(check.no_input for check in checks), reader="chunks")
+            for report, after in zip(checked.reports, hashes.result()):
+                if report.sha256 != after:
+                    raise UserError(f"{report.path}: the file changed while it was being imported; nothing was "
+                                    "written")
+            result = _commit(writer, [(r.path, r.sha256, r.format, r.kind) for r in checked.reports], message,
+                             field_map, strict)
+    return ImportOutcome([], 0, result, no_input=sum(r.no_input for r in checked.reports), reader="chunks")
 
 
 def _total_size(paths: list[str]) -> int:

@@ -30,10 +30,11 @@ def _corpus_records() -> list[dict]:
     return records
 
 
-def build_file(folder: Path, count: int) -> Path:
-    """`count` records, the corpora repeated with the instruction suffixed; written as they are made."""
+def build_file(folder: Path, count: int, jsonl: bool | None = None) -> Path:
+    """`count` records, the corpora repeated with the instruction suffixed; written as they are made (a JSON
+    array up to Alpaca's size, JSONL beyond, unless `jsonl` says)."""
     records = _corpus_records()
-    as_jsonl = count > TARGET_RECORDS
+    as_jsonl = count > TARGET_RECORDS if jsonl is None else jsonl
     out = folder / ("records.jsonl" if as_jsonl else "alpaca_52k.json")
     with out.open("w", encoding="utf-8") as handle:
         if not as_jsonl:

@@ -44,17 +44,18 @@ class Run:
         return self.cpu_seconds / self.seconds if self.seconds else 0.0
 
 
-def _tree_rss(process: psutil.Process) -> tuple[int, float]:
-    """(RSS summed over the process and its descendants, CPU seconds of those alive)."""
-    total, cpu = 0, 0.0
+def _sample(process: psutil.Process, cpu: dict[int, float]) -> int:
+    """RSS summed over the process and its descendants (pages they share are counted in each); records each
+    one's CPU seconds so far in `cpu` (the last sample of a process that ended stands for it)."""
+    total = 0
     for proc in [process, *process.children(recursive=True)]:
         try:
             total += proc.memory_info().rss
             times = proc.cpu_times()
-            cpu += times.user + times.system
+            cpu[proc.pid] = times.user + times.system
         except psutil.Error:
             pass
-    return total, cpu
+    return total
 
 
 def run(args: list[str], store: Path, env: dict[str, str] | None = None) -> Run:
@@ -63,13 +64,12 @@ def run(args: list[str], store: Path, env: dict[str, str] | None = None) -> Run:
     child = subprocess.Popen([sys.executable, "-m", "alpaca_data", "-q", *args], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=full_env)
     process = psutil.Process(child.pid)
-    peak = [0]
+    peak, cpu = [0], {}
     done = threading.Event()
 
     def sample() -> None:
         while not done.is_set():
-            rss, _ = _tree_rss(process)
-            peak[0] = max(peak[0], rss)
+            peak[0] = max(peak[0], _sample(process, cpu))
             done.wait(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -78,23 +78,9 @@ def run(args: list[str], store: Path, env: dict[str, str] | None = None) -> Run:
     seconds = time.perf_counter() - started
     done.set()
     sampler.join()
-    usage = os.wait4 if False else None  # noqa: F841 - children's CPU comes from resource below
     if child.returncode != 0:
         raise SystemExit(f"alpaca-data {' '.join(args)} failed ({child.returncode}):\n{err[-2000:]}")
-    return Run(seconds, peak[0], _children_cpu_delta(), (out.strip().splitlines() or [""])[-1])
-
-
-_cpu_seen = [0.0]
-
-
-def _children_cpu_delta() -> float:
-    """CPU seconds of the waited-for children (and their workers) since the last call."""
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    total = usage.ru_utime + usage.ru_stime
-    delta, _cpu_seen[0] = total - _cpu_seen[0], total
-    return delta
+    return Run(seconds, peak[0], sum(cpu.values()), (out.strip().splitlines() or [""])[-1])
 
 
 def json_loads_seconds(path: Path) -> float:
@@ -119,7 +105,7 @@ def measure(count: int, folder: Path, check_serial: bool) -> dict[str, Run | flo
     results["dedup"] = best("dedup", ["dedup", "big@main", "-d", "deduped"])
     results["export"] = run(["export", "big@main", "--format", "jsonl", "-o", str(folder / "out.jsonl")], store)
     (folder / "out.jsonl").unlink()
-    results["diff"] = run(["diff", "big@main", "filtered@main", "--stat"], store)
+    results["diff"] = run(["diff", "big@main", "filtered@main"], store)
     results["card"] = run(["card", "big@main", "-o", str(folder / "card.md")], store)
     results["sql"] = run(["sql", "SELECT count(*), avg(length(output)) FROM records", "--rev", "big@main"], store)
     if count <= DIVERSITY_MAX:

@@ -96,3 +96,14 @@ def test_a_wrapper_object_and_seed_tasks_take_the_careful_reader(tmp_path, small
     store = Store.open(tmp_path / "store")
     assert import_files(store, [str(wrapped)], "w", show_progress=False).reader == "careful"
     assert not import_chunks.is_plain_jsonl(str(wrapped))
+
+
+def test_validate_reads_in_chunks_and_reports_what_the_careful_reader_reports(tmp_path, small_chunks):
+    from alpaca_data.validate import Validator, validate_files
+
+    path = tmp_path / "records.jsonl"
+    _write_jsonl(path, _records())
+    fast, = validate_files([str(path)], show_progress=False)
+    careful = Validator().check_file(str(path), show_progress=False)
+    assert (fast.valid, fast.no_input, fast.sha256, fast.kind, fast.format, fast.problem_count) == \
+        (careful.valid, careful.no_input, careful.sha256, careful.kind, careful.format, 0)

@@ -14,7 +14,7 @@ from alpaca_data.progress import is_quiet, stderr_console
 from alpaca_data.store import Store
 from alpaca_data.store.ops import EXPORT_FORMATS
 from alpaca_data.store.ops import export as export_revision
-from alpaca_data.validate import Validator
+from alpaca_data.validate import validate_files
 
 MAP_HELP = "Field alias SOURCE=TARGET, e.g. response=output (repeatable)."
 MAX_PROBLEMS_HELP = "Print at most this many problems (0: all that were kept)."
@@ -39,8 +39,7 @@ def validate(
     """Check record files against the schema; report every problem as `path:record N: field: reason`.
 
     A file that validates imports: the same checks decide both (including one type per field)."""
-    validator = Validator(field_map_option(map_), strict)
-    reports = [validator.check_file(path, show_progress=not is_quiet()) for path in paths]
+    reports = validate_files(paths, field_map_option(map_), strict, show_progress=not is_quiet())
     problems = [p for report in reports for p in report.problems]
     total = sum(report.problem_count for report in reports)
     valid = sum(report.valid for report in reports)
