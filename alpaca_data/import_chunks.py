@@ -22,9 +22,9 @@ import orjson
 import pyarrow as pa
 
 from alpaca_data.readers import _DECODER, BOM, _raw
-from alpaca_data.records import apply_field_map
+from alpaca_data.records import CORE_FIELDS, apply_field_map
 from alpaca_data.schema import RecordChecker
-from alpaca_data.store.encode import EncodedRows, encode_table
+from alpaca_data.store.encode import EncodedRows, encode_rows, encode_table, has_floats
 from alpaca_data.store.tables import ColumnTypes, records_to_table
 
 CHUNK_BYTES = 16 * 1024**2
@@ -90,19 +90,32 @@ def _parse(line: bytes) -> tuple[Any, tuple[str, ...]]:
         raise _Doubt from None  # malformed, NaN, a huge number, invalid UTF-8: the careful reader words it
     # Every key is followed by `":` when no space comes before the colon; counting them finds repeated keys
     # (orjson keeps the last silently). Any other line (a `":` inside a string, nesting) is read again carefully.
-    if isinstance(value, dict) and (line.count(b'":') != len(value) or _SPACE_BEFORE_COLON.search(line)):
+    if isinstance(value, dict) and (line.count(b'":') != len(value) or (
+            (b" :" in line or b"\t:" in line or b"\r:" in line) and _SPACE_BEFORE_COLON.search(line))):
         raw = _raw(_DECODER.decode(line.decode("utf-8", errors="surrogateescape")), "")
         return raw.value, raw.duplicate_keys
     return value, ()
 
 
-def _records(chunk: Chunk):
-    """(record with aliases applied and input defaulted, had no input, text is clean) for each line."""
+def _clean_text(line: bytes) -> bool:
+    """No character `_MAYBE_BAD_TEXT` looks for; the substring tests first, as the regex scans slowly."""
+    if b"\x7f" in line or b"\\b" in line or b"\\f" in line:
+        return False
+    return not ((b"\xc2" in line or b"\\u" in line) and _MAYBE_BAD_TEXT.search(line))
+
+
+def _records(chunk: Chunk, checked: bool = False):
+    """(record with aliases applied and input defaulted, had no input, text is clean) for each line.
+    checked: pass 1 found every line valid, so repeated keys and odd characters need no second look."""
     mapping = dict(chunk.field_map)
+    loads = orjson.loads
     for line in _lines(chunk):
         if not line.strip():
             continue
-        value, repeated = _parse(line)
+        if checked:
+            value, repeated = loads(line), ()
+        else:
+            value, repeated = _parse(line)
         if repeated or not isinstance(value, dict):
             raise _Doubt
         if mapping:
@@ -112,7 +125,7 @@ def _records(chunk: Chunk):
         no_input = "input" not in value
         if no_input:
             value["input"] = ""
-        yield value, no_input, _MAYBE_BAD_TEXT.search(line) is None
+        yield value, no_input, checked or _clean_text(line)
 
 
 _checkers: dict[bool, RecordChecker] = {}
@@ -137,9 +150,13 @@ def check_chunk(chunk: Chunk) -> ChunkCheck:
 
 def convert_chunk(chunk: Chunk) -> tuple[pa.Table, EncodedRows]:
     """Pass 2: the chunk's records as rows of the revision (its schema), with their canonical JSON and stats."""
-    records = [record for record, _, _ in _records(chunk)]
+    records = [record for record, _, _ in _records(chunk, checked=True)]
     table = records_to_table(records, chunk.schema)
-    return table, encode_table(table)
+    if has_floats(chunk.schema):
+        return table, encode_table(table)  # an int in a float column reads back as a float: encode what reads back
+    # Otherwise a record reads back as parsed, less its null provenance values: encode it without converting back.
+    return table, encode_rows([{k: v for k, v in record.items() if v is not None or k in CORE_FIELDS}
+                               for record in records], floats=False)
 
 
 def merged_kinds(checks: list[ChunkCheck], types: ColumnTypes) -> bool:

@@ -426,3 +426,37 @@ def test_apply_default_on_english_corpora_keeps_most():
     report = Pipeline([RuleSet.default()]).run(gsm8k, progress=False)
     assert set(report.counts) <= {"blacklist", "too_long", "starts_with_punctuation", "starts_with_non_ascii"}
     assert 0.9 < len(report.kept) / len(gsm8k) < 1.0
+
+
+def test_the_substring_shortcuts_decide_as_the_full_scans():
+    """blacklist and needs_media test cheap substrings before their regex scans; the verdicts must be those of
+    the scans alone, on real records and on the characters IGNORECASE treats specially."""
+    import re
+
+    from alpaca_data.filters import rules as rules_module
+    from tests.conftest import corpus_records
+
+    blacklist, media = rules_module.Blacklist(), rules_module.NeedsMedia()
+    tricky = ["Draw a pıcture of a cat", "Describe the ﬁle", "Find the \u212aey on the maſs", "Go\n\n TO the park",
+              "See the <IMAGE attached>", "[Vıdeo]", "Look: ![alt](x.png)", "http://example.com/a.JPG please",
+              "An attachment <here is an attachment>", "the photos are ATTACHED", "no media here"]
+    texts = tricky + [r["instruction"] for name in ("gpteacher_toolformer", "gpteacher_codegen", "alpaca_zh_10000")
+                      for r in corpus_records(name)[:300]]
+
+    def full_blacklist(text):
+        match = blacklist._pattern.search(text)
+        return f"instruction contains {match.group(0)!r}" if match else None
+
+    def full_media(text):
+        for pattern in rules_module._MEDIA_PATTERNS:
+            if match := pattern.search(text):
+                return f"instruction refers to media {match.group(0)[:60]!r}"
+        if match := rules_module._LINK.search(text):
+            return f"instruction contains link {match.group(0)[:60]!r}"
+        return None
+
+    for text in texts:
+        record = {"instruction": text, "input": "", "output": "x"}
+        assert blacklist.test(record) == full_blacklist(text), text
+        assert media.test(record) == full_media(text), text
+    assert sum(full_blacklist(t) is not None for t in tricky) >= 4  # the tricky texts do match

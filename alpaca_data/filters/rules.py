@@ -105,6 +105,7 @@ class NoInputMarker(NormaliseRule):
 
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\ufeff]")
 _LINE_BREAKS = re.compile(r"\r\n?|[\x0b\x0c\x85]")
+_LINE_BREAK_OR_CONTROL = re.compile(r"[\r\x0b\x0c\x85\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\ufeff]")
 _LITERAL_NEWLINE = re.compile(r"\\n")
 # Literal "\n" in code or data (print("a\n"), python('...'), "id,name\n1,Ann") is meant; leave
 # text that looks like code or quotes a string alone.
@@ -138,8 +139,9 @@ class ControlCharacters(NormaliseRule):
     literal_newline_fields: tuple[str, ...] = ("output",)
 
     def _clean(self, name: str, text: str) -> str:
-        text = _LINE_BREAKS.sub("\n", text)
-        text = _CONTROL.sub("", text)
+        if _LINE_BREAK_OR_CONTROL.search(text):
+            text = _LINE_BREAKS.sub("\n", text)
+            text = _CONTROL.sub("", text)
         if (self.literal_newlines and name in self.literal_newline_fields
                 and _prose_with_literal_newlines(text)):
             text = _LITERAL_NEWLINE.sub("\n", text)
@@ -234,12 +236,21 @@ class Blacklist(DropRule):
                               key=len, reverse=True)
         self._pattern = (re.compile(r"\b(?:" + "|".join(alternatives) + r")\b", re.IGNORECASE)
                          if alternatives else None)
+        # A text can only match a word or phrase whose every word it contains (`_folded`, as IGNORECASE
+        # compares ASCII letters): most texts skip the regex scan. Words beyond ASCII always scan.
+        words = [w for w in self.words if w.strip()]
+        self._needs = [tuple(w.casefold().split()) for w in words] if all(w.isascii() for w in words) else None
 
     def test(self, record):
         if self._pattern is None:
             return None
         for name in self.fields:
-            match = self._pattern.search(_text(record, name))
+            text = _text(record, name)
+            if self._needs is not None:
+                folded = _folded(text)
+                if not any(all(part in folded for part in parts) for parts in self._needs):
+                    continue
+            match = self._pattern.search(text)
             if match:
                 return f"{name} contains {match.group(0)!r}"
         return None
@@ -303,6 +314,14 @@ _MEDIA_PATTERNS = (
                r"webm|pdf)\b", re.IGNORECASE),  # a link to a media file
 )
 _LINK = re.compile(r"\bhttps?://\S+", re.IGNORECASE)
+def _folded(text: str) -> str:
+    """Text in which an ASCII word that `re.IGNORECASE` finds in `text` is found by `in`: case-folded, and the
+    dotless i (which IGNORECASE matches with i, casefold keeps) made an i. Checked for every code point."""
+    return text.casefold().replace("\u0131", "i")
+
+
+# Text (folded) that every match of the pattern at the same index contains: a cheap test before the scan.
+_MEDIA_NEEDS = (("<",), ("<", "attach"), ("[",), ("attached",), ("attached",), ("![",), ("://",))
 
 
 @dataclass
@@ -320,11 +339,13 @@ class NeedsMedia(DropRule):
             text = _text(record, name)
             if not text:
                 continue
-            for pattern in _MEDIA_PATTERNS:
-                match = pattern.search(text)
-                if match:
-                    return f"{name} refers to media {match.group(0)[:60]!r}"
-            if self.links:
+            folded = _folded(text)
+            for needs, pattern in zip(_MEDIA_NEEDS, _MEDIA_PATTERNS):
+                if all(part in folded for part in needs):  # every match contains these: skip the scan
+                    match = pattern.search(text)
+                    if match:
+                        return f"{name} refers to media {match.group(0)[:60]!r}"
+            if self.links and "://" in text:
                 match = _LINK.search(text)
                 if match:
                     return f"{name} contains link {match.group(0)[:60]!r}"
