@@ -431,7 +431,6 @@ def test_apply_default_on_english_corpora_keeps_most():
 def test_the_substring_shortcuts_decide_as_the_full_scans():
     """blacklist and needs_media test cheap substrings before their regex scans; the verdicts must be those of
     the scans alone, on real records and on the characters IGNORECASE treats specially."""
-    import re
 
     from alpaca_data.filters import rules as rules_module
     from tests.conftest import corpus_records
