@@ -52,12 +52,12 @@ def _run_and_commit(store: Store, source: Manifest, steps: list[Step], *, comman
     pipeline = StreamedPipeline(steps)
     total = source.data["record_count"]
     workers = workers_for(total)
-    schema = store.data_schema(source)
+    schema = store.data_schema(source)  # verifies the data file's hash: the workers then read it
     with store.begin(dataset or source.dataset, schema) as writer, OrderedPool(workers) as pool, \
             progress_bar(f"{command} {source.dataset}@{source.short_id}", total=total, enabled=progress,
                          unit="records") as tick:
         rejections = writer.sidecar("rejections", REJECTION_SCHEMA)
-        jobs = pipeline.jobs(store.iter_batches(source, rows=BATCH_ROWS))
+        jobs = pipeline.jobs(str(source.data_path), BATCH_ROWS)
         for prepared in pool.map(prepare_batch, jobs):
             table, encoded, rejected = pipeline.take(prepared)
             writer.write(table, encoded)

@@ -240,16 +240,22 @@ class Blacklist(DropRule):
         # compares ASCII letters): most texts skip the regex scan. Words beyond ASCII always scan.
         words = [w for w in self.words if w.strip()]
         self._needs = [tuple(w.casefold().split()) for w in words] if all(w.isascii() for w in words) else None
+        self._single = tuple(parts[0] for parts in self._needs or () if len(parts) == 1)
+        self._phrases = tuple(parts for parts in self._needs or () if len(parts) > 1)
+
+    def _may_match(self, folded: str) -> bool:
+        for word in self._single:
+            if word in folded:
+                return True
+        return any(all(part in folded for part in parts) for parts in self._phrases)
 
     def test(self, record):
         if self._pattern is None:
             return None
         for name in self.fields:
             text = _text(record, name)
-            if self._needs is not None:
-                folded = _folded(text)
-                if not any(all(part in folded for part in parts) for parts in self._needs):
-                    continue
+            if self._needs is not None and not self._may_match(_folded(text)):
+                continue
             match = self._pattern.search(text)
             if match:
                 return f"{name} contains {match.group(0)!r}"
@@ -339,9 +345,11 @@ class NeedsMedia(DropRule):
             text = _text(record, name)
             if not text:
                 continue
+            if "<" not in text and "[" not in text and "://" not in text and "attached" not in _folded(text):
+                continue  # every match of a pattern contains one of these: most texts need no scan
             folded = _folded(text)
             for needs, pattern in zip(_MEDIA_NEEDS, _MEDIA_PATTERNS):
-                if all(part in folded for part in needs):  # every match contains these: skip the scan
+                if all(part in folded for part in needs):
                     match = pattern.search(text)
                     if match:
                         return f"{name} refers to media {match.group(0)[:60]!r}"

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from alpaca_data.filters.exact import ExactDuplicates
 from alpaca_data.filters.report import make_rejection, rejections_table
@@ -23,12 +24,15 @@ from alpaca_data.filters.steps import Step, StepStats, Verdict, _summed
 from alpaca_data.store.encode import EncodedRows, encode_rows, has_floats
 from alpaca_data.store.tables import records_to_table, table_to_records
 
-BATCH_ROWS = 16 * 1024
+BATCH_ROWS = 64 * 1024  # a row group of the writer's: read whole by one worker
 
 
 @dataclass(frozen=True)
 class BatchJob:
-    table: pa.Table
+    path: str  # the revision's verified data file: the worker reads its batch itself
+    row_group: int
+    start: int  # the batch is rows [start, start + rows) of the row group
+    rows: int
     offset: int  # position of the batch's first record in the revision
     stateless: tuple[Step, ...]  # run here, in order
     keyed: tuple[int, ...]  # indices (in the stateful steps) of exact dedup steps whose keys are prepared here
@@ -48,7 +52,8 @@ class PreparedBatch:
 
 def prepare_batch(job: BatchJob) -> PreparedBatch:
     """Stateless steps, dedup keys and encoding for one batch (in a worker)."""
-    records = table_to_records(job.table)
+    source = pq.ParquetFile(job.path).read_row_group(job.row_group).slice(job.start, job.rows)
+    records = table_to_records(source)
     positions = list(range(job.offset, job.offset + len(records)))
     rejections: list[tuple[int, dict[str, Any]]] = []
     stats = [StepStats(step.name) for step in job.stateless]
@@ -69,13 +74,13 @@ def prepare_batch(job: BatchJob) -> PreparedBatch:
         records, positions = kept_records, kept_positions
     rejections.sort(key=lambda item: item[0])
     if changed:
-        table = records_to_table(records, job.table.schema)
+        table = records_to_table(records, source.schema)
     else:
         offsets = np.asarray(positions, dtype=np.int64) - job.offset
-        table = job.table.take(pa.array(offsets)) if len(offsets) != job.table.num_rows else job.table
+        table = source.take(pa.array(offsets)) if len(offsets) != source.num_rows else source
     keys = {index: [ExactDuplicates.key_for(record, fields) for record in records]
             for index, fields in zip(job.keyed, job.fields)}
-    return PreparedBatch(job.table.num_rows, table, np.asarray(positions, dtype=np.int64), encode_rows(records, has_floats(table.schema)),
+    return PreparedBatch(job.rows, table, np.asarray(positions, dtype=np.int64), encode_rows(records, has_floats(table.schema)),
                          [row for _, row in rejections], stats, keys)
 
 
@@ -110,13 +115,17 @@ class StreamedPipeline:
         # an exact dedup that comes first among the stateful steps gets its keys from the workers
         self._keyed = (0,) if self.stateful and isinstance(self.stateful[0], ExactDuplicates) else ()
 
-    def jobs(self, batches) -> Iterator[BatchJob]:
+    def jobs(self, path: str, batch_rows: int) -> Iterator[BatchJob]:
+        """Batches of at most `batch_rows` records that never straddle a row group, in order."""
+        metadata = pq.ParquetFile(path).metadata
         offset = 0
         fields = tuple(self.stateful[i].fields for i in self._keyed)
-        for batch in batches:
-            table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
-            yield BatchJob(table, offset, tuple(self.stateless), self._keyed, fields)
-            offset += table.num_rows
+        for group in range(metadata.num_row_groups):
+            size = metadata.row_group(group).num_rows
+            for start in range(0, size, batch_rows):
+                rows = min(batch_rows, size - start)
+                yield BatchJob(path, group, start, rows, offset, tuple(self.stateless), self._keyed, fields)
+                offset += rows
 
     def take(self, prepared: PreparedBatch) -> tuple[pa.Table, EncodedRows, pa.Table]:
         """The stateful steps over one prepared batch, in order: what to write."""
