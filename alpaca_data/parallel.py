@@ -24,7 +24,7 @@ MIN_ROWS_ENV = "ALPACA_PARALLEL_MIN_ROWS"
 DEFAULT_MIN_ROWS = 100_000  # below this a command is done in a few seconds: process start-up would not pay
 # The modules whose functions run in workers: imported once by the forkserver, not by every worker.
 WORKER_MODULES = ("alpaca_data.import_chunks", "alpaca_data.filters.stream")
-IN_FLIGHT_PER_WORKER = 2  # chunks submitted ahead per worker: workers never wait, memory stays bounded
+IN_FLIGHT_PER_WORKER = 1  # chunks submitted ahead per worker: each result may hold tens of MB
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -1,6 +1,7 @@
 """Exact dedup: keep the first record of each group of records with equal normalised fields."""
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,9 +27,10 @@ def _drop(reason: str, record: Mapping[str, Any], score: float, kept: Mapping[st
 class ExactDuplicates(Step):
     """Keep the first record of each group with equal normalised `fields`.
 
-    With the default fields the group key is ``records.key_of`` (normalised instruction + input). The keys are
-    computed per record (`key_for`, in a worker when streaming) and decided in order (`decide_keys`); only the
-    kept instruction of each group is held, for the `most_similar` of its duplicates.
+    With the default fields the group key is ``records.key_of`` (normalised instruction + input, 64 bits of its
+    sha256); other fields are hashed to 64 bits the same way. Keys are computed per record (`key_for`, in a
+    worker when streaming) and decided in order (`decide_keys`, vectorised). The state is compact whatever
+    the size: the kept keys as a sorted array, and each kept instruction as UTF-8 bytes (for `most_similar`).
     """
 
     name = "exact_dedup"
@@ -37,26 +39,46 @@ class ExactDuplicates(Step):
         self.fields = tuple(fields)
         if not self.fields:
             raise ValueError("exact dedup needs at least one field")
-        self._first: dict[str, str] = {}  # group key -> the kept record's instruction
+        self._keys = np.zeros(0, dtype=np.uint64)  # kept keys, sorted
+        self._slots = np.zeros(0, dtype=np.int64)  # for each kept key, its instruction's slot in _text
+        self._text = bytearray()
+        self._ends: list[int] = []  # end offset of each slot's instruction in _text
 
     @staticmethod
-    def key_for(record: Mapping[str, Any], fields: tuple[str, ...]) -> str:
+    def key_for(record: Mapping[str, Any], fields: tuple[str, ...]) -> int:
         if fields == DEFAULT_FIELDS:
-            return key_of(record)
-        return "\x1f".join(normalise_text(_text(record, name)) for name in fields)
+            return int(key_of(record), 16)
+        joined = "\x1f".join(normalise_text(_text(record, name)) for name in fields)  # \x1f is whitespace: gone
+        return int.from_bytes(hashlib.sha256(joined.encode("utf-8")).digest()[:8], "big")
 
-    def decide_keys(self, keys: Sequence[str], instructions: Sequence[str]) -> tuple[np.ndarray, dict[int, Verdict]]:
+    def _kept_instruction(self, slot: int) -> str:
+        start = self._ends[slot - 1] if slot else 0
+        return self._text[start:self._ends[slot]].decode("utf-8", errors="surrogatepass")
+
+    def decide_keys(self, keys: Sequence[int] | np.ndarray, instructions: Sequence[str]) \
+            -> tuple[np.ndarray, dict[int, Verdict]]:
         """(keep mask, verdicts of the dropped by position) for records with these keys, in order."""
-        keep = np.ones(len(keys), dtype=bool)
+        keys = np.asarray(keys, dtype=np.uint64)
+        distinct, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        at = np.searchsorted(self._keys, distinct)
+        known = at < len(self._keys)
+        known[known] = self._keys[at[known]] == distinct[known]
+        keep = np.zeros(len(keys), dtype=bool)
+        keep[first[~known]] = True
         drops: dict[int, Verdict] = {}
-        first = self._first
-        for i, (key, instruction) in enumerate(zip(keys, instructions)):
-            kept = first.get(key)
-            if kept is None:
-                first[key] = instruction
-            else:
-                keep[i] = False
-                drops[i] = Verdict({}, "exact_duplicate", score=1.0, most_similar=kept)
+        for i in np.flatnonzero(~keep).tolist():
+            group = inverse[i]
+            kept = self._kept_instruction(int(self._slots[at[group]])) if known[group] \
+                else instructions[first[group]]
+            drops[i] = Verdict({}, "exact_duplicate", score=1.0, most_similar=kept)
+        new = np.sort(first[~known])  # slots in record order
+        slots = np.arange(len(self._ends), len(self._ends) + len(new), dtype=np.int64)
+        for i in new.tolist():
+            self._text += instructions[i].encode("utf-8", errors="surrogatepass")
+            self._ends.append(len(self._text))
+        merged = np.concatenate([self._keys, keys[new]])
+        order = np.argsort(merged, kind="stable")
+        self._keys, self._slots = merged[order], np.concatenate([self._slots, slots])[order]
         return keep, drops
 
     def check(self, record: Mapping[str, Any]) -> Verdict:
@@ -64,6 +86,13 @@ class ExactDuplicates(Step):
         if keep[0]:
             return Verdict(dict(record))
         return Verdict(dict(record), "exact_duplicate", score=1.0, most_similar=drops[0].most_similar)
+
+    def check_all(self, records: Sequence[Mapping[str, Any]], progress: bool = True) -> list[Verdict]:
+        keep, drops = self.decide_keys([self.key_for(r, self.fields) for r in records],
+                                       [_text(r, "instruction") for r in records])
+        return [Verdict(dict(r)) if keep[i] else Verdict(dict(r), "exact_duplicate", score=1.0,
+                                                          most_similar=drops[i].most_similar)
+                for i, r in enumerate(records)]
 
     def settings(self) -> dict[str, Any]:
         return {"fields": list(self.fields)}

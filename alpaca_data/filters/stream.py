@@ -47,7 +47,7 @@ class PreparedBatch:
     encoded: EncodedRows
     rejections: list[dict[str, Any]]
     stats: list[StepStats]
-    keys: dict[int, list[str]] = field(default_factory=dict)
+    keys: dict[int, np.ndarray] = field(default_factory=dict)  # uint64 keys of the survivors
 
 
 def prepare_batch(job: BatchJob) -> PreparedBatch:
@@ -78,7 +78,8 @@ def prepare_batch(job: BatchJob) -> PreparedBatch:
     else:
         offsets = np.asarray(positions, dtype=np.int64) - job.offset
         table = source.take(pa.array(offsets)) if len(offsets) != source.num_rows else source
-    keys = {index: [ExactDuplicates.key_for(record, fields) for record in records]
+    keys = {index: np.fromiter((ExactDuplicates.key_for(record, fields) for record in records), dtype=np.uint64,
+                               count=len(records))
             for index, fields in zip(job.keyed, job.fields)}
     return PreparedBatch(job.rows, table, np.asarray(positions, dtype=np.int64), encode_rows(records, has_floats(table.schema)),
                          [row for _, row in rejections], stats, keys)
