@@ -27,7 +27,7 @@ from alpaca_data.schema import RecordChecker
 from alpaca_data.store.encode import EncodedRows, encode_rows, encode_table, has_floats
 from alpaca_data.store.tables import ColumnTypes, records_to_table
 
-CHUNK_BYTES = 16 * 1024**2
+CHUNK_BYTES = 8 * 1024**2  # ~16K records: one row group of the revision
 _SPACE_BEFORE_COLON = re.compile(rb'"\s+:')
 # Every way a character `schema.RecordChecker` refuses in text (C0/C1 controls but tab, newline and carriage
 # return; lone surrogates) can appear in a line orjson reads: raw DEL or C1 bytes, or an escape. A line without

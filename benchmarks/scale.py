@@ -69,7 +69,10 @@ def run(args: list[str], store: Path, env: dict[str, str] | None = None) -> Run:
 
     def sample() -> None:
         while not done.is_set():
-            peak[0] = max(peak[0], _sample(process, cpu))
+            try:
+                peak[0] = max(peak[0], _sample(process, cpu))
+            except psutil.Error:  # the command ended between two looks
+                pass
             done.wait(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)

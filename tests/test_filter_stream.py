@@ -32,6 +32,8 @@ def _records() -> list[dict]:
             records.append({**record, "output": ""})  # empty output: dropped by the rules
         if i % 13 == 0:  # normalised by the rules: the placeholder input and CR LF line ends
             records.append({**record, "input": "N/A", "output": record["output"].replace("\n", "\r\n"), "n": 10**6 + i})
+    # duplicates of early records at the end: the stream looks their kept instruction up in the source file
+    records += [{**record, "n": -10**6 - i} for i, record in enumerate(records[:60:4])]
     return records
 
 

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from array import array
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -40,9 +41,12 @@ class ExactDuplicates(Step):
         if not self.fields:
             raise ValueError("exact dedup needs at least one field")
         self._keys = np.zeros(0, dtype=np.uint64)  # kept keys, sorted
-        self._slots = np.zeros(0, dtype=np.int64)  # for each kept key, its instruction's slot in _text
+        self._slots = np.zeros(0, dtype=np.int64)  # for each kept key: its instruction's slot, or its position
         self._text = bytearray()
-        self._ends: list[int] = []  # end offset of each slot's instruction in _text
+        self._ends = array("q")  # end offset of each slot's instruction in _text
+        # Set by a caller that can read kept records again (filters.stream: the source revision): kept
+        # instructions are then looked up by position when a duplicate needs one, and never held.
+        self.instructions_at: Callable[[list[int]], list[str]] | None = None
 
     @staticmethod
     def key_for(record: Mapping[str, Any], fields: tuple[str, ...]) -> int:
@@ -51,13 +55,20 @@ class ExactDuplicates(Step):
         joined = "\x1f".join(normalise_text(_text(record, name)) for name in fields)  # \x1f is whitespace: gone
         return int.from_bytes(hashlib.sha256(joined.encode("utf-8")).digest()[:8], "big")
 
-    def _kept_instruction(self, slot: int) -> str:
-        start = self._ends[slot - 1] if slot else 0
-        return self._text[start:self._ends[slot]].decode("utf-8", errors="surrogatepass")
+    def _earlier_instructions(self, slots: list[int]) -> dict[int, str]:
+        """The instructions of kept records by slot (held text) or position (`instructions_at`)."""
+        if not slots:
+            return {}
+        if self.instructions_at is not None:
+            wanted = sorted(set(slots))
+            return dict(zip(wanted, self.instructions_at(wanted)))
+        return {slot: self._text[self._ends[slot - 1] if slot else 0:self._ends[slot]].decode(
+            "utf-8", errors="surrogatepass") for slot in slots}
 
-    def decide_keys(self, keys: Sequence[int] | np.ndarray, instructions: Sequence[str]) \
-            -> tuple[np.ndarray, dict[int, Verdict]]:
-        """(keep mask, verdicts of the dropped by position) for records with these keys, in order."""
+    def decide_keys(self, keys: Sequence[int] | np.ndarray, instructions: Sequence[str],
+                    positions: np.ndarray | None = None) -> tuple[np.ndarray, dict[int, Verdict]]:
+        """(keep mask, verdicts of the dropped by position) for records with these keys, in order.
+        positions: where the records sit in the source, for `instructions_at`."""
         keys = np.asarray(keys, dtype=np.uint64)
         distinct, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         at = np.searchsorted(self._keys, distinct)
@@ -65,17 +76,22 @@ class ExactDuplicates(Step):
         known[known] = self._keys[at[known]] == distinct[known]
         keep = np.zeros(len(keys), dtype=bool)
         keep[first[~known]] = True
+        dropped = np.flatnonzero(~keep).tolist()
+        looked_up = self._earlier_instructions([int(self._slots[at[inverse[i]]]) for i in dropped
+                                                if known[inverse[i]]])
         drops: dict[int, Verdict] = {}
-        for i in np.flatnonzero(~keep).tolist():
+        for i in dropped:
             group = inverse[i]
-            kept = self._kept_instruction(int(self._slots[at[group]])) if known[group] \
-                else instructions[first[group]]
+            kept = looked_up[int(self._slots[at[group]])] if known[group] else instructions[first[group]]
             drops[i] = Verdict({}, "exact_duplicate", score=1.0, most_similar=kept)
-        new = np.sort(first[~known])  # slots in record order
-        slots = np.arange(len(self._ends), len(self._ends) + len(new), dtype=np.int64)
-        for i in new.tolist():
-            self._text += instructions[i].encode("utf-8", errors="surrogatepass")
-            self._ends.append(len(self._text))
+        new = np.sort(first[~known])  # in record order
+        if self.instructions_at is not None:
+            slots = np.asarray(positions, dtype=np.int64)[new]
+        else:
+            slots = np.arange(len(self._ends), len(self._ends) + len(new), dtype=np.int64)
+            for i in new.tolist():
+                self._text += instructions[i].encode("utf-8", errors="surrogatepass")
+                self._ends.append(len(self._text))
         merged = np.concatenate([self._keys, keys[new]])
         order = np.argsort(merged, kind="stable")
         self._keys, self._slots = merged[order], np.concatenate([self._slots, slots])[order]

@@ -9,6 +9,7 @@ steps' own state, whatever the size of the revision; with one worker the same fu
 """
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from alpaca_data.filters.steps import Step, StepStats, Verdict, _summed
 from alpaca_data.store.encode import EncodedRows, encode_rows, has_floats
 from alpaca_data.store.tables import records_to_table, table_to_records
 
-BATCH_ROWS = 64 * 1024  # a row group of the writer's: read whole by one worker
+BATCH_ROWS = 16 * 1024  # the writer's row group: read whole by one worker
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,33 @@ def _rejection(verdict: Verdict, position: int) -> dict[str, Any]:
                           most_similar=verdict.most_similar)
 
 
+class SourceInstructions:
+    """Instructions of a revision's data file by position, read a row group's instruction column at a time
+    (the last few cached: the duplicates of a batch mostly point at nearby records)."""
+
+    def __init__(self, path: str, cached_groups: int = 4):
+        self._file = pq.ParquetFile(path)
+        starts = [0]
+        for group in range(self._file.metadata.num_row_groups):
+            starts.append(starts[-1] + self._file.metadata.row_group(group).num_rows)
+        self._starts = np.asarray(starts, dtype=np.int64)
+        self._cache: collections.OrderedDict[int, pa.ChunkedArray] = collections.OrderedDict()
+        self._cached_groups = cached_groups
+
+    def _group(self, group: int) -> pa.ChunkedArray:
+        column = self._cache.pop(group, None)
+        if column is None:
+            column = self._file.read_row_group(group, columns=["instruction"]).column(0)
+        self._cache[group] = column
+        while len(self._cache) > self._cached_groups:
+            self._cache.popitem(last=False)
+        return column
+
+    def at(self, positions: list[int]) -> list[str]:
+        groups = np.searchsorted(self._starts, positions, side="right") - 1
+        return [self._group(int(g))[int(p - self._starts[g])].as_py() for g, p in zip(groups, positions)]
+
+
 def split_steps(steps: Sequence[Step]) -> tuple[list[Step], list[Step]]:
     """(leading stateless steps, the rest from the first stateful one on)."""
     count = 0
@@ -119,6 +147,8 @@ class StreamedPipeline:
     def jobs(self, path: str, batch_rows: int) -> Iterator[BatchJob]:
         """Batches of at most `batch_rows` records that never straddle a row group, in order."""
         metadata = pq.ParquetFile(path).metadata
+        if self._keyed:  # the exact dedup looks kept instructions up in the source instead of holding them
+            self.stateful[0].instructions_at = SourceInstructions(path).at
         offset = 0
         fields = tuple(self.stateful[i].fields for i in self._keyed)
         for group in range(metadata.num_row_groups):
@@ -140,7 +170,8 @@ class StreamedPipeline:
                 break
             started = time.perf_counter()
             if index in prepared.keys:
-                keep, drops = step.decide_keys(prepared.keys[index], table.column("instruction").to_pylist())
+                keep, drops = step.decide_keys(prepared.keys[index], table.column("instruction").to_pylist(),
+                                               positions)
             else:
                 verdicts = step.check_all(table_to_records(table), progress=False)
                 keep = np.fromiter((v.kept for v in verdicts), dtype=bool, count=len(verdicts))

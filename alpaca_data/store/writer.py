@@ -30,7 +30,7 @@ from alpaca_data.store.tables import RevisionStats
 if TYPE_CHECKING:
     from alpaca_data.store.store import Store
 
-ROW_GROUP_SIZE = 64 * 1024
+ROW_GROUP_SIZE = 32 * 1024  # at most; a write of fewer rows (an import chunk, a filtered batch) is one row group
 CHECK_MAIN = object()  # commit(expected_main=...) default: no concurrent-update check
 
 
