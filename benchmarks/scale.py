@@ -155,11 +155,12 @@ def main() -> None:
             elif name.endswith(" ids"):
                 print(f"| {name} vs 2 workers | {value} | | | |")
     if len(sizes) > 1:
-        print("\ngrowth exponent of wall time (t ~ n^k) between the smallest and largest size:")
-        small, large = sizes[0], sizes[-1]
-        for name, value in table[large].items():
-            if isinstance(value, Run) and isinstance(table[small].get(name), Run):
-                print(f"  {name}: k = {_growth((small, table[small][name].seconds), (large, value.seconds)):.2f}")
+        print("\ngrowth exponent of wall time (t ~ n^k) between consecutive sizes (start-up weighs on the smallest):")
+        for small, large in zip(sizes, sizes[1:]):
+            exponents = [f"{name} {_growth((small, table[small][name].seconds), (large, value.seconds)):.2f}"
+                         for name, value in table[large].items()
+                         if isinstance(value, Run) and isinstance(table[small].get(name), Run)]
+            print(f"  {small:,} -> {large:,}: " + ", ".join(exponents))
     print(json.dumps({str(n): {k: (v.__dict__ if isinstance(v, Run) else v) for k, v in r.items()}
                       for n, r in table.items()}), file=sys.stderr)
 
