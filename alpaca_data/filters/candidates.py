@@ -1,0 +1,168 @@
+"""Which records of a batch a heuristic rule could act on, decided for the whole batch at once (Arrow compute).
+
+Each function returns a superset: every record the rule would drop or change is a candidate, and some
+candidates are not (a word of the blacklist inside a longer word, a short input that is no placeholder). The
+exact rule then runs only on candidates (`RuleSet.candidates`, used by `filters.stream`), so a record no
+rule could touch skips the Python rules entirely and every verdict is still the rule's own. A rule without a
+function here makes every record a candidate.
+
+Python's notions are kept exactly where a candidate depends on them: `str.split()` whitespace is spelled
+out for RE2 (`_SPACE`, checked against `str.isspace` for every code point in the tests), and case-insensitive
+ASCII words are matched by RE2 on ASCII text only (non-ASCII text is always a candidate, as IGNORECASE
+folds some non-ASCII letters onto ASCII ones).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from alpaca_data.filters import rules as r
+
+# The characters str.split() and str.strip() treat as whitespace, in RE2 syntax.
+_SPACE = r"\t\n\v\f\r\x{1c}-\x{1f} \x{85}\p{Z}"
+_CONTROL_OR_BREAK = r"[\r\x{0b}\x{0c}\x{85}\x{0}-\x{8}\x{e}-\x{1f}\x{7f}-\x{84}\x{86}-\x{9f}\x{feff}]"
+
+
+def _column(table: pa.Table, name: str) -> pa.ChunkedArray:
+    if name in table.column_names:
+        return pc.fill_null(table.column(name), "")
+    return pa.chunked_array([pa.array([""] * table.num_rows, pa.string())])
+
+
+def _numpy(mask) -> np.ndarray:
+    return np.asarray(pc.fill_null(mask, True).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _any(table: pa.Table, fields, test: Callable[[pa.ChunkedArray], pa.ChunkedArray]) -> np.ndarray:
+    mask = np.zeros(table.num_rows, dtype=bool)
+    for name in fields:
+        mask |= _numpy(test(_column(table, name)))
+    return mask
+
+
+def _not_ascii(column: pa.ChunkedArray):
+    return pc.invert(pc.string_is_ascii(column))
+
+
+def _noinput_marker(rule: r.NoInputMarker, table: pa.Table) -> np.ndarray:
+    length = pc.utf8_length(_column(table, "input"))
+    return _numpy(pc.and_(pc.greater_equal(length, 1), pc.less_equal(length, 64)))
+
+
+def _control_characters(rule: r.ControlCharacters, table: pa.Table) -> np.ndarray:
+    mask = _any(table, dict.fromkeys((*rule.fields, *rule.literal_newline_fields)),
+                lambda column: pc.match_substring_regex(column, _CONTROL_OR_BREAK))
+    if rule.literal_newlines:
+        mask |= _any(table, rule.literal_newline_fields, lambda column: pc.match_substring(column, "\\n"))
+    return mask
+
+
+def _empty_output(rule: r.EmptyOutput, table: pa.Table) -> np.ndarray:
+    output = _column(table, "output")
+    return _numpy(pc.or_(pc.less_equal(pc.utf8_length(output), 64),
+                         pc.match_substring_regex(output, rf"^[{_SPACE}]*$")))
+
+
+def _too_short(rule: r.TooShort, table: pa.Table) -> np.ndarray | None:
+    """An ASCII text whose only whitespace is single spaces between words has spaces + 1 words; any other
+    text is a candidate."""
+    if rule.count_cjk:
+        return None
+    column = _column(table, "instruction")
+    spaces = np.asarray(pc.count_substring(column, " ").to_numpy(zero_copy_only=False))
+    unusual = pc.or_(pc.or_(pc.match_substring(column, "  "), pc.match_substring_regex(column, r"^ | $")),
+                     pc.or_(pc.match_substring_regex(column, r"[\t\n\v\f\r\x{1c}-\x{1f}]"), _not_ascii(column)))
+    return (spaces + 1 <= rule.max_words) | _numpy(unusual)
+
+
+def _too_long(rule: r.TooLong, table: pa.Table) -> np.ndarray | None:
+    """More than N words take at least 2N + 1 characters."""
+    if rule.count_cjk:
+        return None
+    return _numpy(pc.greater(pc.utf8_length(_column(table, "instruction")), 2 * rule.max_words))
+
+
+def words(column: pa.ChunkedArray) -> np.ndarray:
+    """len(text.split()) of each text: Arrow splits at every whitespace character (the same set), and the
+    empty pieces between adjacent ones are not words."""
+    counts = []
+    for chunk in column.chunks:
+        pieces = pc.utf8_split_whitespace(chunk)
+        filled = np.asarray(pc.greater(pc.utf8_length(pieces.flatten()), 0).to_numpy(zero_copy_only=False),
+                            dtype=np.int64)
+        offsets = np.asarray(pieces.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
+        offsets -= offsets[0]
+        sums = np.concatenate(([0], np.cumsum(filled)))
+        counts.append(sums[offsets[1:]] - sums[offsets[:-1]])
+    return np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64)
+
+
+def _blacklist(rule: r.Blacklist, table: pa.Table) -> np.ndarray | None:
+    words = [w for w in rule.words if w.strip()]
+    if not words:
+        return np.zeros(table.num_rows, dtype=bool)
+    if not all(w.isascii() for w in words):
+        return None
+    pattern = "(?i)(?:" + "|".join(f"[{_SPACE}]+".join(map(re.escape, w.split())) for w in words) + ")"
+    return _any(table, rule.fields,
+                lambda column: pc.or_(pc.match_substring_regex(column, pattern), _not_ascii(column)))
+
+
+def _write_a_program(rule: r.WriteAProgram, table: pa.Table) -> np.ndarray:
+    column = _column(table, "instruction")
+    mask = np.zeros(table.num_rows, dtype=bool)
+    for prefix in rule.prefixes:
+        if prefix:
+            mask |= _numpy(pc.match_substring(column, prefix))
+    return mask
+
+
+def _first_not_alphanumeric(rule, table: pa.Table) -> np.ndarray:
+    """After strip() the first character is punctuation or non-ASCII only if the raw first one is no letter or
+    digit (it is that character, or whitespace)."""
+    return _numpy(pc.invert(pc.match_substring_regex(_column(table, "instruction"), "^[A-Za-z0-9]")))
+
+
+def _needs_media(rule: r.NeedsMedia, table: pa.Table) -> np.ndarray:
+    return _any(table, rule.fields, lambda column: pc.or_(
+        pc.or_(pc.match_substring_regex(column, r"<|\[|://"),
+               pc.match_substring(column, "attached", ignore_case=True)), _not_ascii(column)))
+
+
+def _merged_instructions(rule: r.MergedInstructions, table: pa.Table) -> np.ndarray:
+    return _numpy(pc.match_substring_regex(_column(table, "output"), "nstruction|NSTRUCTION|nput"))
+
+
+def _empty_code_block(rule: r.EmptyCodeBlock, table: pa.Table) -> np.ndarray:
+    return _numpy(pc.match_substring(_column(table, "output"), "```"))
+
+
+CANDIDATES: dict[type, Callable[..., np.ndarray | None]] = {
+    r.NoInputMarker: _noinput_marker,
+    r.ControlCharacters: _control_characters,
+    r.EmptyOutput: _empty_output,
+    r.TooShort: _too_short,
+    r.TooLong: _too_long,
+    r.Blacklist: _blacklist,
+    r.WriteAProgram: _write_a_program,
+    r.StartsWithPunctuation: _first_not_alphanumeric,
+    r.StartsWithNonAscii: _first_not_alphanumeric,
+    r.NeedsMedia: _needs_media,
+    r.MergedInstructions: _merged_instructions,
+    r.EmptyCodeBlock: _empty_code_block,
+}
+
+
+def candidate_rows(rules, table: pa.Table) -> np.ndarray:
+    """(rules x rows) bool: which rule could act on which row (a rule without a candidate function: every row)."""
+    matrix = np.ones((len(rules), table.num_rows), dtype=bool)
+    for i, rule in enumerate(rules):
+        find = CANDIDATES.get(type(rule))
+        found = find(rule, table) if find is not None else None
+        if found is not None:
+            matrix[i] = found
+    return matrix

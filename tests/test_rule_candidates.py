@@ -1,0 +1,60 @@
+"""`RuleSet.check_table` runs on each row only the rules that could act on it (alpaca_data.filters.candidates,
+Arrow compute over the batch) and must give exactly the verdicts of `check` on every record."""
+from __future__ import annotations
+
+import re
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from alpaca_data.filters import candidates as candidates_module
+from alpaca_data.filters.ruleset import RuleSet
+from alpaca_data.store.tables import records_to_table, table_to_records
+from tests.conftest import corpus_records
+
+TRICKY = [
+    {"instruction": "Draw a pıcture", "input": "N/A", "output": "  "},
+    {"instruction": "  , starts with a comma", "input": "<noinput>", "output": "none"},
+    {"instruction": "\u3000日本語で答えて", "input": "", "output": "はい"},
+    {"instruction": "Write a program that adds", "input": "", "output": "```python\n```"},
+    {"instruction": "Describe the  \u212aey  word", "input": "see [image]", "output": "x\r\ny"},
+    {"instruction": "Summarise this for me please", "input": "http://example.com/a.png", "output": "a\\nb."},
+    {"instruction": "Tell me\x1cabout it please", "input": "", "output": "1. Instruction: more"},
+    {"instruction": "Go\n\tTO the shop and buy", "input": "", "output": "ok" + " " * 80},
+    {"instruction": "a " * 151, "input": "", "output": "long"},
+    {"instruction": "a " * 150 + "b", "input": "", "output": "long"},
+    {"instruction": "one two three", "input": "", "output": "x"},
+    {"instruction": "one two three four", "input": "", "output": "x"},
+    {"instruction": "one\u00a0two three four", "input": "", "output": "x"},
+    {"instruction": "Explain the photos ATTACHED here", "input": "", "output": "\ufeffBOM text"},
+    {"instruction": "Name three fruits", "input": "Input: none.", "output": "Apple, pear, plum."},
+]
+
+
+def _records() -> list[dict]:
+    return TRICKY + [dict(r) for name in ("gpteacher_toolformer", "gpteacher_codegen", "gpteacher_roleplay",
+                                           "gsm8k_train_alpaca", "alpaca_zh_10000")
+                     for r in corpus_records(name)[:400]]
+
+
+def test_check_table_gives_the_verdicts_of_check_for_every_rule_set():
+    records = _records()
+    table = records_to_table(records)
+    rows = table_to_records(table)
+    for spec in ("default", "all", "default,too_short.count_cjk=true,blacklist.words=[map;go to;ſtar]"):
+        ruleset = RuleSet.from_spec(spec)
+        assert ruleset.check_table(table, rows) == [ruleset.check(row) for row in rows], spec
+    flagged = candidates_module.candidate_rows(RuleSet.default().rules, table).any(axis=0)
+    assert 0.05 < flagged.mean() < 0.9  # the shortcut skips rows, and does not skip everything
+
+
+def test_python_whitespace_and_control_characters_are_spelled_exactly_for_re2():
+    texts = pa.array([f"a{chr(c)}b" for c in range(0x3100) if not 0xD800 <= c < 0xE000])
+    spaced = pa.chunked_array([texts, pa.array(["", "  a  b  ", "\u3000x\u2028y\u00a0 z ", "one"])])
+    assert candidates_module.words(spaced).tolist() == [len(t.split()) for t in spaced.to_pylist()]
+    alone = pa.array([chr(c) * 2 for c in range(0x3100) if not 0xD800 <= c < 0xE000] + [""])
+    empty_output = pc.match_substring_regex(alone, rf"^[{candidates_module._SPACE}]*$").to_pylist()
+    assert empty_output == [not t.strip() for t in alone.to_pylist()] and sum(empty_output) > 20
+    control = pc.match_substring_regex(texts, candidates_module._CONTROL_OR_BREAK).to_pylist()
+    python = re.compile(r"[\r\x0b\x0c\x85\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\ufeff]")
+    assert control == [bool(python.search(t)) for t in texts.to_pylist()]
