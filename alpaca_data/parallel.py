@@ -50,7 +50,8 @@ def worker_count() -> int:
 
 def workers_for(rows: int) -> int:
     """How many worker processes an input of `rows` records gets (1: do it in this process)."""
-    return worker_count() if rows >= _env_int(MIN_ROWS_ENV, DEFAULT_MIN_ROWS, 0) else 1
+    workers = worker_count()  # a bad setting is refused whatever the size
+    return workers if rows >= _env_int(MIN_ROWS_ENV, DEFAULT_MIN_ROWS, 0) else 1
 
 
 class OrderedPool:

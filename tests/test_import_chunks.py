@@ -107,3 +107,14 @@ def test_validate_reads_in_chunks_and_reports_what_the_careful_reader_reports(tm
     careful = Validator().check_file(str(path), show_progress=False)
     assert (fast.valid, fast.no_input, fast.sha256, fast.kind, fast.format, fast.problem_count) == \
         (careful.valid, careful.no_input, careful.sha256, careful.kind, careful.format, 0)
+
+
+def test_a_bad_worker_setting_is_one_line_whatever_the_size(tmp_path):
+    from tests.conftest import run_cli
+
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"instruction": "Name a colour", "output": "Blue"}\n', encoding="utf-8")
+    for value, reason in (("abc", "expected a whole number"), ("0", "expected a number >= 1")):
+        refused = run_cli("import", str(path), "-d", "d", store=tmp_path / "store", env={"ALPACA_WORKERS": value})
+        assert refused.returncode == 2 and refused.stderr.strip() == f"error: $ALPACA_WORKERS={value!r}: {reason}"
+    assert not (tmp_path / "store" / "datasets").exists() or not any((tmp_path / "store" / "datasets").iterdir())
