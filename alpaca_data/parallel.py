@@ -14,6 +14,8 @@ import collections
 import ctypes
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any, TypeVar
@@ -25,6 +27,7 @@ MIN_ROWS_ENV = "ALPACA_PARALLEL_MIN_ROWS"
 DEFAULT_MIN_ROWS = 100_000  # below this a command is done in a few seconds: process start-up would not pay
 # The modules whose functions run in workers: imported once by the forkserver, not by every worker.
 WORKER_MODULES = ("alpaca_data.import_chunks", "alpaca_data.filters.stream")
+PARENT_CHECK_S = 0.5  # how soon a worker notices that the command that started it was killed
 IN_FLIGHT_PER_WORKER = 2  # results queued ahead per worker: workers never wait on the main process
 
 T = TypeVar("T")
@@ -69,7 +72,8 @@ class OrderedPool:
         if self.workers > 1:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(list(WORKER_MODULES))
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=context)
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_exit_with,
+                                                 initargs=(os.getpid(),))
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -90,6 +94,20 @@ class OrderedPool:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+def _exit_with(pid: int) -> None:
+    """In each worker: exit when the process that started it is gone. A pool's workers otherwise wait forever
+    for work after their parent is killed with SIGKILL (nothing is left to tell them to stop)."""
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_CHECK_S)
+            try:
+                os.kill(pid, 0)
+            except (ProcessLookupError, PermissionError):  # gone (its number may now be another user's)
+                os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _call_and_trim(fn: Callable[[T], R], chunk: T) -> R:

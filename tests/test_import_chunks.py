@@ -118,3 +118,36 @@ def test_a_bad_worker_setting_is_one_line_whatever_the_size(tmp_path):
         refused = run_cli("import", str(path), "-d", "d", store=tmp_path / "store", env={"ALPACA_WORKERS": value})
         assert refused.returncode == 2 and refused.stderr.strip() == f"error: $ALPACA_WORKERS={value!r}: {reason}"
     assert not (tmp_path / "store" / "datasets").exists() or not any((tmp_path / "store" / "datasets").iterdir())
+
+
+def test_workers_of_a_command_killed_with_sigkill_exit_and_nothing_is_stored(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    path = tmp_path / "records.jsonl"
+    _write_jsonl(path, _records() * 30)  # ~36K records: several seconds of work
+    store = tmp_path / "store"
+    env = {**os.environ, "ALPACA_STORE": str(store), "ALPACA_PARALLEL_MIN_ROWS": "0", "ALPACA_WORKERS": "2"}
+    command = subprocess.Popen([sys.executable, "-m", "alpaca_data", "-q", "import", str(path), "-d", "d"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    main = psutil.Process(command.pid)
+    deadline, workers = time.monotonic() + 60, []
+    while time.monotonic() < deadline and len(workers) < 2 and command.poll() is None:
+        workers = [p for p in main.children(recursive=True) if "forkserver" in " ".join(p.cmdline())
+                   and p.ppid() != command.pid]
+        time.sleep(0.05)
+    assert len(workers) >= 2, "the import never started its workers"
+    os.kill(command.pid, signal.SIGKILL)
+    command.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, f"workers still running after their command was killed: {alive}"
+    assert Store.open(store).datasets() == []  # no revision, not even a half-written one
+    again = subprocess.run([sys.executable, "-m", "alpaca_data", "-q", "import", str(path), "-d", "d"], env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert not any((store / "tmp").iterdir())  # the killed write's folder went with the next write
