@@ -47,8 +47,15 @@ def _env_int(name: str, default: int, minimum: int) -> int:
     return value
 
 
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may run on (a container's share)
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
 def worker_count() -> int:
-    return _env_int(WORKERS_ENV, len(os.sched_getaffinity(0)), 1)
+    return _env_int(WORKERS_ENV, usable_cores(), 1)
 
 
 def workers_for(rows: int) -> int:
