@@ -20,7 +20,7 @@ def test_root_verb_and_direct_object(nlp):
     assert first_verb_and_object(nlp("What is the capital of France?"))[0] is None
 
 
-def test_diversity_command_on_seed_tasks(cli, tmp_path):
+def test_diversity_command_on_seed_tasks(cli, tmp_path, store_path):
     cli("import", SEEDS, "-d", "seeds")
     plot = tmp_path / "verbs.png"
     result = cli("diversity", "seeds", "--json", "--plot", plot)
@@ -30,6 +30,23 @@ def test_diversity_command_on_seed_tasks(cli, tmp_path):
     assert summary["top"][0]["verb"] == "write"
     assert summary["distinct_root_verbs"] > 30
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # The parse of each text is cached in the store: a second run answers from it. Proved by editing the
+    # cache: the edit shows, and --no-cache parses again and gives the true answer.
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    cached, = (store_path / "cache" / "diversity").glob("*.parquet")
+    table = pq.read_table(cached)
+    assert table.num_rows == 175 and set(table.column_names) == {"text", "verb", "object"}
+    pq.write_table(table.set_column(1, "verb", pc.if_else(pc.equal(table.column("verb"), "write"), "scribble",
+                                                          table.column("verb"))), cached)
+    edited = json.loads(cli("diversity", "seeds", "--json").stdout)
+    assert edited["top"][0]["verb"] == "scribble" and edited["top"][0]["count"] == summary["top"][0]["count"]
+    assert json.loads(cli("diversity", "seeds", "--json", "--no-cache").stdout) == summary
+    cached.write_bytes(b"not parquet")  # a damaged cache is ignored and rewritten
+    assert json.loads(cli("diversity", "seeds", "--json").stdout) == summary
+    assert pq.read_table(cached).num_rows == 175
 
 
 def _sample_instructions() -> list[str]:

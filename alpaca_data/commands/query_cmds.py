@@ -81,8 +81,11 @@ def diversity(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the verb/object chart to this PNG."),
     processes: int = typer.Option(0, "--processes", "-j", help="spaCy worker processes (0: one per core)."),
     as_json: bool = typer.Option(False, "--json"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Parse every instruction again, ignoring (and not "
+                                                            "updating) the store's parse cache."),
 ) -> None:
-    """Root verb / direct object diversity of the instructions (spaCy), as in the Alpaca analysis."""
+    """Root verb / direct object diversity of the instructions (spaCy), as in the Alpaca analysis. Each
+    instruction's parse is kept in the store's cache: texts seen before are not parsed again."""
     from alpaca_data.analyze.diversity import VerbNounCounter, plot_verb_noun
     from alpaca_data.progress import progress_bar
 
@@ -93,7 +96,7 @@ def diversity(
     # only the instruction column, a batch at a time (not every record as a dict)
     instructions = [text for batch in store.iter_batches(manifest) for text in batch.column("instruction").to_pylist()]
     # the parse workers are forked before the progress bar starts its thread
-    with VerbNounCounter(instructions, processes=processes) as counter:
+    with VerbNounCounter(instructions, processes=processes, cache_root=None if no_cache else store.root) as counter:
         with progress_bar("parsing instructions", total=counter.total, enabled=not is_quiet()) as tick:
             stats = counter.stats(tick)
     top = stats.top(verbs, nouns)
