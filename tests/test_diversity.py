@@ -43,10 +43,26 @@ def test_diversity_command_on_seed_tasks(cli, tmp_path, store_path):
                                                           table.column("verb"))), cached)
     edited = json.loads(cli("diversity", "seeds", "--json").stdout)
     assert edited["top"][0]["verb"] == "scribble" and edited["top"][0]["count"] == summary["top"][0]["count"]
-    assert json.loads(cli("diversity", "seeds", "--json", "--no-cache").stdout) == summary
-    cached.write_bytes(b"not parquet")  # a damaged cache is ignored and rewritten
-    assert json.loads(cli("diversity", "seeds", "--json").stdout) == summary
-    assert pq.read_table(cached).num_rows == 175
+
+
+def test_the_parse_cache_is_skipped_on_request_and_rebuilt_when_damaged(tmp_path):
+    from alpaca_data.analyze.diversity import VerbNounCounter
+
+    texts = ["Write a poem about the sea.", "Give three tips for staying healthy.", "Translate the sentence.",
+             "Write a poem about the sea."]
+
+    def count(cache_root):
+        with VerbNounCounter(texts, processes=1, cache_root=cache_root) as counter:
+            return counter.stats(), counter.cache
+
+    truth, cache = count(tmp_path)
+    assert truth.verbs["write"] == 2 and cache.path.exists()
+    cache.path.write_bytes(b"not parquet")  # damaged: ignored, parsed again, rewritten whole
+    again, cache = count(tmp_path)
+    assert (again.verbs, again.pairs) == (truth.verbs, truth.pairs)
+    assert len(cache.load()) == 3
+    uncached, none = count(None)  # --no-cache: no cache read or written
+    assert none is None and (uncached.verbs, uncached.pairs) == (truth.verbs, truth.pairs)
 
 
 def _sample_instructions() -> list[str]:
