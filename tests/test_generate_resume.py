@@ -91,4 +91,6 @@ def test_resume_after_an_outage_retries_the_failed_requests(tmp_path):
                                  store=store)
     assert resumed.status == "done" and resumed.revision_id == clean.revision_id
     answers = [e["index"] for e in read_journal(journal) if e["type"] == "answer"]
-    assert {0, 1} <= set(answers) and len(answers) == len(set(answers))  # failed ones sent again, once
+    # The failed requests are sent again, once each. How many of them come back before the target is met (and the
+    # rest are cancelled) depends on timing; request 0's answer is always needed (answers are used in order).
+    assert 0 in answers and len(answers) == len(set(answers))
