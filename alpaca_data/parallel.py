@@ -138,13 +138,3 @@ def trim_heap() -> None:
 
 
 _malloc_trim: Any = None
-
-
-def run_ordered(fn: Callable[[T], R], chunks: Iterable[T], workers: int) -> Iterator[R]:
-    with OrderedPool(workers) as pool:
-        yield from pool.map(fn, chunks)
-
-
-def describe(workers: int) -> dict[str, Any]:
-    """For a manifest's step summary: how the work was spread (never part of a revision's id)."""
-    return {"workers": workers}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,8 +36,7 @@ class BatchJob:
     rows: int
     offset: int  # position of the batch's first record in the revision
     stateless: tuple[Step, ...]  # run here, in order
-    keyed: tuple[int, ...]  # indices (in the stateful steps) of exact dedup steps whose keys are prepared here
-    fields: tuple[tuple[str, ...], ...]  # their fields
+    key_fields: tuple[str, ...] | None  # the fields of an exact dedup that comes first among the stateful steps
 
 
 @dataclass
@@ -48,7 +47,7 @@ class PreparedBatch:
     encoded: EncodedRows
     rejections: list[dict[str, Any]]
     stats: list[StepStats]
-    keys: dict[int, np.ndarray] = field(default_factory=dict)  # uint64 keys of the survivors
+    keys: np.ndarray | None = None  # uint64 exact-dedup keys of the survivors (`BatchJob.key_fields`)
 
 
 def prepare_batch(job: BatchJob) -> PreparedBatch:
@@ -82,9 +81,8 @@ def prepare_batch(job: BatchJob) -> PreparedBatch:
     else:
         offsets = np.asarray(positions, dtype=np.int64) - job.offset
         table = source.take(pa.array(offsets)) if len(offsets) != source.num_rows else source
-    keys = {index: np.fromiter((ExactDuplicates.key_for(record, fields) for record in records), dtype=np.uint64,
-                               count=len(records))
-            for index, fields in zip(job.keyed, job.fields)}
+    keys = None if job.key_fields is None else np.fromiter(
+        (ExactDuplicates.key_for(record, job.key_fields) for record in records), dtype=np.uint64, count=len(records))
     return PreparedBatch(job.rows, table, np.asarray(positions, dtype=np.int64), encode_rows(records, has_floats(table.schema)),
                          [row for _, row in rejections], stats, keys)
 
@@ -137,7 +135,8 @@ class StreamResult:
 
 
 class StreamedPipeline:
-    """Runs `steps` over batches; `run` yields (kept table, its encoding, rejection rows) per batch."""
+    """Runs `steps` over batches: `jobs` for the workers (`prepare_batch`), then `take` on each prepared batch
+    in order gives what to write (kept table, its encoding, rejection rows)."""
 
     def __init__(self, steps: Sequence[Step]):
         self.steps = list(steps)
@@ -145,20 +144,20 @@ class StreamedPipeline:
         self.stats = [StepStats(step.name) for step in self.steps]
         self.result = StreamResult()
         # an exact dedup that comes first among the stateful steps gets its keys from the workers
-        self._keyed = (0,) if self.stateful and isinstance(self.stateful[0], ExactDuplicates) else ()
+        self._key_fields = self.stateful[0].fields if self.stateful and isinstance(self.stateful[0], ExactDuplicates) \
+            else None
 
     def jobs(self, path: str, batch_rows: int) -> Iterator[BatchJob]:
         """Batches of at most `batch_rows` records that never straddle a row group, in order."""
         metadata = pq.ParquetFile(path).metadata
-        if self._keyed:  # the exact dedup looks kept instructions up in the source instead of holding them
+        if self._key_fields is not None:  # the exact dedup looks kept instructions up in the source, not in memory
             self.stateful[0].instructions_at = SourceInstructions(path).at
         offset = 0
-        fields = tuple(self.stateful[i].fields for i in self._keyed)
         for group in range(metadata.num_row_groups):
             size = metadata.row_group(group).num_rows
             for start in range(0, size, batch_rows):
                 rows = min(batch_rows, size - start)
-                yield BatchJob(path, group, start, rows, offset, tuple(self.stateless), self._keyed, fields)
+                yield BatchJob(path, group, start, rows, offset, tuple(self.stateless), self._key_fields)
                 offset += rows
 
     def take(self, prepared: PreparedBatch) -> tuple[pa.Table, EncodedRows, pa.Table]:
@@ -172,9 +171,8 @@ class StreamedPipeline:
             if not table.num_rows:
                 break
             started = time.perf_counter()
-            if index in prepared.keys:
-                keep, drops = step.decide_keys(prepared.keys[index], table.column("instruction").to_pylist(),
-                                               positions)
+            if index == 0 and prepared.keys is not None:
+                keep, drops = step.decide_keys(prepared.keys, table.column("instruction").to_pylist(), positions)
             else:
                 verdicts = step.check_all(table_to_records(table), progress=False)
                 keep = np.fromiter((v.kept for v in verdicts), dtype=bool, count=len(verdicts))
