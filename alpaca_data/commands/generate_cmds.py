@@ -27,6 +27,11 @@ def generate(cfg: GenerateConfig) -> None:
     with resumable_on_interrupt("answers"), Progress(target=cfg.num, quiet=is_quiet(), title=title) as progress:
         result = run_generation(cfg, progress=progress)
     stats = result.stats
+    if result.cancelled is not None:
+        print(f"cancelled {len(result.cancelled)} open batches of run {result.run_dir.name}"
+              + (f": {', '.join(result.cancelled)}" if result.cancelled else "")
+              + "; --resume collects what they answered and sends the rest again")
+        return
     if result.status == "budget_exhausted":
         print(f"budget reached: ${stats.cost_usd:.4f} of ${cfg.limits.max_cost} spent, kept {result.kept}/{cfg.num}; "
               f"nothing committed. Continue with --resume and a higher --max-cost (run folder {result.run_dir})",
@@ -50,6 +55,10 @@ def demo_teacher(
     retry_after: float = typer.Option(1.0, "--retry-after", help="Retry-After seconds sent with 429s."),
     timeout_sleep: float = typer.Option(60.0, "--timeout-sleep", help="How long a timeout fault stalls."),
     seed: int = typer.Option(0, "--seed"),
+    batch_seconds: float = typer.Option(0.0, "--batch-seconds", help="Batch API: a batch completes this many "
+                                        "seconds after it is created."),
+    batch_faults: str = typer.Option("", "--batch-faults", help="Batch API: how the first batches end, in "
+                                     "creation order (comma-separated: expired, failed, ok)."),
     output_suffix: str = typer.Option("", "--output-suffix",
                                       help="Text appended to every task's output (e.g. 'basic cooking skills')."),
 ) -> None:
@@ -60,12 +69,17 @@ def demo_teacher(
                        ("truncate", truncate_rate), ("malformed", malformed_rate)):
         if not 0 <= rate <= 1:
             raise UserError(f"--{name} rate must be between 0 and 1", exit_code=2)
+    if batch_seconds < 0:
+        raise UserError("--batch-seconds must be 0 or more", exit_code=2)
+    if any(f.strip() not in ("expired", "failed", "ok") for f in batch_faults.split(",") if f.strip()):
+        raise UserError(f"--batch-faults {batch_faults!r}: expected expired, failed or ok, comma-separated", exit_code=2)
     if fault_429_rate + fault_5xx_rate + fault_timeout_rate + malformed_rate > 1:
         raise UserError("fault rates add up to more than 1", exit_code=2)
     config = DemoConfig(seed=seed, latency_ms=latency_ms, fault_429_rate=fault_429_rate,
                         fault_5xx_rate=fault_5xx_rate, fault_timeout_rate=fault_timeout_rate,
                         truncate_rate=truncate_rate, malformed_rate=malformed_rate, retry_after_s=retry_after,
-                        timeout_sleep_s=timeout_sleep, output_suffix=output_suffix)
+                        timeout_sleep_s=timeout_sleep, output_suffix=output_suffix, batch_seconds=batch_seconds,
+                        batch_faults=tuple(f.strip() for f in batch_faults.split(",") if f.strip()))
     try:
         server = DemoServer(config, host=host, port=port)
     except OSError as error:

@@ -27,6 +27,7 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 
 from alpaca_data.eval.judge_prompt import INPUT_BLOCK, USER
+from alpaca_data.generate.demo_batches import BatchService
 from alpaca_data.generate.demo_server import MODEL_PATHS, JSONHandler, LocalServer
 from alpaca_data.generate.tokens import count_tokens
 
@@ -200,30 +201,19 @@ class _Handler(JSONHandler):
     def do_GET(self) -> None:
         if self.path.rstrip("/") in MODEL_PATHS:
             self._models(DEMO_JUDGE_MODEL)
-        else:
+        elif self.path.startswith("/_demo/stats"):
+            self._json(200, {"requests": self.server.owner.requests, **self.batches.stats()})
+        elif not self._batch_get():
             self._not_found()
 
     def do_POST(self) -> None:
+        if self._batch_post():
+            return
         request = self._completion_request()
         if request is None:
             return
         path, body = request
-        chat = path.endswith("chat/completions")
-        prompt = _prompt_of(body, chat)
-        text, finish = _cut(answer_text(prompt), body.get("max_tokens") or body.get("max_completion_tokens"))
-        with self.server.owner.lock:
-            self.server.owner.requests += 1
-        usage = {"prompt_tokens": count_tokens(prompt), "completion_tokens": count_tokens(text)}
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        model = body.get("model") or DEMO_JUDGE_MODEL
-        if chat:
-            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
-            self._json(200, {"id": "chatcmpl-demo-judge", "object": "chat.completion", "created": 0, "model": model,
-                             "choices": [choice], "usage": usage})
-        else:
-            choice = {"index": 0, "text": text, "finish_reason": finish}
-            self._json(200, {"id": "cmpl-demo-judge", "object": "text_completion", "created": 0, "model": model,
-                             "choices": [choice], "usage": usage})
+        self._json(*self.server.owner.answer(path, body))
 
 
 class _Server(ThreadingHTTPServer):
@@ -236,8 +226,28 @@ class DemoJudgeServer(LocalServer):
 
     thread_name = "demo-judge"
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0):
-        self.requests = 0  # answered POSTs (for tests)
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, batch_seconds: float = 0.0,
+                 batch_faults: tuple[str, ...] = ()):
+        self.requests = 0  # answered requests, batch lines included (for tests)
         self.lock = threading.Lock()
-        super().__init__(_Server((host, port), _Handler))
+        self.batches = BatchService(self.answer, batch_seconds, batch_faults)
+        super().__init__(_Server((host, port), type("DemoJudgeHandler", (_Handler,), {"batches": self.batches})))
         self.httpd.owner = self
+
+    def answer(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """The verdict for one request (realtime or a batch line)."""
+        chat = path.rstrip("/").endswith("chat/completions")
+        prompt = _prompt_of(body, chat)
+        text, finish = _cut(answer_text(prompt), body.get("max_tokens") or body.get("max_completion_tokens"))
+        with self.lock:
+            self.requests += 1
+        usage = {"prompt_tokens": count_tokens(prompt), "completion_tokens": count_tokens(text)}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        model = body.get("model") or DEMO_JUDGE_MODEL
+        if chat:
+            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
+            return 200, {"id": "chatcmpl-demo-judge", "object": "chat.completion", "created": 0, "model": model,
+                         "choices": [choice], "usage": usage}
+        choice = {"index": 0, "text": text, "finish_reason": finish}
+        return 200, {"id": "cmpl-demo-judge", "object": "text_completion", "created": 0, "model": model,
+                     "choices": [choice], "usage": usage}

@@ -58,6 +58,35 @@ class Decoding:
                 "presence_penalty": self.presence_penalty}
 
 
+BATCH_RETRY = ("batch", "realtime")
+
+
+@dataclass(kw_only=True)
+class BatchSettings:
+    """Batch mode (alpaca_data/generate/batching.py): requests go through the provider's Batch API at its batch
+    price instead of one HTTP call each; the answers, and so the data, are the same."""
+
+    batch: bool = setting(False, "Send requests through the OpenAI Batch API (half price; results within 24 h); "
+                                 "kill-safe: --resume picks the batches up where they are.")
+    batch_max_requests: int = setting(50_000, "Most requests in one batch file (the provider's limit).")
+    batch_max_bytes: int = setting(200_000_000, "Most bytes in one batch file (the provider's limit).")
+    batch_poll: float = setting(30.0, "Seconds before the first status check of a batch (then backs off, x1.5, up "
+                                      "to --batch-poll-max).")
+    batch_poll_max: float = setting(600.0, "Most seconds between two status checks of a batch.")
+    batch_retry: str = setting("batch", "How requests of an expired, failed or cancelled batch and failed lines are "
+                                        "retried: batch (in a new batch) or realtime.")
+    batch_window: str = setting("24h", "The batches' completion window.", hidden=True)
+    batch_cancel: bool = setting(False, "Cancel the open batches of the run these settings name (or --run-dir) "
+                                        "and stop; --resume later sends their requests again.")
+
+    def validate(self) -> None:
+        _check([(self.batch_max_requests >= 1, "--batch-max-requests must be at least 1"),
+                (self.batch_max_bytes >= 1024, "--batch-max-bytes must be at least 1024"),
+                (self.batch_poll > 0, "--batch-poll must be positive"),
+                (self.batch_poll_max >= self.batch_poll, "--batch-poll-max must be at least --batch-poll"),
+                (self.batch_retry in BATCH_RETRY, f"--batch-retry {self.batch_retry!r}: expected batch or realtime")])
+
+
 @dataclass(kw_only=True)
 class RequestLimits:
     concurrency: int = setting(8, "Requests in flight at most.", "-c")
@@ -70,8 +99,10 @@ class RequestLimits:
     max_retries: int = setting(5, "Retries per request (429, 5xx, timeouts, malformed answers).")
     max_requests: int | None = setting(None, "Give up after this many requests (generate: default 4*N+16).")
     backoff_base: float = setting(0.5, "First retry delay in seconds (doubles, with jitter).", hidden=True)
+    batching: BatchSettings = nested(BatchSettings)
 
     def validate(self) -> None:
+        self.batching.validate()
         _check([(self.concurrency >= 1, "--concurrency must be at least 1"),
                 (self.max_retries >= 0, "--max-retries must be 0 or more"),
                 (self.timeout > 0, "--timeout must be positive"),

@@ -17,7 +17,9 @@ import time
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
+from urllib.parse import parse_qsl
 
+from alpaca_data.generate.demo_batches import BatchService
 from alpaca_data.generate.prompt import NO_INPUT, NUM_TASKS
 from alpaca_data.generate.task_bank import all_tasks
 from alpaca_data.generate.tokens import TOKEN_PATTERN, count_tokens
@@ -38,6 +40,8 @@ class DemoConfig:
     retry_after_s: float = 1.0
     timeout_sleep_s: float = 60.0
     output_suffix: str = ""  # appended to every task's output (tests: text that looks like a credential, isn't one)
+    batch_seconds: float = 0.0  # Batch API: a batch completes this long after it is created
+    batch_faults: tuple[str, ...] = ()  # Batch API: how the first batches end ("expired", "failed"; demo_batches)
 
 
 def _body_hash(body: dict[str, Any]) -> str:
@@ -104,6 +108,21 @@ class DemoBrain:
     def stats(self) -> dict[str, Any]:
         with self._lock:
             return {"config": asdict(self.config), "counts": dict(self.counts), "events": list(self.events)}
+
+    def batch_line(self, url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """One line of a batch, answered as the same realtime request would be (the same attempt count and
+        faults; a fault is the line's error instead of an HTTP error, a malformed answer has no choices)."""
+        chat = url.rstrip("/").endswith("chat/completions")
+        key = _body_hash({"path": "chat" if chat else "completions", **body})
+        attempt = self.next_attempt(key)
+        fault = self.fault_for(key, attempt)
+        self.record(key, attempt, fault, f"batch:{url}")
+        if fault in ("429", "5xx", "timeout"):
+            status = 429 if fault == "429" else 500
+            return status, {"error": {"message": f"demo fault {fault}", "type": "server_error"}}
+        if fault == "malformed":
+            return 200, {"id": f"cmpl-{key}", "object": "chat.completion", "choices": []}
+        return 200, self.answer(key, body, chat)
 
     # -- answers --------------------------------------------------------------------------------------
     def compose(self, key: str, prompt: str, chat: bool) -> str:
@@ -181,6 +200,7 @@ class JSONHandler(BaseHTTPRequestHandler):
     client that hangs up is not an error), the model list, and reading a completions request."""
 
     protocol_version = "HTTP/1.1"
+    batches: BatchService | None = None  # the Batch API, when the server serves one
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -207,6 +227,30 @@ class JSONHandler(BaseHTTPRequestHandler):
     def _models(self, model: str) -> None:
         self._json(200, {"object": "list", "data": [{"id": model, "object": "model", "created": 0,
                                                      "owned_by": "alpaca-kit"}]})
+
+    def _batch_get(self) -> bool:
+        """Answer a GET on a Batch API path (demo_batches); False for any other path."""
+        path, _, query = self.path.partition("?")
+        result = self.batches.handle_get(path.rstrip("/"), dict(parse_qsl(query))) if self.batches else None
+        if result is None:
+            return False
+        status, payload = result
+        if isinstance(payload, bytes):
+            self._send(status, payload, content_type="application/octet-stream")
+        else:
+            self._json(status, payload)
+        return True
+
+    def _batch_post(self) -> bool:
+        """Answer a POST on a Batch API path (its body read only then); False for any other path."""
+        path = self.path.split("?")[0].rstrip("/")
+        if self.batches is None or path.split("/v1", 1)[-1].split("/")[1:2] not in (["files"], ["batches"]):
+            return False
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        status, payload = self.batches.handle_post(path, self.headers.get("Content-Type") or "", raw)
+        self._json(status, payload)
+        return True
 
     def _completion_request(self) -> tuple[str, dict[str, Any]] | None:
         """The route and JSON body of a POST to a completions endpoint; None once a 404 or 400 is answered.
@@ -235,13 +279,17 @@ class _Handler(JSONHandler):
         if self.path.rstrip("/") in MODEL_PATHS:
             self._models(DEMO_MODEL)
         elif self.path.startswith("/_demo/stats"):
-            self._json(200, self.brain.stats())
+            self._json(200, {**self.brain.stats(), **self.batches.stats()})
+        elif self._batch_get():
+            pass
         elif self.path in ("/", "/health"):
             self._json(200, {"status": "ok"})
         else:
             self._not_found()
 
     def do_POST(self) -> None:
+        if self._batch_post():
+            return
         request = self._completion_request()
         if request is None:
             return
@@ -324,5 +372,6 @@ class DemoServer(LocalServer):
     def __init__(self, config: DemoConfig | None = None, host: str = "127.0.0.1", port: int = 0):
         self.config = config or DemoConfig()
         self.brain = DemoBrain(self.config)
-        handler = type("DemoHandler", (_Handler,), {"brain": self.brain})
+        self.batches = BatchService(self.brain.batch_line, self.config.batch_seconds, tuple(self.config.batch_faults))
+        handler = type("DemoHandler", (_Handler,), {"brain": self.brain, "batches": self.batches})
         super().__init__(_Server((host, port), handler))

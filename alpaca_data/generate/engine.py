@@ -8,6 +8,8 @@ Determinism under concurrency and across kill/resume rests on three rules:
 3. the kept list stops at exactly N in index order, so requests issued beyond what was needed never
    change the result. On resume the journal is replayed through the same in-order path, and only
    indices without a journalled outcome are sent.
+With --batch the same loop sends waves instead of single groups (generate/batching.py): one wave in flight at a
+time, sized by the keep rate so far, its answers processed by the same in-order path.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from typing import Any
 from alpaca_data.errors import UserError
 from alpaca_data.filters.report import make_rejection
 from alpaca_data.filters.steps import Pipeline
+from alpaca_data.generate.batching import BatchItem, BatchSender
 from alpaca_data.generate.config import GenerateConfig
 from alpaca_data.generate.journal import Journal
 from alpaca_data.generate.parse import parse_response
@@ -50,6 +53,8 @@ class Stats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    spent: dict[str, dict[str, float]] = field(default_factory=dict)  # by price: realtime | batch
+    batch_status: str = ""           # the open batches, while a batch run waits
     status: str = "running"
     network_started: float | None = None
     network_answers: int = 0
@@ -60,10 +65,13 @@ class Stats:
         return time.monotonic() - self.started
 
 
+FIRST_WAVE_KEPT = 4  # batch mode: tasks a request is assumed to keep until the first wave says
+
+
 class Engine:
     def __init__(self, cfg: GenerateConfig, seeds: list[SeedTask], teacher: Any, journal: Journal,
                  filters: Pipeline, price: Price | None, replay: dict[int, dict[str, Any]] | None = None,
-                 request_id_prefix: str = "req", on_tick: Callable[[Stats], None] | None = None):
+                 request_id_prefix: str = "req", on_tick: Callable[[Stats], None] | None = None, run_id: str = ""):
         self.s, self.limits, self.seeds, self.teacher, self.journal = cfg, cfg.limits, seeds, teacher, journal
         self.request_id_prefix, self.generator = request_id_prefix, cfg.teacher.spec
         self.filters, self.price = filters, price  # rules, then ROUGE-L novelty (pool: seeds + kept so far)
@@ -85,12 +93,21 @@ class Engine:
         self.on_tick = on_tick
         self.max_requests = cfg.limits.max_requests or (4 * cfg.num + 16)
         self.batch = max(1, int(getattr(teacher, "batch_size", 1)))
+        self._batcher: BatchSender | None = None
+        self._wave: list[range] = []  # batch mode: the groups of the wave being formed
+        self._wave_reserved = 0.0
+        if cfg.limits.batching.batch:
+            self._batcher = BatchSender(teacher, journal, cfg.limits, run_id=run_id or request_id_prefix,
+                                        realtime=self._sender, errors=self.stats.errors, on_status=self._batch_status)
         for entry in self.outcomes.values():  # money already spent counts against the budget
             self._account(entry)
 
     # ------------------------------------------------------------------ bookkeeping
     def _count_attempt(self) -> None:
         self.stats.requests_sent += 1
+
+    def _batch_status(self, note: str) -> None:
+        self.stats.batch_status = note
 
     def _account(self, entry: dict[str, Any]) -> None:
         if entry.get("type") != "answer":
@@ -102,8 +119,15 @@ class Engine:
         pt, ct = int(entry.get("prompt_tokens") or 0), int(entry.get("completion_tokens") or 0)
         self.stats.prompt_tokens += pt
         self.stats.completion_tokens += ct
-        if self.price:
-            self.stats.cost_usd += self.price.cost(pt, ct)
+        via = "batch" if entry.get("via") == "batch" else "realtime"
+        cost = self.price.cost(pt, ct, batch=via == "batch") if self.price else 0.0
+        self.stats.cost_usd += cost
+        spent = self.stats.spent.setdefault(via, {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0,
+                                                  "cost_usd": 0.0})
+        spent["requests"] += 1
+        spent["prompt_tokens"] += pt
+        spent["completion_tokens"] += ct
+        spent["cost_usd"] += cost
         n = self.stats.requests_answered
         self._avg_completion += (ct - self._avg_completion) / n if n else 0
 
@@ -126,6 +150,8 @@ class Engine:
             return True  # replayed from the journal: costs nothing
         if group.start >= self.max_requests:
             return False
+        if self._batcher is not None:
+            return self._wave_room(group)
         if len(self._tasks) * self.batch >= self.limits.concurrency:
             return False
         if self.s.machine_demos and self._next_process < group[-1] - self.s.machine_lag:
@@ -141,12 +167,29 @@ class Engine:
             return False  # enough on the way to reach N (if they keep as well as so far)
         return True
 
+    def _wave_room(self, group: range) -> bool:
+        """Batch mode: whether `group` joins the wave being formed. One wave at a time; the first holds enough
+        requests for N at FIRST_WAVE_KEPT tasks kept per request, later ones what the keep rate so far says
+        N needs, plus a fifth (each extra wave waits a batch's latency; requests past N never change the data)."""
+        if self._tasks:
+            return False
+        if self.s.machine_demos and self._next_process < group[-1] - self.s.machine_lag:
+            return False  # its prompts depend on answers not processed yet: the next wave
+        if not self._fits_budget(group):
+            return False
+        pending = len(self._wave) * self.batch + len(self._buffer)
+        processed, kept = self.stats.processed, len(self.kept)
+        if processed == 0 or kept == 0:
+            return pending < -(-self.s.num // FIRST_WAVE_KEPT)
+        return pending < (self.s.num - kept) * processed / kept * 1.2 + 1
+
     def _worst_case_cost(self, group: range) -> float:
         """The most a group can cost: a bound on its prompt tokens plus `max_tokens` answered, at the price."""
         if self.price is None:
             return 0.0
         max_tokens = self.s.decoding.max_tokens
-        return sum(self.price.cost(prompt_token_bound(prompt.text, prompt.messages()), max_tokens)
+        batch = self._batcher is not None and self.limits.batching.batch_retry == "batch"  # else a retry may be realtime
+        return sum(self.price.cost(prompt_token_bound(prompt.text, prompt.messages()), max_tokens, batch=batch)
                    for prompt in map(self._prompt, group))
 
     def _fits_budget(self, group: range) -> bool:
@@ -155,9 +198,10 @@ class Engine:
         if self.limits.max_cost is None:
             return True
         self._next_reservation = self._worst_case_cost(group)  # kept for the group about to be sent
-        if self.stats.cost_usd + sum(self._reserved.values()) + self._next_reservation <= self.limits.max_cost:
+        reserved = sum(self._reserved.values()) + self._wave_reserved
+        if self.stats.cost_usd + reserved + self._next_reservation <= self.limits.max_cost:
             return True
-        if not self._tasks:
+        if not self._tasks and not self._wave:
             self._stop_issuing = "budget_exhausted"
         return False
 
@@ -218,6 +262,37 @@ class Engine:
         start = index - index % self.batch
         return range(start, start + self.batch)
 
+    async def _send_wave(self, groups: list[range]) -> list[dict[str, Any]]:
+        items = [BatchItem({"index": index}, self._prompt(index), request_seed(self.s.seed, group.start))
+                 for group in groups for index in group]
+        return await self._batcher.send(items)
+
+    def _issue(self, group: range) -> None:
+        """Send a group (realtime), or add it to the wave being formed (batch)."""
+        if self._batcher is not None:
+            self._wave.append(group)
+            self._wave_reserved += self._next_reservation if self.limits.max_cost is not None else 0.0
+            return
+        task = asyncio.create_task(self._send(group))
+        self._tasks[task] = group
+        if self.limits.max_cost is not None:
+            self._reserved[task] = self._next_reservation
+
+    def _send_formed_wave(self) -> None:
+        if not self._wave:
+            return
+        task = asyncio.create_task(self._send_wave(self._wave))
+        self._tasks[task] = range(self._wave[0].start, self._wave[-1].stop)
+        self._reserved[task] = self._wave_reserved
+        self._wave, self._wave_reserved = [], 0.0
+
+    async def _recover(self) -> None:
+        """Batch mode, resumed: what the batches a killed run left open answered counts as journalled."""
+        for entry in await self._batcher.recover():
+            if entry["index"] not in self.outcomes:
+                self.outcomes[entry["index"]] = entry
+                self._account(entry)
+
     async def _send(self, group: range) -> list[dict[str, Any]]:
         prompts = [self._prompt(index) for index in group]
         return await self._sender.send([{"index": index} for index in group], prompts,
@@ -229,6 +304,8 @@ class Engine:
         stats = self.stats
         ticker = asyncio.create_task(self._tick()) if self.on_tick else None
         try:
+            if self._batcher is not None:
+                await self._recover()
             while True:
                 while self._can_issue():
                     group = self._group(self._next_issue)
@@ -241,10 +318,8 @@ class Engine:
                         continue
                     if stats.network_started is None:
                         stats.network_started = time.monotonic()
-                    task = asyncio.create_task(self._send(group))
-                    self._tasks[task] = group
-                    if self.limits.max_cost is not None:
-                        self._reserved[task] = self._next_reservation
+                    self._issue(group)
+                self._send_formed_wave()
                 stats.in_flight = len(self._tasks)
                 self._process_ready()
                 if self._done() or not self._tasks:

@@ -4,6 +4,8 @@ A price table file (TOML or JSON) maps model names to {input, output} (per 1M to
     [gpt-4o-mini]
     input = 0.15
     output = 0.60
+Batch API prices (`batch_input`, `batch_output`) default to half the realtime ones (what OpenAI charges for its
+Batch API); give them to override, e.g. `{"demo": {"input": 1.0, "output": 2.0, "batch_input": 0.6}}`.
 Entries override the defaults below. Lookup is exact, then the longest default/entry that prefixes the
 model name (so "gpt-4o-mini-2024-07-18" is priced as "gpt-4o-mini").
 """
@@ -28,13 +30,31 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
 }
 
 
+BATCH_DISCOUNT = 0.5  # a Batch API token costs this much of a realtime one, unless the price table says
+
+
 @dataclass(frozen=True)
 class Price:
     input_per_m: float
     output_per_m: float
+    batch_input_per_m: float | None = None   # None: BATCH_DISCOUNT of the realtime price
+    batch_output_per_m: float | None = None
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+    def cost(self, prompt_tokens: int, completion_tokens: int, *, batch: bool = False) -> float:
+        if batch:
+            rates = self.batch_rates()
+            return (prompt_tokens * rates[0] + completion_tokens * rates[1]) / 1_000_000
         return (prompt_tokens * self.input_per_m + completion_tokens * self.output_per_m) / 1_000_000
+
+    def batch_rates(self) -> tuple[float, float]:
+        return (BATCH_DISCOUNT * self.input_per_m if self.batch_input_per_m is None else self.batch_input_per_m,
+                BATCH_DISCOUNT * self.output_per_m if self.batch_output_per_m is None else self.batch_output_per_m)
+
+    def as_dict(self) -> dict[str, float]:
+        """What a manifest records: USD per 1M tokens, realtime and batch."""
+        batch_input, batch_output = self.batch_rates()
+        return {"input_per_m": self.input_per_m, "output_per_m": self.output_per_m,
+                "batch_input_per_m": batch_input, "batch_output_per_m": batch_output}
 
 
 def load_price_table(path: str | Path | None) -> dict[str, Price]:
@@ -57,9 +77,10 @@ def load_price_table(path: str | Path | None) -> dict[str, Price]:
         try:
             input_price = float(entry.get("input", entry.get("input_per_1m", 0.0)))
             output_price = float(entry.get("output", entry.get("output_per_1m", 0.0)))
+            batch = [None if entry.get(key) is None else float(entry[key]) for key in ("batch_input", "batch_output")]
         except (TypeError, ValueError):
             raise UserError(f"{path}: {model}: prices must be numbers") from None
-        table[model] = Price(input_price, output_price)
+        table[model] = Price(input_price, output_price, *batch)
     return table
 
 

@@ -41,6 +41,8 @@ def render(stats: Stats, target: int, title: str = "generate") -> Group:
         table.add_row("retried", _counts(stats.errors))
     table.add_row("tokens", f"{stats.prompt_tokens:,} in / {stats.completion_tokens:,} out   "
                             f"cost ${stats.cost_usd:.4f}")
+    if stats.batch_status:
+        table.add_row("batch", stats.batch_status)
     return Group(Text(f"{title} [{stats.status}]", style="bold cyan"), table)
 
 
@@ -74,6 +76,8 @@ class Progress:
             note = f"{stats.requests_answered} requests answered, {stats.requests_failed} failed"
             if stats.cost_usd:
                 note += f", ${stats.cost_usd:.4f}"
+            if stats.batch_status:
+                note += f"; {stats.batch_status}"
             self._lines.update(min(stats.kept, self.target), self.target, note)
 
     def __exit__(self, *exc: object) -> None:

@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ class GenerateResult:
     revision_id: str | None = None
     manifest: Any = None
     kept: int = 0
+    cancelled: list[str] | None = None  # --batch-cancel: the batches cancelled
 
 
 def determining_config(cfg: GenerateConfig, seeds_hash: str, model: str) -> dict[str, Any]:
@@ -142,6 +143,8 @@ def run_generation(cfg: GenerateConfig, store: str | os.PathLike | None = None, 
     # Everything that can be refused is checked before a run folder exists or a request is sent.
     price_table = load_price_table(limits.price_table)
     price = None if kind == "hf" else price_for(model, price_table)
+    if kind == "hf" and (limits.batching.batch or limits.batching.batch_cancel):
+        raise UsageError("--batch: needs an HTTP teacher (openai:MODEL or demo); an hf: model runs in-process")
     if limits.max_cost is not None and price is None and kind != "hf":
         raise UsageError(f"--max-cost: no price known for model {model!r}; give one with --price-table")
     filters = _load_filters(cfg, [s.instruction for s in seeds])
@@ -149,6 +152,8 @@ def run_generation(cfg: GenerateConfig, store: str | os.PathLike | None = None, 
     digest = config_hash(config)
     run_dir, resuming = prepare_run_dir(store.root / "runs" / cfg.dataset, config, digest, resume=cfg.resume,
                                         run_dir=cfg.run_dir)
+    if limits.batching.batch_cancel:
+        return _cancel_batches(cfg, run_dir if resuming else None)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resuming:
         write_json(run_dir / "config.json", config)
@@ -188,11 +193,14 @@ def _run(plan: _RunPlan, progress: Any) -> GenerateResult:
         plan.wall_start
     decoding = cfg.decoding
     journal = Journal.open(run_dir / "journal.jsonl")
-    replay = answered_indices(journal.entries()) if resuming else {}
-    journal.event("resume" if resuming else "start", replayable=len(replay))
+    entries = journal.entries() if resuming else []
+    replay = answered_indices(entries)
+    if any(entry.get("type") == "batch_file" for entry in entries):
+        cfg.limits.batching.batch = True  # a batch run resumes in batch mode: its open batches are taken up
+    journal.event("resume" if resuming else "start", replayable=len(replay), batch=cfg.limits.batching.batch)
     teacher, demo_server = _make_teacher(cfg)
     engine = Engine(cfg, seeds, teacher, journal, filters, price, replay=replay, request_id_prefix=digest[:10],
-                    on_tick=progress.update if progress is not None else None)
+                    on_tick=progress.update if progress is not None else None, run_id=run_dir.name)
 
     async def _main() -> Stats:
         try:
@@ -234,7 +242,8 @@ def _run(plan: _RunPlan, progress: Any) -> GenerateResult:
             "dropped": dict(stats.dropped), "normalised": dict(stats.normalised), "errors": dict(stats.errors),
         },
         "tokens": {"prompt": stats.prompt_tokens, "completion": stats.completion_tokens},
-        "cost_usd": round(stats.cost_usd, 6), "priced_as": None if price is None else asdict(price),
+        "cost_usd": round(stats.cost_usd, 6), "priced_as": None if price is None else price.as_dict(),
+        "spent": spent_report(stats.spent), "transport": "batch" if cfg.limits.batching.batch else "realtime",
         "wall_time_s": round(time.time() - wall_start, 3), "status": stats.status,
         "run_id": run_dir.name, "config_hash": digest,
     }
@@ -254,3 +263,23 @@ def _run(plan: _RunPlan, progress: Any) -> GenerateResult:
     closing.close()
     result.revision_id, result.manifest = manifest.id, manifest
     return result
+
+
+def spent_report(spent: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """What was paid at which price (realtime, batch): requests, tokens and USD, for the manifest and card."""
+    return {via: {**row, "cost_usd": round(row["cost_usd"], 6)} for via, row in sorted(spent.items())}
+
+
+def _cancel_batches(cfg: GenerateConfig, run_dir: Path | None) -> GenerateResult:
+    """--batch-cancel: cancel the open batches of the run these settings name (or --run-dir); nothing else."""
+    from alpaca_data.generate.batching import cancel_run_batches
+
+    if run_dir is None:
+        raise UsageError("--batch-cancel: no unfinished run with these settings (give the run's folder with --run-dir)")
+    teacher, demo_server = _make_teacher(cfg)
+    try:
+        cancelled = cancel_run_batches(teacher, run_dir, cfg.limits)
+    finally:
+        if demo_server is not None:
+            demo_server.stop()
+    return GenerateResult(status="batches_cancelled", stats=Stats(), run_dir=run_dir, cancelled=cancelled)

@@ -95,6 +95,17 @@ def _short(error: Exception) -> str:
     return redact(text)[:200]
 
 
+def status_error(status: int, message: str, headers: Any = None) -> TeacherError:
+    """The TeacherError for an HTTP status (a realtime response, or a batch line's)."""
+    if status in (401, 403, 404):
+        return TeacherError("fatal", f"HTTP {status}: {message}", retryable=False)
+    if status == 429:
+        return TeacherError("rate_limited", f"HTTP {status}: {message}", retryable=True, retry_after=_retry_after(headers))
+    retryable = status >= 500 or status in (408, 409)
+    return TeacherError("server_error" if retryable else "client_error", f"HTTP {status}: {message}",
+                        retryable=retryable, retry_after=_retry_after(headers))
+
+
 class OpenAITeacher:
     """Any OpenAI-compatible endpoint through `openai.AsyncOpenAI` (retries are the request runner's job)."""
 
@@ -123,29 +134,32 @@ class OpenAITeacher:
     async def complete(self, prompts: Sequence[Prompt], *, seed: int | None = None) -> list[Completion]:
         return list(await asyncio.gather(*(self._one(prompt, seed) for prompt in prompts)))
 
-    async def _one(self, prompt: Prompt, seed: int | None) -> Completion:
+    def request_body(self, prompt: Prompt, seed: int | None) -> tuple[str, dict[str, Any]]:
+        """The endpoint path and JSON body of one request: what realtime mode sends, and a batch line's body."""
         d = self.decoding
-        kwargs: dict[str, Any] = {"model": self.model, "temperature": d.temperature, "top_p": d.top_p,
-                                  "max_tokens": d.max_tokens, "stop": list(d.stop) or None}
+        body: dict[str, Any] = {"model": self.model}
+        if self.api == "chat":
+            body["messages"] = prompt.messages()
+        else:
+            body["prompt"] = prompt.text
+        body.update(temperature=d.temperature, top_p=d.top_p, max_tokens=d.max_tokens, stop=list(d.stop) or None)
         if d.frequency_penalty:
-            kwargs["frequency_penalty"] = d.frequency_penalty
+            body["frequency_penalty"] = d.frequency_penalty
         if d.presence_penalty:
-            kwargs["presence_penalty"] = d.presence_penalty
+            body["presence_penalty"] = d.presence_penalty
         if seed is not None and self.send_seed:
-            kwargs["seed"] = seed
+            body["seed"] = seed
+        return ("/v1/chat/completions" if self.api == "chat" else "/v1/completions"), body
+
+    async def _one(self, prompt: Prompt, seed: int | None) -> Completion:
+        _, body = self.request_body(prompt, seed)
         openai = self._openai
         try:
             if self.api == "chat":
-                response = await self.client.chat.completions.create(messages=prompt.messages(), **kwargs)
-                choice = response.choices[0]
-                text = choice.message.content
+                response = await self.client.chat.completions.create(**body)
             else:
-                response = await self.client.completions.create(prompt=prompt.text, **kwargs)
-                choice = response.choices[0]
-                text = choice.text
-            if not isinstance(text, str):
-                raise TypeError("no text in the response")
-            usage = response.usage
+                response = await self.client.completions.create(**body)
+            return self._completion(response, prompt)
         except openai.RateLimitError as error:
             raise TeacherError("rate_limited", _short(error), retryable=True,
                                retry_after=_retry_after(error.response.headers)) from None
@@ -154,14 +168,29 @@ class OpenAITeacher:
         except openai.APIConnectionError as error:
             raise TeacherError("connection", _short(error), retryable=True) from None
         except openai.APIStatusError as error:
-            status = error.status_code
-            if status in (401, 403, 404):
-                raise TeacherError("fatal", f"HTTP {status}: {_short(error)}", retryable=False) from None
-            retryable = status >= 500 or status in (408, 409)
-            raise TeacherError("server_error" if retryable else "client_error", f"HTTP {status}: {_short(error)}",
-                               retryable=retryable, retry_after=_retry_after(error.response.headers)) from None
+            raise status_error(error.status_code, _short(error), error.response.headers) from None
         except (ValueError, TypeError, AttributeError, IndexError, KeyError, openai.APIResponseValidationError) as error:
             raise TeacherError("malformed", f"malformed response: {type(error).__name__}", retryable=True) from None
+
+    def completion_from_body(self, body: Any, prompt: Prompt) -> Completion:
+        """A batch line's response body read as realtime reads a response (TeacherError "malformed" if it is not
+        one)."""
+        from openai.types import Completion as TextCompletion
+        from openai.types.chat import ChatCompletion
+
+        try:
+            response = (ChatCompletion if self.api == "chat" else TextCompletion).model_validate(body)
+            return self._completion(response, prompt)
+        except (ValueError, TypeError, AttributeError, IndexError, KeyError) as error:
+            raise TeacherError("malformed", f"malformed response: {type(error).__name__}", retryable=True) from None
+
+    @staticmethod
+    def _completion(response: Any, prompt: Prompt) -> Completion:
+        choice = response.choices[0]
+        text = choice.message.content if hasattr(choice, "message") else choice.text
+        if not isinstance(text, str):
+            raise TypeError("no text in the response")
+        usage = response.usage
         prompt_tokens = getattr(usage, "prompt_tokens", None) if usage else None
         completion_tokens = getattr(usage, "completion_tokens", None) if usage else None
         return Completion(text=text, finish_reason=choice.finish_reason,
@@ -193,14 +222,16 @@ class HFTeacher:
     def load(self) -> None:
         if self._model is not None:
             return
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
+
+        from alpaca_data.model_loading import load_causal_lm, tokenizer_source
 
         refuse_missing_model_path(self.path, f"hf:{self.path}")
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(self.path)
-            model = AutoModelForCausalLM.from_pretrained(self.path)
+        try:  # a peft adapter folder is its base with the adapter merged in (alpaca_data.model_loading)
+            tokenizer = AutoTokenizer.from_pretrained(tokenizer_source(self.path, f"hf:{self.path}"))
         except (OSError, ValueError) as error:
             raise UserError(f"hf:{self.path}: cannot load model: {one_line(error)}") from None
+        model = load_causal_lm(self.path, label=f"hf:{self.path}")
         tokenizer.padding_side = "left"
         self._style = prompt_style(self.path, tokenizer)
         if tokenizer.pad_token is None:
