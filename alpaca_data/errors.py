@@ -66,7 +66,8 @@ def refuse_missing_model_path(ref: str, label: str | None = None, *, kind: str =
     if not folder.is_dir():
         raise UserError(f"{name}: not a {kind} folder (a file; a {kind} is a folder such as alpaca-train writes)")
     needed = _FOLDER_FILES.get(kind, _FOLDER_FILES["model"])
-    if not any((folder / file).is_file() for file in needed):
+    adapter = kind != "tokenizer" and (folder / "adapter_config.json").is_file()  # a peft adapter (model_loading)
+    if not adapter and not any((folder / file).is_file() for file in needed):
         raise UserError(f"{name}: not a {kind} folder (no {' or '.join(needed)} in it)")
 
 

@@ -5,6 +5,7 @@
     alpaca-train train --config train.toml [options]                     # options: TOML < flags
     alpaca-train launch --nproc 8 --data ... --model ... --out ...       # torchrun + FSDP full shard
     alpaca-train tiny-model DIR                                          # an offline tiny LLaMA to try it
+    alpaca-train --lora ... ; alpaca-train merge ADAPTER --out DIR       # LoRA adapter (peft), then a plain model
 
 `--data` takes a store ref (`alpaca@v1`, `alpaca@main`, `alpaca@<id prefix>`), a local JSON/JSONL/Parquet
 file, or a Hub dataset `user/name@rev` (pulled into the store first). The options are the settings of
@@ -27,7 +28,7 @@ from alpaca_train.trainer import TrainConfig
 app = typer.Typer(add_completion=False, rich_markup_mode=None, no_args_is_help=True,
                   help="Fine-tune a causal LM on an Alpaca-style dataset revision (Stanford Alpaca's recipe). "
                        "`train` is the default command: `alpaca-train --data D --model M --out DIR` trains.")
-COMMANDS = ("train", "launch", "tiny-model", "import-gguf", "serve", "detect", "flags")
+COMMANDS = ("train", "launch", "tiny-model", "import-gguf", "merge", "serve", "detect", "flags")
 
 
 @app.callback()
@@ -125,6 +126,19 @@ def import_gguf_command(
     typer.echo(f"{out}: {model['class']} with {model['parameters']:,} parameters ({model['dtype']}), "
                f"licence {record.get('license') or 'unknown'}, from {record['source']['file']} "
                f"(sha256 {record['source']['sha256'][:12]}) in {record['timings_s']['total']} s")
+
+
+@app.command("merge")
+def merge_command(
+    adapter: str = typer.Argument(..., help="a LoRA adapter folder (alpaca-train --lora, or any peft LoRA adapter)"),
+    out: Path = typer.Option(..., "--out", help="a new folder for the merged checkpoint"),
+    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16 for the saved weights"),
+) -> None:
+    """Fold a LoRA adapter into its base model: a plain checkpoint folder (lineage: the adapter's, plus the merge)."""
+    from alpaca_train.lora import merge
+
+    entry = merge(adapter, str(out), dtype=dtype)
+    typer.echo(f"merged {adapter} into {entry['base_model']} -> {out}")
 
 
 def _register_subcommands() -> None:

@@ -40,7 +40,8 @@ class TrainConfig:
     tokenizer: str | None = setting(None, "Tokenizer path/id (default: the model's).")
     store: str | None = setting(None, "Store folder (default $ALPACA_STORE or ./alpaca-store).")
     epochs: int = setting(3, "Epochs.")
-    lr: float = setting(2e-5, "Peak learning rate.")
+    lr: float | None = setting(None, "Peak learning rate (default 2e-5, Stanford Alpaca's; 3e-4 with --lora, "
+                                     "alpaca-lora's).")
     effective_batch_size: int = setting(128, "Examples per optimizer step: micro-batch x accumulation x world size.")
     micro_batch_size: int = setting(4, "Examples per forward pass.")
     warmup_ratio: float = setting(0.03, "Share of the steps spent warming up.")
@@ -70,11 +71,24 @@ class TrainConfig:
                                          "the whole revision then trains.")
     eval_steps: int = setting(0, "Validation loss every N steps, besides each epoch end and the last step (0: not).")
     report_to: str = setting("none", "none | tensorboard | wandb: also send the step log there (when installed).")
+    lora: bool = setting(False, "Train a LoRA adapter (peft) on the frozen model instead of every weight; "
+                                "checkpoints are peft adapter folders.")
+    lora_r: int = setting(8, "LoRA rank (with --lora).")
+    lora_alpha: float = setting(16, "LoRA alpha: the update is scaled by alpha / r (with --lora).")
+    lora_dropout: float = setting(0.05, "Dropout on the LoRA input (with --lora).")
+    lora_targets: str = setting("q_proj,v_proj", "Modules given an adapter, comma-separated, or all-linear "
+                                                 "(with --lora).")
+    quantize: str | None = setting(None, "4bit: QLoRA, the frozen base in 4-bit NF4 (bitsandbytes, CUDA only; "
+                                         "with --lora).")
 
     def validate(self) -> None:
+        from alpaca_train import lora
+
         for name in ("data", "model", "out"):
             if not getattr(self, name):
                 raise UserError(f"--{name} is required")
+        if self.lr is None:
+            self.lr = lora.DEFAULT_LR if self.lora else lora.FULL_LR
         positive = {"epochs": self.epochs, "effective-batch-size": self.effective_batch_size,
                     "micro-batch-size": self.micro_batch_size, "max-length": self.max_length}
         for name, value in positive.items():
@@ -104,6 +118,7 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"--{name.replace('_', '-')} {getattr(self, name)}: expected one of {', '.join(allowed)}")
+        lora.validate_settings(self)
         _check_model_refs(self)
 
 
@@ -259,6 +274,8 @@ def _parallel_mode(cfg: TrainConfig, world: int) -> str:
         raise UserError("--fsdp on needs several processes: use `alpaca-train launch --nproc N`")
     if world == 1:
         return "single"
+    if cfg.quantize and cfg.fsdp != "off":
+        raise UserError(f"--quantize {cfg.quantize} with several processes: only with --fsdp off (DDP)")
     return "ddp" if cfg.fsdp == "off" else "fsdp"  # several processes always synchronise their gradients
 
 
@@ -267,6 +284,7 @@ def _setup(cfg: TrainConfig, dist: _Dist) -> _Run:
     import torch
     from transformers import AutoTokenizer, get_scheduler
 
+    from alpaca_data.model_loading import tokenizer_source
     from alpaca_train import data as D
     from alpaca_train.lineage import base_model_origin, code_version
     from alpaca_train.modeling import setup_pad_token
@@ -290,8 +308,12 @@ def _setup(cfg: TrainConfig, dist: _Dist) -> _Run:
     torch.manual_seed(cfg.seed)
 
     source = D.load_source(cfg.data, cfg.store)
-    tok_id = cfg.tokenizer or cfg.model
+    tok_id = cfg.tokenizer or tokenizer_source(cfg.model, f"--model {cfg.model}")
     _check_model_refs(cfg)
+    if cfg.lora:
+        from alpaca_train.lora import check_targets_early
+
+        check_targets_early(cfg)
     try:
         tokenizer = AutoTokenizer.from_pretrained(tok_id)
     except (OSError, ValueError) as exc:
@@ -319,7 +341,7 @@ def _setup(cfg: TrainConfig, dist: _Dist) -> _Run:
                f"{' (cache hit)' if tokenized.cache_hit else ''}; validation: "
                f"{len(validation) if validation is not None else 0} examples ({validation_info['held_out']})")
 
-    model, autocast = _load_model(cfg, dist, resume_dir, tokenizer, parallel, precision)
+    model, autocast, adapter = _load_model(cfg, dist, resume_dir, tokenizer, parallel, precision)
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if param.requires_grad:
@@ -343,6 +365,7 @@ def _setup(cfg: TrainConfig, dist: _Dist) -> _Run:
     lineage = {
         "dataset": source.lineage(),
         "base_model": {"id": cfg.model, **base_model_origin(cfg.model)},
+        **({"adapter": adapter} if adapter else {}),
         "tokenizer": {"id": tok_id, "fingerprint": D.tokenizer_fingerprint(tokenizer), "pad": pad_info,
                       "eos_token_id": tokenizer.eos_token_id, "vocab_size": len(tokenizer)},
         "tokenization": {**stats, "template_version": TEMPLATE_VERSION,
@@ -356,6 +379,10 @@ def _setup(cfg: TrainConfig, dist: _Dist) -> _Run:
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
         shown = {"fsdp": ", FSDP full shard", "ddp": ", DDP (replicated)", "single": ""}[parallel]
+        if adapter:
+            shown += (f", LoRA r {cfg.lora_r} alpha {cfg.lora_alpha:g} on {cfg.lora_targets}: "
+                      f"{adapter['trainable_parameters']:,} of {adapter['total_parameters']:,} parameters trained "
+                      f"({adapter['trainable_share']:.3%})")
         _log(dist, f"{len(tokenized)} examples, {spe} steps/epoch, {total_steps} steps, warmup {warmup_steps}, "
                    f"accumulation {accumulation} x micro-batch {cfg.micro_batch_size} x world {world}, "
                    f"{precision}, batching {cfg.batching}{shown}")
@@ -383,16 +410,19 @@ def _validation_split(cfg: TrainConfig, source) -> tuple[list[dict], list[dict],
 
 
 def _load_model(cfg: TrainConfig, dist: _Dist, resume_dir: Path | None, tokenizer, parallel: str, precision: str):
+    """(model ready to train, autocast context or None, the LoRA lineage entry or None)."""
     import torch
-    from transformers import AutoModelForCausalLM
 
+    from alpaca_data.model_loading import load_causal_lm
+    from alpaca_train import lora
     from alpaca_train.loading import build_sharded, checkpoint_files
     from alpaca_train.modeling import apply_fsdp, setup_pad_token
 
     sharded_resume = resume_dir is not None and (resume_dir / SHARDS_DIR).is_dir()
     # a sharded checkpoint's weights are loaded with its optimizer state (`_load_training_state`)
     load_from = cfg.model if sharded_resume or resume_dir is None else str(resume_dir)
-    if parallel == "fsdp" and cfg.pad_token == "eos" and Path(load_from).is_dir() and checkpoint_files(Path(load_from)):
+    if (parallel == "fsdp" and cfg.pad_token == "eos" and not cfg.lora and Path(load_from).is_dir()
+            and checkpoint_files(Path(load_from))):
         # memory-safe: meta-device build, shard, then each rank reads only its own rows of the weights
         def prepare(model):
             if cfg.gradient_checkpointing:
@@ -403,30 +433,36 @@ def _load_model(cfg: TrainConfig, dist: _Dist, resume_dir: Path | None, tokenize
                               dist.world_size, prepare=prepare, load_weights=not sharded_resume)
         setup_pad_token(tokenizer, model, cfg.pad_token)
         model.train()
-        return model, None
-    kwargs: dict[str, Any] = {"dtype": torch.float32}
+        return model, None, None
+    kwargs: dict[str, Any] = {"dtype": torch.float32, **lora.quantization_kwargs(cfg)}
+    if cfg.quantize:  # bitsandbytes places the 4-bit weights on the GPU as it loads them
+        kwargs["device_map"] = {"": dist.device}
     if cfg.attn_implementation:
         kwargs["attn_implementation"] = cfg.attn_implementation
-    try:
-        model = AutoModelForCausalLM.from_pretrained(load_from, **kwargs)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot load model {load_from}: {one_line(exc)}") from exc
+    # a peft adapter folder as --model is its base with the adapter merged in (alpaca_data.model_loading)
+    model = load_causal_lm(load_from, label=f"--model {load_from}" if load_from == cfg.model else f"--resume {load_from}",
+                           **kwargs)
     setup_pad_token(tokenizer, model, cfg.pad_token)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     model.config.use_cache = False
+    adapter = None
+    if cfg.lora:  # base frozen, a fresh adapter trained (resume restores it from the checkpoint's shards)
+        model = lora.apply_lora(model, cfg, gradient_checkpointing=cfg.gradient_checkpointing)
+        adapter = lora.lineage_entry(cfg, model)
     autocast = None
     if parallel == "fsdp":  # fully_shard moves each unit to the GPU as it shards it: no full fp32 copy on a GPU
         model = apply_fsdp(model, dist.device, bf16=precision == "bf16")
     else:
-        model.to(dist.device)
+        if not cfg.quantize:
+            model.to(dist.device)
         if precision == "bf16":
             autocast = torch.autocast(device_type=dist.device.type, dtype=torch.bfloat16)
         if parallel == "ddp":  # every rank keeps a full copy; gradients are averaged before each step
             device_ids = [dist.device.index] if dist.device.type == "cuda" else None
             model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     model.train()
-    return model, autocast
+    return model, autocast, adapter
 
 
 def _fit(cfg: TrainConfig, dist: _Dist, run: _Run) -> TrainResult:
@@ -591,9 +627,11 @@ def _save_checkpoint(directory: Path, *, final: bool, run: _Run, dist: _Dist, cf
     from alpaca_train.plots import plot_losses
 
     model = run.model
-    if final:  # an ordinary from_pretrained folder, gathered on rank 0 alone (offloaded to its CPU)
-        state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    else:  # every rank writes its own shards of the weights and optimizer state
+    lora = cfg.lora  # an adapter: only its (trainable) weights are gathered and saved, the base stays where it is
+    if final or lora:  # an ordinary from_pretrained folder, gathered on rank 0 alone (offloaded to its CPU)
+        state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True,
+                                                                      ignore_frozen_params=lora))
+    if not final:  # every rank writes its own shards of the weights and optimizer state
         import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint.state_dict import get_state_dict
 
@@ -601,13 +639,18 @@ def _save_checkpoint(directory: Path, *, final: bool, run: _Run, dist: _Dist, cf
             shutil.rmtree(directory)
         dist.barrier()
 
-        model_state, optim_state = get_state_dict(model, run.optimizer)
+        model_state, optim_state = get_state_dict(model, run.optimizer,
+                                                  options=StateDictOptions(ignore_frozen_params=lora))
         dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(directory / SHARDS_DIR),
                  no_dist=dist.world_size == 1)
     if dist.is_main:
         directory.mkdir(parents=True, exist_ok=True)
-        if final:
-            plain = model.module if run.parallel == "ddp" else model
+        plain = model.module if run.parallel == "ddp" else model
+        if lora:  # every checkpoint, intermediate too, is a peft adapter folder
+            from alpaca_train.lora import save_adapter
+
+            save_adapter(plain, directory, state)
+        elif final:
             plain.save_pretrained(directory, state_dict=state, safe_serialization=True, max_shard_size="5GB")
         run.tokenizer.save_pretrained(directory)
         payload = dict(run.lineage)
@@ -626,7 +669,7 @@ def _save_checkpoint(directory: Path, *, final: bool, run: _Run, dist: _Dist, cf
 
 
 _MUST_MATCH = ("effective_batch_size", "epochs", "seed", "max_length", "max_steps", "lr", "lr_scheduler",
-               "warmup_ratio")
+               "warmup_ratio", "lora", "lora_r", "lora_alpha", "lora_targets")
 
 
 def _load_training_state(resume_dir: Path, cfg: TrainConfig, source, model, optimizer, scheduler) -> int:
@@ -650,10 +693,13 @@ def _load_training_state(resume_dir: Path, cfg: TrainConfig, source, model, opti
         import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
-        model_state, optim_state = get_state_dict(model, optimizer)
+        # LoRA: the adapter's weights only (the frozen base was loaded from --model; dcp.load checks every key)
+        options = StateDictOptions(ignore_frozen_params=cfg.lora, strict=not cfg.lora)
+        model_state, optim_state = get_state_dict(model, optimizer, options=options)
         shards = {"model": model_state, "optim": optim_state}
         dcp.load(shards, checkpoint_id=str(resume_dir / SHARDS_DIR), no_dist=not torch.distributed.is_initialized())
-        set_state_dict(model, optimizer, model_state_dict=shards["model"], optim_state_dict=shards["optim"])
+        set_state_dict(model, optimizer, model_state_dict=shards["model"], optim_state_dict=shards["optim"],
+                       options=options)
     else:  # a full optimizer state from an earlier version of this tool
         set_optimizer_state_dict(model, optimizer, optim_state_dict=state["optimizer"],
                                  options=StateDictOptions(full_state_dict=True))

@@ -272,9 +272,13 @@ class Detector:
 
         folder = Path(model_path).expanduser()
         refuse_missing_model_path(model_path, hub=False)
-        try:
-            config = AutoConfig.from_pretrained(str(folder)).get_text_config()
-            self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        from alpaca_data.model_loading import adapter_base, is_adapter
+        from alpaca_data.model_loading import tokenizer_source as tokenizer_folder
+
+        try:  # a peft adapter folder: its base's config (alpaca_data.model_loading)
+            config = AutoConfig.from_pretrained(adapter_base(folder) if is_adapter(folder) else str(folder)) \
+                .get_text_config()
+            self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(str(folder)))
         except (OSError, ValueError) as error:
             raise UserError(f"{model_path}: not a model folder with a config and tokenizer "
                             f"({one_line(error, 200)})") from None

@@ -1,4 +1,5 @@
-"""Load what the server serves: a checkpoint folder (alpaca-train's, or any causal LM folder) and its lineage."""
+"""Load what the server serves: a checkpoint folder (alpaca-train's, any causal LM folder, or a peft adapter on its
+base) and its lineage."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -7,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from alpaca_data.errors import UserError, one_line, refuse_missing_model_path
+from alpaca_data.model_loading import load_causal_lm, tokenizer_source
 from alpaca_data.model_prompt import ALPACA, CHAT_TEMPLATE, prompt_style, render_chat
 from alpaca_data.prompt_template import format_prompt
 from alpaca_train.lineage import LINEAGE_FILE, read_lineage
@@ -50,7 +52,7 @@ class Checkpoint:
 
 def load_checkpoint(path: str, *, name: str | None = None, dtype: str = "auto", device: str | None = None) -> Checkpoint:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from alpaca_train.data import special_prefix
 
@@ -63,11 +65,11 @@ def load_checkpoint(path: str, *, name: str | None = None, dtype: str = "auto", 
         raise UserError(f"{folder / LINEAGE_FILE}: {error}") from None
     if dtype not in DTYPES:
         raise UserError(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype if dtype == "auto" else getattr(torch, dtype))
+    try:  # a peft adapter folder is its base with the adapter merged in (alpaca_data.model_loading)
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source(str(folder)))
     except (OSError, ValueError) as error:
         raise UserError(f"{folder}: cannot load a causal LM: {one_line(error)}") from None
+    model = load_causal_lm(str(folder), dtype=dtype if dtype == "auto" else getattr(torch, dtype))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     model.eval()
