@@ -432,6 +432,12 @@ async function pollVerbs(ref) {
   drawSunburst(answer);
 }
 
+function noFilters() {  // a picture's click shows all of its records: the records view's other filters go
+  const cleared = {q: "", offset: "", pos: "", has_input: "", length: "", script: "", verb: "", object: ""};
+  for (const key of Object.keys(state)) if (key.startsWith("col.")) cleared[key] = "";
+  return cleared;
+}
+
 function arcPath(cx, cy, r0, r1, a0, a1) {
   const large = a1 - a0 > Math.PI ? 1 : 0;
   const p = (r, a) => `${(cx + r * Math.sin(a)).toFixed(2)} ${(cy - r * Math.cos(a)).toFixed(2)}`;
@@ -452,7 +458,7 @@ function drawSunburst(answer) {
                                stroke: "#fff", "data-verb": verb.verb});
     wedge.append(svg("title", {}, `${verb.verb}: ${fmt(verb.count)} instructions`));
     wedge.addEventListener("mouseenter", () => { info.textContent = `${verb.verb}: ${fmt(verb.count)} instructions (${(100 * verb.count / answer.records).toFixed(1)}% of all)`; });
-    wedge.addEventListener("click", () => go({view: "records", verb: verb.verb, object: "", offset: "", q: "", pos: ""}));
+    wedge.addEventListener("click", () => go({...noFilters(), view: "records", verb: verb.verb}));
     chart.append(wedge);
     if (sweep > 0.12) {
       const mid = angle + sweep / 2;
@@ -466,7 +472,7 @@ function drawSunburst(answer) {
                                "fill-opacity": 0.55, stroke: "#fff", "data-verb": verb.verb, "data-object": object.object});
       arc.append(svg("title", {}, `${verb.verb} ${object.object}: ${fmt(object.count)}`));
       arc.addEventListener("mouseenter", () => { info.textContent = `${verb.verb} → ${object.object}: ${fmt(object.count)} instructions`; });
-      arc.addEventListener("click", () => go({view: "records", verb: verb.verb, object: object.object, offset: "", q: "", pos: ""}));
+      arc.addEventListener("click", () => go({...noFilters(), view: "records", verb: verb.verb, object: object.object}));
       chart.append(arc);
       if (part > 0.07) {
         const mid = inner + part / 2;
