@@ -523,7 +523,8 @@ async function showEval() {
     add("wins / ties / losses", `${r.wins} / ${r.ties} / ${r.losses} (excluded ${r.excluded_rows})`);
     add("sign test p", r.sign_test.p_value === null ? "-" : Number(r.sign_test.p_value).toPrecision(3));
     add("judges", r.annotators.join(", "));
-    report.append(kv, el("img", {class: "eval-figure", alt: "wins, ties and losses per category", src: `/api/eval/figure?rev=${encodeURIComponent(state.rev)}`}));
+    report.append(el("div", {class: "split"}, el("div", {class: "pane"}, kv),
+      el("img", {class: "eval-figure", alt: "wins, ties and losses per category", src: `/api/eval/figure?rev=${encodeURIComponent(state.rev)}`})));
   } else {
     report.append(el("p", {text: `no report: ${answer.report_error}`}));
   }
