@@ -55,7 +55,8 @@ def _journal(result) -> list[dict]:
 def test_batch_keeps_the_realtime_records_at_half_the_price(tmp_path, prices):
     with DemoServer() as realtime_server, DemoServer() as batch_server:
         realtime = _run(tmp_path / "rt", realtime_server, prices)
-        batch = _run(tmp_path / "bt", batch_server, prices, batch=True, batch_max_requests=3, **FAST)
+        batch = _run(tmp_path / "bt", batch_server, prices, batch=True, batch_max_requests=3, batch_first_wave=2,
+                     **FAST)
         stats = _stats(batch_server)
     assert batch.status == realtime.status == "done"
     assert batch.revision_id == realtime.revision_id  # the same records: `alpaca-data diff` has nothing to show
@@ -149,7 +150,8 @@ def test_expired_and_failed_batches_and_failed_lines_are_retried(tmp_path, price
         clean = _run(tmp_path / "clean", server, prices)
     faults = DemoConfig(batch_faults=("expired", "failed"), fault_5xx_rate=0.15, fault_429_rate=0.1)
     with DemoServer(faults) as server:
-        result = _run(tmp_path / "faulty", server, prices, batch=True, batch_retry=retry, batch_max_requests=5, **FAST)
+        result = _run(tmp_path / "faulty", server, prices, batch=True, batch_retry=retry, batch_max_requests=5,
+                      batch_first_wave=4, **FAST)
         stats = _stats(server)
     assert result.revision_id == clean.revision_id
     errors = result.manifest.data["extra"]["generation"]["counts"]["errors"]

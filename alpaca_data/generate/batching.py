@@ -203,6 +203,7 @@ class BatchSender:
             name = f"{self.run_id}:{self._parts_made:05d}"
             data = b"".join(line for _, _, line in chunk)
             url = chunk[0][1]
+            self._keep(name, data)
             uploaded = await self._call("upload", self.client.files.create,
                                         file=(f"{name.replace(':', '-')}.jsonl", data, "application/jsonl"),
                                         purpose="batch")
@@ -214,6 +215,16 @@ class BatchSender:
             await self._create(part, url)
             parts.append(part)
         return parts
+
+    def _keep(self, name: str, data: bytes) -> None:
+        """A copy of the batch file in the run folder (`batches/NNNNN.jsonl`): what was sent, in the format
+        `vllm run-batch` reads."""
+        from alpaca_data.durable import atomic_file
+
+        folder = self.journal.path.parent / "batches"
+        folder.mkdir(exist_ok=True)
+        with atomic_file(folder / f"{name.rsplit(':', 1)[-1]}.jsonl") as handle:
+            handle.write(data)
 
     async def _create(self, part: _Part, url: str) -> None:
         batch = await self._call("create", self.client.batches.create, input_file_id=part.file_id, endpoint=url,

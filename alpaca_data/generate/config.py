@@ -73,6 +73,9 @@ class BatchSettings:
     batch_poll: float = setting(30.0, "Seconds before the first status check of a batch (then backs off, x1.5, up "
                                       "to --batch-poll-max).")
     batch_poll_max: float = setting(600.0, "Most seconds between two status checks of a batch.")
+    batch_first_wave: float = setting(8.0, "generate: tasks a request is expected to keep, to size the first wave "
+                                           "(later waves use the keep rate so far): higher sends fewer requests but "
+                                           "may need one more wave.")
     batch_retry: str = setting("batch", "How requests of an expired, failed or cancelled batch and failed lines are "
                                         "retried: batch (in a new batch) or realtime.")
     batch_window: str = setting("24h", "The batches' completion window.", hidden=True)
@@ -83,6 +86,7 @@ class BatchSettings:
         _check([(self.batch_max_requests >= 1, "--batch-max-requests must be at least 1"),
                 (self.batch_max_bytes >= 1024, "--batch-max-bytes must be at least 1024"),
                 (self.batch_poll > 0, "--batch-poll must be positive"),
+                (self.batch_first_wave > 0, "--batch-first-wave must be positive"),
                 (self.batch_poll_max >= self.batch_poll, "--batch-poll-max must be at least --batch-poll"),
                 (self.batch_retry in BATCH_RETRY, f"--batch-retry {self.batch_retry!r}: expected batch or realtime")])
 

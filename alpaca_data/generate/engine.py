@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -63,9 +64,6 @@ class Stats:
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.started
-
-
-FIRST_WAVE_KEPT = 4  # batch mode: tasks a request is assumed to keep until the first wave says
 
 
 class Engine:
@@ -169,7 +167,7 @@ class Engine:
 
     def _wave_room(self, group: range) -> bool:
         """Batch mode: whether `group` joins the wave being formed. One wave at a time; the first holds enough
-        requests for N at FIRST_WAVE_KEPT tasks kept per request, later ones what the keep rate so far says
+        requests for N at --batch-first-wave tasks kept per request, later ones what the keep rate so far says
         N needs, plus a fifth (each extra wave waits a batch's latency; requests past N never change the data)."""
         if self._tasks:
             return False
@@ -180,7 +178,7 @@ class Engine:
         pending = len(self._wave) * self.batch + len(self._buffer)
         processed, kept = self.stats.processed, len(self.kept)
         if processed == 0 or kept == 0:
-            return pending < -(-self.s.num // FIRST_WAVE_KEPT)
+            return pending < math.ceil(self.s.num / self.limits.batching.batch_first_wave)
         return pending < (self.s.num - kept) * processed / kept * 1.2 + 1
 
     def _worst_case_cost(self, group: range) -> float:

@@ -134,6 +134,7 @@ def describe_step(manifest: Manifest) -> dict[str, Any]:
             "seed_file": next(iter(step["sources"]), None),
             "counts": generation.get("counts") or {}, "cost_usd": generation.get("cost_usd"),
             "tokens": generation.get("tokens") or {}, "filters": generation.get("filters") or {},
+            "spent": _spent_lines(generation),
         }
     for kind in ("filter", "dedup"):
         summary = extra.get(kind)
@@ -201,3 +202,17 @@ def render_card(store: Store, manifest: Manifest, *, schema: pa.Schema, num_byte
         prompt_input=PROMPT_INPUT.rstrip("\n"), prompt_no_input=PROMPT_NO_INPUT.rstrip("\n"),
     )
     return text
+
+
+def _spent_lines(generation: dict[str, Any]) -> list[str]:
+    """What a generation paid at which price, e.g. "batch: 50 requests, $0.0125 at $0.50/$1.00 per 1M tokens"."""
+    spent, price = generation.get("spent"), generation.get("priced_as") or {}
+    if not isinstance(spent, dict):
+        return []
+    lines = []
+    for via, row in sorted(spent.items()):
+        rates = (price.get(f"{via}_input_per_m"), price.get(f"{via}_output_per_m")) if via == "batch" else (
+            price.get("input_per_m"), price.get("output_per_m"))
+        at = f" at ${rates[0]:.2f}/${rates[1]:.2f} per 1M input/output tokens" if None not in rates else ""
+        lines.append(f"{via}: {row.get('requests', 0)} requests, ${row.get('cost_usd', 0.0):.4f}{at}")
+    return lines
