@@ -400,11 +400,11 @@ async function showPictures() {
 }
 
 function histogram(name, field, bins) {
-  const width = 380, height = 220, pad = 30, top = 34;
+  const width = 400, height = 170, pad = 24, top = 40;
   const max = Math.max(1, ...field.counts);
   const chart = svg("svg", {width, height, viewBox: `0 0 ${width} ${height}`, "data-field": name, role: "img"});
-  chart.append(svg("text", {x: 10, y: 18, "font-size": 13, "font-weight": 600}, `${name}: words per record`),
-               svg("text", {x: width - 10, y: 18, "font-size": 11, "text-anchor": "end", fill: "#5c6578"},
+  chart.append(svg("text", {x: 10, y: 16, "font-size": 13, "font-weight": 600}, `${name}: words per record`),
+               svg("text", {x: 10, y: 31, "font-size": 11, fill: "#5c6578"},
                    `mean ${field.mean} · median ${field.median} · max ${field.max}`));
   const step = (width - 2 * pad) / bins.length;
   bins.forEach((bin, i) => {
@@ -412,7 +412,7 @@ function histogram(name, field, bins) {
     const bar = svg("rect", {class: "bar", x: pad + i * step + 2, y: height - pad - h, width: step - 4, height: Math.max(h, 0.5),
                              fill: "#3b6fd8"});
     bar.append(svg("title", {}, `${bin} words: ${fmt(field.counts[i])} records`));
-    chart.append(bar, svg("text", {x: pad + i * step + step / 2, y: height - pad + 13, "font-size": 9, "text-anchor": "middle"}, bin));
+    chart.append(bar, svg("text", {x: pad + i * step + step / 2, y: height - pad + 12, "font-size": 8, "text-anchor": "middle"}, bin));
   });
   return chart;
 }
