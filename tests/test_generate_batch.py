@@ -38,8 +38,8 @@ def prices(tmp_path: Path) -> str:
 
 
 def _run(store: Path, server: DemoServer, prices: str, **options):
-    values = dict(seeds=SEEDS, num=NUM, spec="openai:demo", base_url=server.base_url, dataset="gen", seed=SEED,
-                  price_table=prices, **options)
+    values = {"seeds": SEEDS, "num": NUM, "spec": "openai:demo", "base_url": server.base_url, "dataset": "gen",
+              "seed": SEED, "price_table": prices, **options}
     return run_generation(build_config(GenerateConfig, values), store=store)
 
 
@@ -221,3 +221,20 @@ def test_eval_generate_and_judge_in_batch_give_the_realtime_outputs_and_verdicts
     assert len(batch) == 12 and all(r["preference"] == 0.0 for r in batch)  # the same outputs on both sides: ties
     recipe = store.resolve("judged-bt@main").data["recipe"]
     assert recipe["transport"] == "batch" and recipe["spent"]["batch"]["requests"] == 12
+
+
+def test_budget_and_machine_demos_in_batch(tmp_path, prices):
+    """--max-cost reserves a wave's worst case at the batch price before submitting it (never crossed; resume with a
+    higher cap finishes the same records); machine demos with a lag go out wave by wave and keep realtime's records."""
+    with DemoServer() as server:
+        realtime = _run(tmp_path / "rt", server, prices, num=20, machine_demos=1, machine_lag=2, max_tokens=400)
+        batch = _run(tmp_path / "bt", server, prices, num=20, machine_demos=1, machine_lag=2, max_tokens=400,
+                     batch=True, **FAST)
+        waves = [e for e in _journal(batch) if e["type"] == "batch_file"]
+        capped = _run(tmp_path / "cap", server, prices, num=60, batch=True, max_cost=0.006, **FAST)
+        assert capped.status == "budget_exhausted" and 0 < capped.stats.cost_usd <= 0.006
+        finished = _run(tmp_path / "cap", server, prices, num=60, batch=True, max_cost=1.0, resume=True, **FAST)
+        plain = _run(tmp_path / "plain", server, prices, num=60)
+    assert batch.revision_id == realtime.revision_id and len(waves) > 1
+    assert all(e["requests"] <= 3 for e in waves)  # at most lag + 1 requests ahead of what is processed
+    assert finished.revision_id == plain.revision_id
