@@ -8,7 +8,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = ("import_validate.py", "rouge_filter.py", "generate_throughput.py", "train_throughput.py",
               "watermark_detect.py", "real_model.py", "watermark_real.py", "scale.py", "diversity_scale.py",
-              "near_dup_scale.py")
+              "near_dup_scale.py", "lora_memory.py")
 
 
 def main() -> int:
