@@ -26,6 +26,11 @@ def exit_uncommitted(result: Any, limits: Any, *, done: str, total: int) -> NoRe
     """An eval run that committed nothing: why (budget, --max-requests, failed requests), how far it got
     (`stats.answered` of `total`, `done` naming them), and how to continue."""
     stats = result.stats
+    if result.status == "batches_cancelled":
+        print(f"cancelled {len(stats.cancelled)} open batches of run {result.run_dir.name}"
+              + (f": {', '.join(stats.cancelled)}" if stats.cancelled else "")
+              + "; --resume collects what they answered and sends the rest again")
+        raise typer.Exit(0)
     if result.status == "budget_exhausted":
         why = f"budget reached (${stats.cost_usd:.4f} of ${limits.max_cost})"
     elif result.status == "request_limit":

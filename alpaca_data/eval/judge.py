@@ -34,6 +34,7 @@ from alpaca_data.eval.requests import (
     stopped_uncommitted,
 )
 from alpaca_data.generate.config import RequestLimits
+from alpaca_data.generate.pricing import spent_report
 from alpaca_data.store.refs import NAME_PATTERN
 
 ORDERS = {"both": ("12", "21"), "one": ("12",)}
@@ -167,7 +168,9 @@ def judge_outputs(cfg: JudgeConfig, ref_1: str, ref_2: str, store: str | os.Path
                    "unparseable_by_order": {o: sum(p is None for p in v) for o, v in by_order.items()}},
         "win_rate_by_order": {order: win_rate(prefs) for order, prefs in by_order.items()},
         "tokens": {"prompt": stats.prompt_tokens, "completion": stats.completion_tokens},
-        "cost_usd": round(stats.cost_usd, 6), "wall_time_s": round(time.time() - wall_start, 3),
+        "cost_usd": round(stats.cost_usd, 6), "spent": spent_report(stats.spent),
+        "transport": "batch" if cfg.limits.batching.batch else "realtime",
+        "wall_time_s": round(time.time() - wall_start, 3),
         "run_id": folder.path.name, "config_hash": folder.digest,
     }
     message = cfg.run.message or (f"eval judge: {comparison.generator_2} vs {comparison.generator_1} by {cfg.judge.spec} "

@@ -38,6 +38,7 @@ from alpaca_data.eval.requests import (
 )
 from alpaca_data.eval.sets import EvalSet, load_eval_set
 from alpaca_data.generate.config import RequestLimits
+from alpaca_data.generate.pricing import spent_report
 from alpaca_data.generate.teachers import parse_teacher_spec
 from alpaca_data.prompt_template import TEMPLATE_VERSION, format_prompt, user_message
 from alpaca_data.store.refs import NAME_PATTERN
@@ -201,7 +202,9 @@ def generate_outputs(cfg: EvalGenerateConfig, store: str | os.PathLike | None = 
                    "replayed": stats.replayed, "finish_length": sum(
                        1 for o in outcomes.values() if o.get("type") == "answer" and o.get("finish_reason") == "length")},
         "tokens": {"prompt": stats.prompt_tokens, "completion": stats.completion_tokens},
-        "cost_usd": round(stats.cost_usd, 6), "wall_time_s": round(time.time() - wall_start, 3),
+        "cost_usd": round(stats.cost_usd, 6), "spent": spent_report(stats.spent),
+        "transport": "batch" if cfg.limits.batching.batch else "realtime",
+        "wall_time_s": round(time.time() - wall_start, 3),
         "run_id": folder.path.name, "config_hash": folder.digest,
     }
     message = cfg.run.message or f"eval generate: {generator} on {eval_set.name} ({len(rows)} items)"

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 from alpaca_data.cli_options import flat_settings, setting
 from alpaca_data.durable import write_json
 from alpaca_data.errors import UsageError, UserError
+from alpaca_data.generate.batching import BatchItem, BatchSender
 from alpaca_data.generate.config import Decoding, RequestLimits, TeacherSettings
 from alpaca_data.generate.journal import Journal
 from alpaca_data.generate.pricing import Price, load_price_table, price_for
@@ -53,6 +54,9 @@ class RunnerStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    spent: dict[str, dict[str, float]] = field(default_factory=dict)  # by price: realtime | batch
+    batch_status: str = ""   # the open batches, while a batch run waits
+    cancelled: list[str] | None = None  # --batch-cancel: the batches cancelled
     status: str = "running"  # done | budget_exhausted | request_limit | incomplete
     started: float = field(default_factory=time.monotonic)
 
@@ -66,7 +70,7 @@ class RequestRunner:
 
     def __init__(self, teacher: Any, journal: Journal, limits: RequestLimits, *, max_tokens: int,
                  price: Price | None = None, seed: int = 0, replay: Mapping[str, dict[str, Any]] | None = None,
-                 on_tick: Callable[[RunnerStats], None] | None = None):
+                 on_tick: Callable[[RunnerStats], None] | None = None, run_id: str = "run"):
         self.teacher, self.journal, self.limits, self.max_tokens = teacher, journal, limits, max_tokens
         self.price, self.seed, self.on_tick = price, seed, on_tick
         self.replay = dict(replay or {})
@@ -77,6 +81,11 @@ class RequestRunner:
         self._reserved: dict[asyncio.Task, float] = {}
         self._sender = GroupSender(teacher, journal, limits, errors=self.stats.errors,
                                    on_attempt=self._count_attempt, timestamp=True)
+        self._batcher: BatchSender | None = None
+        if limits.batching.batch:  # a wave of every request still to send, through the Batch API
+            self._batcher = BatchSender(teacher, journal, limits, run_id=run_id, realtime=self._sender,
+                                        errors=self.stats.errors, timestamp=True,
+                                        on_status=lambda note: setattr(self.stats, "batch_status", note))
 
     # ------------------------------------------------------------------ bookkeeping
     def _count_attempt(self) -> None:
@@ -90,15 +99,23 @@ class RequestRunner:
         prompt_tokens, completion_tokens = int(entry.get("prompt_tokens") or 0), int(entry.get("completion_tokens") or 0)
         self.stats.prompt_tokens += prompt_tokens
         self.stats.completion_tokens += completion_tokens
-        if self.price:
-            self.stats.cost_usd += self.price.cost(prompt_tokens, completion_tokens)
+        via = "batch" if entry.get("via") == "batch" else "realtime"
+        cost = self.price.cost(prompt_tokens, completion_tokens, batch=via == "batch") if self.price else 0.0
+        self.stats.cost_usd += cost
+        spent = self.stats.spent.setdefault(via, {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0,
+                                                  "cost_usd": 0.0})
+        spent["requests"] += 1
+        spent["prompt_tokens"] += prompt_tokens
+        spent["completion_tokens"] += completion_tokens
+        spent["cost_usd"] += cost
         self._avg_completion += (completion_tokens - self._avg_completion) / self.stats.answered
 
     def _worst_case(self, group: list[tuple[int, Request]]) -> float:
         if self.price is None:
             return 0.0
-        return sum(self.price.cost(prompt_token_bound(r.prompt.text, r.prompt.messages()), self.max_tokens)
-                   for _, r in group)
+        batch = self._batcher is not None and self.limits.batching.batch_retry == "batch"  # else a retry may be realtime
+        return sum(self.price.cost(prompt_token_bound(r.prompt.text, r.prompt.messages()), self.max_tokens,
+                                   batch=batch) for _, r in group)
 
     # ------------------------------------------------------------------ one group
     async def _send(self, group: list[tuple[int, Request]]) -> list[dict[str, Any]]:
@@ -106,6 +123,19 @@ class RequestRunner:
                                           [r.prompt for _, r in group], seed=request_seed(self.seed, group[0][0]),
                                           avg_completion=self._avg_completion)
         return entries  # as journalled: known secrets masked, model text as received (GroupSender)
+
+    async def _send_wave(self, groups: list[list[tuple[int, Request]]]) -> list[dict[str, Any]]:
+        items = [BatchItem({"key": r.key, "index": i}, r.prompt, request_seed(self.seed, group[0][0]))
+                 for group in groups for i, r in group]
+        return await self._batcher.send(items)
+
+    async def _recover(self, keys: set[str]) -> None:
+        """Batch mode, resumed: what the batches a killed run left open answered counts as journalled."""
+        for entry in await self._batcher.recover():
+            if entry.get("key") in keys and self.outcomes.get(entry["key"], {}).get("type") != "answer":
+                self.outcomes[entry["key"]] = entry
+                self._account(entry)
+                self.stats.replayed += 1
 
     # ------------------------------------------------------------------ the loop
     async def run(self, requests: Sequence[Request]) -> dict[str, dict[str, Any]]:
@@ -120,6 +150,8 @@ class RequestRunner:
                 self.outcomes[key] = self.replay[key]
                 self._account(self.replay[key])  # money already spent counts against the budget
                 stats.replayed += 1
+        if self._batcher is not None:
+            await self._recover(set(keys))
         indexed = list(enumerate(requests))
         groups = [indexed[start:start + self.batch] for start in range(0, len(indexed), self.batch)]
         pending = [g for g in groups if any(r.key not in self.outcomes for _, r in g)]
@@ -128,22 +160,34 @@ class RequestRunner:
         ticker = asyncio.create_task(self._tick()) if self.on_tick else None
         try:
             while pending or tasks:
-                while pending and stop is None and len(tasks) * self.batch < self.limits.concurrency:
+                wave: list[list[tuple[int, Request]]] = []
+                wave_reserved = 0.0
+                room = (lambda: not tasks) if self._batcher else (
+                    lambda: len(tasks) * self.batch < self.limits.concurrency)
+                while pending and stop is None and room():
                     group = pending[0]
                     if self.limits.max_requests is not None and stats.sent + len(group) > self.limits.max_requests:
                         stop = "request_limit"
                         break
                     worst = self._worst_case(group)
                     if self.limits.max_cost is not None and (
-                            stats.cost_usd + sum(self._reserved.values()) + worst > self.limits.max_cost):
-                        if not tasks:
+                            stats.cost_usd + sum(self._reserved.values()) + wave_reserved + worst > self.limits.max_cost):
+                        if not tasks and not wave:
                             stop = "budget_exhausted"
                         break  # wait for the groups in flight to settle what they really cost
                     pending.pop(0)
+                    stats.sent += len(group)
+                    if self._batcher is not None:  # into the wave, sent below
+                        wave.append(group)
+                        wave_reserved += worst
+                        continue
                     task = asyncio.create_task(self._send(group))
                     tasks[task] = group
                     self._reserved[task] = worst
-                    stats.sent += len(group)
+                if wave:
+                    task = asyncio.create_task(self._send_wave(wave))
+                    tasks[task] = [pair for group in wave for pair in group]
+                    self._reserved[task] = wave_reserved
                 stats.in_flight = len(tasks) * self.batch
                 if not tasks:
                     break
@@ -217,7 +261,7 @@ class RunOptions:
 
 def stopped_uncommitted(stats: RunnerStats, run: RunOptions) -> bool:
     """Whether a run ended without a revision: stopped by a limit, or requests failed and --allow-failed is off."""
-    return stats.status in ("budget_exhausted", "request_limit") or (stats.status == "incomplete"
+    return stats.status in ("budget_exhausted", "request_limit", "batches_cancelled") or (stats.status == "incomplete"
                                                                      and not run.allow_failed)
 
 
@@ -271,6 +315,8 @@ def make_teacher(settings: TeacherSettings, decoding: Decoding, *, timeout: floa
 def price_of(spec: str, limits: RequestLimits) -> Price | None:
     """The price of an HTTP model (None for an in-process one); --max-cost needs one."""
     kind, model = parse_teacher_spec(spec)
+    if kind == "hf" and (limits.batching.batch or limits.batching.batch_cancel):
+        raise UsageError("--batch: needs an HTTP model (openai:MODEL or demo); an hf: model runs in-process")
     if kind == "hf":
         return None
     price = price_for(model, load_price_table(limits.price_table))
@@ -329,8 +375,21 @@ def run_requests(folder: RunFolder, teacher: Any, requests: Sequence[Request], l
     journal = Journal.open(folder.journal_path)
     replay = folder.replay()
     journal.event("resume" if folder.resuming else "start", replayable=len(replay))
+    if any(entry.get("type") == "batch_file" for entry in journal.entries(on_damage=None)):
+        limits.batching.batch = True  # a batch run resumes in batch mode: its open batches are taken up
+    if limits.batching.batch_cancel:
+        from alpaca_data.generate.batching import cancel_run_batches
+
+        journal.close()
+        try:
+            cancelled = cancel_run_batches(teacher, folder.path, limits)
+        finally:
+            if demo_server is not None:
+                demo_server.stop()
+        folder.mark("batches_cancelled")
+        return {}, RunnerStats(total=0, status="batches_cancelled", cancelled=cancelled)
     runner = RequestRunner(teacher, journal, limits, max_tokens=max_tokens, price=price, seed=seed, replay=replay,
-                           on_tick=progress.update if progress is not None else None)
+                           on_tick=progress.update if progress is not None else None, run_id=folder.path.name)
 
     async def _main() -> dict[str, dict[str, Any]]:
         try:
@@ -379,6 +438,8 @@ class RequestProgress:
         note = ", ".join(parts)
         if stats.errors:
             note += ", retried: " + ", ".join(f"{k} {v}" for k, v in stats.errors.most_common())
+        if stats.batch_status:
+            note += "; " + stats.batch_status
         self._status.update(stats.answered, stats.total or self.total, note)
 
     def __exit__(self, *exc: object) -> None:

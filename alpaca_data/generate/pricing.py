@@ -89,3 +89,8 @@ def price_for(model: str, table: dict[str, Price]) -> Price | None:
         return table[model]
     candidates = [name for name in table if model.startswith(name)]
     return table[max(candidates, key=len)] if candidates else None
+
+
+def spent_report(spent: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """What was paid at which price (realtime, batch): requests, tokens and USD, for the manifest and card."""
+    return {via: {**row, "cost_usd": round(row["cost_usd"], 6)} for via, row in sorted(spent.items())}

@@ -25,7 +25,7 @@ from alpaca_data.filters.steps import Pipeline
 from alpaca_data.generate.config import GenerateConfig
 from alpaca_data.generate.engine import Engine, Stats
 from alpaca_data.generate.journal import Journal, answered_indices
-from alpaca_data.generate.pricing import load_price_table, price_for
+from alpaca_data.generate.pricing import load_price_table, price_for, spent_report
 from alpaca_data.generate.prompt import load_seed_tasks, template_hash
 from alpaca_data.generate.teachers import HFTeacher, OpenAITeacher, parse_teacher_spec
 from alpaca_data.secrets import redact
@@ -263,11 +263,6 @@ def _run(plan: _RunPlan, progress: Any) -> GenerateResult:
     closing.close()
     result.revision_id, result.manifest = manifest.id, manifest
     return result
-
-
-def spent_report(spent: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
-    """What was paid at which price (realtime, batch): requests, tokens and USD, for the manifest and card."""
-    return {via: {**row, "cost_usd": round(row["cost_usd"], 6)} for via, row in sorted(spent.items())}
 
 
 def _cancel_batches(cfg: GenerateConfig, run_dir: Path | None) -> GenerateResult:
