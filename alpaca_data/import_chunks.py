@@ -15,16 +15,17 @@ from __future__ import annotations
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 import orjson
 import pyarrow as pa
 
+from alpaca_data.column_check import checked_columns
 from alpaca_data.readers import _DECODER, BOM, _raw
 from alpaca_data.records import CORE_FIELDS, apply_field_map
 from alpaca_data.schema import RecordChecker
-from alpaca_data.store.encode import EncodedRows, encode_rows, encode_table, has_floats
+from alpaca_data.store.encode import EncodedRows, canonical_lines, encode_lines, encode_rows, encode_table, has_floats
 from alpaca_data.store.tables import ColumnTypes, records_to_table
 
 CHUNK_BYTES = 8 * 1024**2  # ~16K records: one row group of the revision
@@ -43,6 +44,7 @@ class Chunk:
     field_map: tuple[tuple[str, str], ...] = ()
     strict: bool = False
     schema: pa.Schema | None = None  # set for the convert pass
+    convert: bool = False  # scan_chunk: convert too, to the chunk's own column types
 
 
 @dataclass
@@ -51,6 +53,7 @@ class ChunkCheck:
     records: int = 0
     no_input: int = 0
     kinds: dict[str, str] = field(default_factory=dict)  # field -> column kind (store.tables.ColumnTypes)
+    rows: tuple[pa.Table, EncodedRows] | None = None  # scan_chunk with `convert`: the chunk's rows
 
 
 def chunk_ranges(path: str, size: int, chunk_bytes: int | None = None) -> list[tuple[int, int]]:
@@ -69,13 +72,17 @@ def chunk_ranges(path: str, size: int, chunk_bytes: int | None = None) -> list[t
     return ranges
 
 
-def _lines(chunk: Chunk) -> list[bytes]:
+def _read(chunk: Chunk) -> bytes:
     with open(chunk.path, "rb") as handle:
         handle.seek(chunk.start)
         data = handle.read(chunk.end - chunk.start)
     if chunk.start == 0 and data.startswith(BOM):
         data = data[len(BOM):]
-    return data.split(b"\n")
+    return data
+
+
+def _lines(chunk: Chunk) -> list[bytes]:
+    return _read(chunk).split(b"\n")
 
 
 class _Doubt(Exception):
@@ -102,6 +109,14 @@ def _clean_text(line: bytes) -> bool:
     if b"\x7f" in line or b"\\b" in line or b"\\f" in line:
         return False
     return not ((b"\xc2" in line or b"\\u" in line) and _MAYBE_BAD_TEXT.search(line))
+
+
+def _no_control_chars(data: bytes) -> bool:
+    r"""Whether no string of a chunk orjson has read can hold a character `RecordChecker` refuses in text: no
+    escape that could write one (\b, \f, \u00..), no raw DEL and no UTF-8 lead byte of a C1 character (orjson
+    refuses raw control bytes in strings, and lone surrogates). A false alarm (an escaped backslash before a b,
+    as code has) costs a search of the decoded text (`column_check`), not a wrong verdict."""
+    return not (b"\x7f" in data or b"\\b" in data or b"\\f" in data or b"\xc2" in data or b"\\u00" in data)
 
 
 def _records(chunk: Chunk, checked: bool = False):
@@ -159,6 +174,74 @@ def convert_chunk(chunk: Chunk) -> tuple[pa.Table, EncodedRows]:
                                for record in records], floats=False)
 
 
+def scan_chunk(chunk: Chunk) -> ChunkCheck:
+    """Check a chunk and, with `chunk.convert`, convert it in the same pass to its own column types
+    (`ChunkCheck.rows`). Plain chunks are checked a column at a time (`column_check`); any other is checked
+    record by record (`check_chunk`) and converted as `convert_chunk` does: the same verdicts either way."""
+    fast = None if chunk.strict else _plain_records(chunk)
+    columns = checked_columns(fast[0], clean_text=fast[2]) if fast else None
+    if columns is None:
+        check = check_chunk(chunk)
+        if check.ok and chunk.convert:
+            check.rows = convert_chunk(replace(chunk, schema=schema_of(check.kinds)))
+        return check
+    records, no_input, _ = fast
+    check = ChunkCheck(ok=True, records=len(records), no_input=no_input, kinds=columns.kinds)
+    if chunk.convert:
+        schema = schema_of(columns.kinds)
+        table = pa.Table.from_arrays(list(columns.arrays.values()), schema=schema)
+        if has_floats(schema):
+            encoded = encode_table(table)  # an int in a float column reads back as a float: encode what reads back
+        else:
+            if columns.explicit_nulls:  # a null provenance value does not read back
+                records = [{k: v for k, v in record.items() if v is not None or k in CORE_FIELDS}
+                           for record in records]
+            encoded = encode_lines(canonical_lines(records, floats=False),
+                                   *(columns.arrays[name] for name in CORE_FIELDS), valid=True)
+        check.rows = (table, encoded)
+    return check
+
+
+def schema_of(kinds: Mapping[str, str]) -> pa.Schema:
+    types = ColumnTypes()
+    types.kinds.update(kinds)
+    return types.schema()
+
+
+def _plain_records(chunk: Chunk) -> tuple[list[dict[str, Any]], int, bool] | None:
+    """The chunk's records (aliases applied, input defaulted), how many had no input and whether the raw text
+    proves that no string holds a control character, when every line is a JSON object without repeated keys
+    (and without NaN or a lone surrogate, which orjson refuses); else None."""
+    data = _read(chunk)
+    lines = [line for line in data.split(b"\n") if line.strip()]
+    loads = orjson.loads
+    try:
+        records = [loads(line) for line in lines]
+    except orjson.JSONDecodeError:
+        return None
+    if not all(type(record) is dict for record in records):
+        return None
+    # Every key is followed by `":` when no whitespace comes before a colon: a chunk with as many `":` as its
+    # objects have keys has no key twice in an object. Otherwise (`":` in text, as code has) `_parse` decides
+    # line by line, for the lines in doubt.
+    if data.count(b'":') != sum(map(len, records)) or _SPACE_BEFORE_COLON.search(data):
+        for line, record in zip(lines, records):
+            if (line.count(b'":') != len(record) or _SPACE_BEFORE_COLON.search(line)) and _parse(line)[1]:
+                return None
+    mapping = dict(chunk.field_map)
+    if mapping:
+        if any(source in record and target in record for record in records
+               for source, target in mapping.items()):
+            return None
+        records = [apply_field_map(record, mapping) for record in records]
+    no_input = 0
+    for record in records:
+        if "input" not in record:
+            record["input"] = ""
+            no_input += 1
+    return records, no_input, _no_control_chars(data)
+
+
 def merged_kinds(checks: list[ChunkCheck], types: ColumnTypes) -> bool:
     """Fold the chunks' column kinds into `types` in file order; False when two chunks disagree."""
     for check in checks:
@@ -207,14 +290,9 @@ class CheckedFiles:
     total_bytes: int
 
 
-def check_files(paths: list[str], field_map: Mapping[str, str], strict: bool, show_progress: bool,
-                pool: Any) -> CheckedFiles | None:
-    """Pass 1 over every file in chunks on `pool` (a `parallel.OrderedPool`): the files' reports when every
-    record of every file is valid, None at the first doubt (the careful reader then reports)."""
-    from alpaca_data.durable import sha256_file
+def plan_files(paths: list[str], field_map: Mapping[str, str], strict: bool) -> tuple[list[Chunk], list[int]] | None:
+    """The chunks of every file and the files' sizes; None when a file is not plain JSONL records."""
     from alpaca_data.errors import UserError
-    from alpaca_data.progress import progress_bar
-    from alpaca_data.validate import FileReport
 
     try:
         if not all(is_plain_jsonl(path) for path in paths):
@@ -222,21 +300,13 @@ def check_files(paths: list[str], field_map: Mapping[str, str], strict: bool, sh
         sizes = [os.stat(path).st_size for path in paths]
     except (UserError, OSError):
         return None  # the careful reader says what is wrong
-    chunks = [chunk for path, size in zip(paths, sizes) for chunk in chunk_plan(path, size, field_map, strict)]
-    checks: list[ChunkCheck] = []
-    with ThreadPoolExecutor(1) as hasher, \
-            progress_bar(f"validating {', '.join(paths)}", total=sum(sizes), enabled=show_progress, unit="bytes",
-                         bar_min=16 * 1024**2) as tick:
-        hashes = hasher.submit(lambda: [sha256_file(path) for path in paths])  # hashlib lets go of the GIL
-        for chunk, check in zip(chunks, pool.map(check_chunk, chunks)):
-            if not check.ok:
-                return None
-            checks.append(check)
-            tick(chunk.end - chunk.start)
-        digests = hashes.result()
-    types = ColumnTypes()
-    if not merged_kinds(checks, types):
-        return None
+    return [chunk for path, size in zip(paths, sizes) for chunk in chunk_plan(path, size, field_map, strict)], sizes
+
+
+def file_reports(paths: list[str], digests: list[str], checks: list[ChunkCheck], chunks: list[Chunk]) -> list | None:
+    """validate.FileReport of each file from its chunks' checks; None when a file holds no records."""
+    from alpaca_data.validate import FileReport
+
     reports = []
     for path, digest in zip(paths, digests):
         mine = [check for check, chunk in zip(checks, chunks) if chunk.path == path]
@@ -245,4 +315,33 @@ def check_files(paths: list[str], field_map: Mapping[str, str], strict: bool, sh
         if not report.valid:
             return None  # "holds no records": the careful reader's words
         reports.append(report)
-    return CheckedFiles(reports, chunks, types.schema(), sum(sizes))
+    return reports
+
+
+def check_files(paths: list[str], field_map: Mapping[str, str], strict: bool, show_progress: bool,
+                pool: Any) -> CheckedFiles | None:
+    """Pass 1 over every file in chunks on `pool` (a `parallel.OrderedPool`): the files' reports when every
+    record of every file is valid, None at the first doubt (the careful reader then reports)."""
+    from alpaca_data.durable import sha256_file
+    from alpaca_data.progress import progress_bar
+
+    plan = plan_files(paths, field_map, strict)
+    if plan is None:
+        return None
+    chunks, sizes = plan
+    checks: list[ChunkCheck] = []
+    with ThreadPoolExecutor(1) as hasher, \
+            progress_bar(f"validating {', '.join(paths)}", total=sum(sizes), enabled=show_progress, unit="bytes",
+                         bar_min=16 * 1024**2) as tick:
+        hashes = hasher.submit(lambda: [sha256_file(path) for path in paths])  # hashlib lets go of the GIL
+        for chunk, check in zip(chunks, pool.map(scan_chunk, chunks)):
+            if not check.ok:
+                return None
+            checks.append(check)
+            tick(chunk.end - chunk.start)
+        digests = hashes.result()
+    types = ColumnTypes()
+    if not merged_kinds(checks, types):
+        return None
+    reports = file_reports(paths, digests, checks, chunks)
+    return None if reports is None else CheckedFiles(reports, chunks, types.schema(), sum(sizes))

@@ -1,14 +1,17 @@
-"""Import record files into the store: validate everything first, then stream one revision.
+"""Import record files into the store: validate every record, then commit one revision, or nothing.
 
-Two passes over the files, each holding one batch at a time: the first validates every record and decides
-every column's type (the same `Validator` as `alpaca-data validate`), the second converts and writes. Nothing
-is written if any record is invalid, and a file that changes between the passes is refused. Inputs up to
-`HOLD_BYTES` keep their records from the first pass instead of being read again.
+JSONL files of plain records take the fast path (`import_chunks`, on every core): chunks are checked and
+converted in one pass, and the revision is committed only when every chunk was valid. Any doubt sends the import
+to the careful reader: two passes, each holding one batch at a time, the first validating every record and
+deciding every column's type (the same `Validator` as `alpaca-data validate`), the second converting and
+writing; inputs up to `HOLD_BYTES` keep their records from the first pass. Nothing is written if any record is
+invalid, and a file that changes while it is read is refused.
 """
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -16,7 +19,7 @@ from alpaca_data.errors import UserError
 from alpaca_data.progress import progress_bar
 from alpaca_data.readers import Problem, RecordFile
 from alpaca_data.store import CommitResult, Store
-from alpaca_data.store.tables import records_to_table
+from alpaca_data.store.tables import conform_table, records_to_table
 from alpaca_data.validate import FileReport, Validator, file_records
 
 BATCH_RECORDS = 16 * 1024
@@ -81,14 +84,97 @@ def _commit(writer: Any, sources: list[tuple[str, str, str, str]], message: str,
 def _import_in_chunks(store: Store, paths: list[str], dataset: str, *, message: str, field_map: dict[str, str],
                       strict: bool, show_progress: bool) -> ImportOutcome | None:
     """The fast path (`import_chunks`) for JSONL files of plain records; None when the careful reader must
-    decide: another format, or any doubt about any record (it then finds and words every problem)."""
+    decide: another format, or any doubt about any record (it then finds and words every problem).
+
+    One pass checks and converts each chunk; the first chunk's column types are the revision's. Should a later
+    chunk need other types (a provenance field that first appears there, ints where the first had floats), a
+    second route checks every chunk, merges their types, then converts."""
+    from alpaca_data import import_chunks as chunks_module
+    from alpaca_data.parallel import OrderedPool
+
+    plan = chunks_module.plan_files(paths, field_map, strict)
+    if plan is None:
+        return None
+    with OrderedPool(chunks_module.workers_for_files(paths)) as pool:
+        try:
+            return _import_in_one_pass(store, paths, plan, dataset, pool, message=message, field_map=field_map,
+                                       strict=strict, show_progress=show_progress)
+        except _ColumnsDiffer:
+            return _import_in_two_passes(store, paths, dataset, pool, message=message, field_map=field_map,
+                                         strict=strict, show_progress=show_progress)
+
+
+class _ColumnsDiffer(Exception):
+    """A chunk's column types are not the first chunk's."""
+
+
+def _import_in_one_pass(store: Store, paths: list[str], plan: tuple[list[Any], list[int]], dataset: str, pool: Any,
+                        *, message: str, field_map: dict[str, str], strict: bool,
+                        show_progress: bool) -> ImportOutcome | None:
     from concurrent.futures import ThreadPoolExecutor
 
     from alpaca_data import import_chunks as chunks_module
     from alpaca_data.durable import sha256_file
-    from alpaca_data.parallel import OrderedPool
 
-    with OrderedPool(chunks_module.workers_for_files(paths)) as pool, ThreadPoolExecutor(1) as hasher:
+    chunks = [replace(chunk, convert=True) for chunk in plan[0]]
+    before = [_identity(path) for path in paths]
+    checks, kinds = [], None
+    with ExitStack() as stack:
+        hasher = stack.enter_context(ThreadPoolExecutor(1))
+        hashes = hasher.submit(lambda: [sha256_file(path) for path in paths])  # hashlib lets go of the GIL
+        tick = stack.enter_context(progress_bar(f"importing {dataset}", total=sum(plan[1]), enabled=show_progress,
+                                                unit="bytes", bar_min=16 * 1024**2))
+        writer = None
+        for chunk, scan in zip(chunks, pool.map(chunks_module.scan_chunk, chunks)):
+            if not scan.ok:
+                return _abandon(writer)
+            if writer is None:
+                kinds = scan.kinds
+                writer = stack.enter_context(store.begin(dataset, chunks_module.schema_of(kinds)))
+            elif not _fits(scan.kinds, kinds):
+                raise _ColumnsDiffer
+            table, encoded = scan.rows
+            writer.write(conform_table(table, writer.schema), encoded)
+            scan.rows = None
+            checks.append(scan)
+            tick(chunk.end - chunk.start)
+        reports = chunks_module.file_reports(paths, hashes.result(), checks, chunks)
+        if reports is None or writer is None:
+            return _abandon(writer)
+        for path, identity in zip(paths, before):
+            if _identity(path) != identity:
+                raise UserError(f"{path}: the file changed while it was being imported; nothing was written")
+        result = _commit(writer, [(r.path, r.sha256, r.format, r.kind) for r in reports], message, field_map,
+                         strict)
+    return ImportOutcome([], 0, result, no_input=sum(r.no_input for r in reports), reader="chunks")
+
+
+def _fits(chunk_kinds: Mapping[str, str], kinds: Mapping[str, str]) -> bool:
+    """Whether a chunk's rows read back the same in the revision's columns: each of its provenance fields is a
+    column of the same kind, or holds only nulls there (a null provenance value is left out of a record)."""
+    return all(name in kinds and kind in (kinds[name], "null") for name, kind in chunk_kinds.items())
+
+
+def _abandon(writer: Any) -> None:
+    """Nothing of a revision begun is kept: the careful reader takes over."""
+    if writer is not None:
+        writer.abort()
+
+
+def _identity(path: str) -> tuple[int, int, int]:
+    """What changes when a file is written to or replaced (the one-pass import reads and hashes it once)."""
+    info = os.stat(path)
+    return info.st_ino, info.st_size, info.st_mtime_ns
+
+
+def _import_in_two_passes(store: Store, paths: list[str], dataset: str, pool: Any, *, message: str,
+                          field_map: dict[str, str], strict: bool, show_progress: bool) -> ImportOutcome | None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from alpaca_data import import_chunks as chunks_module
+    from alpaca_data.durable import sha256_file
+
+    with ThreadPoolExecutor(1) as hasher:
         checked = chunks_module.check_files(paths, field_map, strict, show_progress, pool)
         if checked is None:
             return None

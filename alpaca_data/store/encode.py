@@ -11,13 +11,14 @@ so a batch with a float column takes the json module.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
+from xxhash import xxh3_64_intdigest
 
 from alpaca_data.records import CORE_FIELDS, canonical_bytes, normalise_text
 
@@ -35,18 +36,43 @@ def canonical_lines(rows: Sequence[Mapping[str, Any]], floats: bool) -> list[byt
 
 
 def instruction_hash(text: str) -> int:
-    """Identity of an instruction for the `duplicate_instructions` statistic."""
-    digest = hashlib.blake2b(normalise_text(text).encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "little")
+    """Identity of an instruction for the `duplicate_instructions` statistic (counted within one run: xxh3 is
+    fast, and nothing keeps these numbers)."""
+    return xxh3_64_intdigest(normalise_text(text).encode("utf-8"))
 
 
-def _instruction_numbers(text: str) -> tuple[int, int]:
-    """(words, instruction_hash) with one split: `normalise_text` inlined for ASCII, the common case."""
-    if not text.isascii():
-        return len(text.split()), instruction_hash(text)
-    words = text.split()
-    digest = hashlib.blake2b(" ".join(words).lower().encode("ascii"), digest_size=8).digest()
-    return len(words), int.from_bytes(digest, "little")
+def _python_rows(texts: pa.Array, valid: bool) -> np.ndarray:
+    """Rows whose words Arrow's ASCII splitting would not count as `str.split()` does: non-ASCII text, and
+    the separators \\x1c-\\x1f that Python splits on and Arrow does not (tab, newline, \\v, \\f, \\r and space
+    are whitespace to both; valid text holds no control character)."""
+    odd = pc.invert(pc.string_is_ascii(texts))
+    if not valid:
+        odd = pc.or_(odd, pc.match_substring_regex(texts, "[\\x1c-\\x1f]"))
+    return odd.to_numpy(zero_copy_only=False)
+
+
+def _split(texts: pa.Array) -> pa.ListArray:
+    """The words of each row (ASCII rows: as `str.split()`); trimmed first so no row has empty pieces but ""."""
+    return pc.ascii_split_whitespace(pc.ascii_trim_whitespace(texts))
+
+
+def _word_counts(texts: pa.Array, words: pa.ListArray, python_rows: np.ndarray) -> np.ndarray:
+    counts = pc.list_value_length(words).to_numpy(zero_copy_only=False).astype(np.int64)
+    counts -= pc.equal(pc.list_element(words, 0), "").to_numpy(zero_copy_only=False)  # "" splits to [""]
+    rows = np.flatnonzero(python_rows)
+    if len(rows):
+        counts[rows] = [len(text.split()) for text in texts.take(rows).to_pylist()]
+    return counts
+
+
+def _instruction_hashes(instructions: pa.Array, words: pa.ListArray, python_rows: np.ndarray) -> np.ndarray:
+    """`instruction_hash` of every row: `normalise_text` in Arrow for ASCII rows (casefold is lower there)."""
+    normalised = pc.ascii_lower(pc.binary_join(words, " ")).cast(pa.binary()).to_pylist()
+    hashes = np.fromiter(map(xxh3_64_intdigest, normalised), dtype=np.uint64, count=len(normalised))
+    rows = np.flatnonzero(python_rows)
+    if len(rows):
+        hashes[rows] = [instruction_hash(text) for text in instructions.take(rows).to_pylist()]
+    return hashes
 
 
 @dataclass
@@ -77,26 +103,36 @@ class EncodedRows:
 
 
 def encode_rows(rows: Sequence[Mapping[str, Any]], floats: bool) -> EncodedRows:
-    lines = canonical_lines(rows, floats)
-    count = len(rows)
-    ends = np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=count) + 1)
-    instructions = [row["instruction"] for row in rows]
-    inputs = [row["input"] for row in rows]
-    outputs = [row["output"] for row in rows]
-    numbers = np.array([_instruction_numbers(text) for text in instructions], dtype=np.uint64).reshape(count, 2)
-    words = np.empty((count, len(CORE_FIELDS)), dtype=np.int64)
-    words[:, 0] = numbers[:, 0]
-    words[:, 1] = [len(text.split()) for text in inputs]
-    words[:, 2] = [len(text.split()) for text in outputs]
-    chars = np.fromiter(map(len, instructions), np.int64, count) + np.fromiter(map(len, inputs), np.int64, count) \
-        + np.fromiter(map(len, outputs), np.int64, count)
-    with_input = np.array([bool(text.strip()) for text in inputs], dtype=bool)
-    empty_output = np.array([not text.strip() for text in outputs], dtype=bool)
-    canonical = b"\n".join(lines) + b"\n" if lines else b""
-    return EncodedRows(canonical, ends, with_input, empty_output, chars, words, numbers[:, 1].copy())
+    columns = [pa.array([row[name] for row in rows], pa.string()) for name in CORE_FIELDS]
+    return encode_lines(canonical_lines(rows, floats), *columns)
 
 
 def encode_table(table: pa.Table | pa.RecordBatch) -> EncodedRows:
     from alpaca_data.store.tables import table_to_records
 
-    return encode_rows(table_to_records(table), has_floats(table.schema))
+    columns = [_one_array(table.column(name)) for name in CORE_FIELDS]
+    return encode_lines(canonical_lines(table_to_records(table), has_floats(table.schema)), *columns)
+
+
+def _one_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
+def encode_lines(lines: list[bytes], instructions: pa.Array, inputs: pa.Array, outputs: pa.Array, *,
+                 valid: bool = False) -> EncodedRows:
+    """The rows' canonical JSON `lines` and their statistics, counted on the core columns in Arrow.
+    valid: the rows passed `RecordChecker`, so no text holds a control character."""
+    count = len(lines)
+    ends = np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=count) + 1)
+    words = np.empty((count, len(CORE_FIELDS)), dtype=np.int64)
+    chars = np.zeros(count, dtype=np.int64)
+    columns = (instructions, inputs, outputs)
+    python_rows = [_python_rows(texts, valid) for texts in columns]
+    split = [_split(texts) for texts in columns]
+    for i, texts in enumerate(columns):
+        words[:, i] = _word_counts(texts, split[i], python_rows[i])
+        chars += pc.utf8_length(texts).to_numpy(zero_copy_only=False)
+    canonical = b"\n".join(lines) + b"\n" if lines else b""
+    # `text.strip()` is empty exactly when `text.split()` is
+    return EncodedRows(canonical, ends, words[:, 1] > 0, words[:, 2] == 0, chars, words,
+                       _instruction_hashes(instructions, split[0], python_rows[0]))

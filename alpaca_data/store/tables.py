@@ -140,6 +140,14 @@ def records_to_table(records: list[Mapping[str, Any]], schema: pa.Schema | None 
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def conform_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` in `schema`'s columns: a column it lacks is all nulls, a null-typed one takes the schema's type."""
+    if table.schema == schema:
+        return table
+    return pa.Table.from_arrays([table.column(field.name).cast(field.type) if field.name in table.column_names
+                                 else pa.nulls(table.num_rows, field.type) for field in schema], schema=schema)
+
+
 def table_to_records(table: pa.Table | pa.RecordBatch) -> list[dict[str, Any]]:
     """Rows as dicts; provenance columns that are null for a row are left out of that row."""
     rows = table.to_pylist()
