@@ -9,6 +9,7 @@ import pyarrow.compute as pc
 
 from alpaca_data.filters import candidates as candidates_module
 from alpaca_data.filters.ruleset import RuleSet
+from alpaca_data.store.encode import word_counts
 from alpaca_data.store.tables import records_to_table, table_to_records
 from tests.conftest import corpus_records
 
@@ -28,6 +29,11 @@ TRICKY = [
     {"instruction": "one\u00a0two three four", "input": "", "output": "x"},
     {"instruction": "Explain the photos ATTACHED here", "input": "", "output": "\ufeffBOM text"},
     {"instruction": "Name three fruits", "input": "Input: none.", "output": "Apple, pear, plum."},
+    # placeholders spelled every way `_canonical_marker` folds, and near misses
+    *({"instruction": "Say it in one short word", "input": marker, "output": marker.replace("nput", "utput")}
+      for marker in ("<No Input>", "[N/A]", "Output: none", "n.a.", "- none -", "No_Input", "NOINPUT!!",
+                     "Input:None", "no input provided.", "\uff2e\uff2f\uff2e\uff25", "\u0130nput: none", "nonee",
+                     "input none", "No input, but here is some", "N/A" + " " * 70)),
 ]
 
 
@@ -52,6 +58,7 @@ def test_python_whitespace_and_control_characters_are_spelled_exactly_for_re2():
     texts = pa.array([f"a{chr(c)}b" for c in range(0x3100) if not 0xD800 <= c < 0xE000])
     spaced = pa.chunked_array([texts, pa.array(["", "  a  b  ", "\u3000x\u2028y\u00a0 z ", "one"])])
     assert candidates_module.words(spaced).tolist() == [len(t.split()) for t in spaced.to_pylist()]
+    assert word_counts(spaced.combine_chunks()).tolist() == [len(t.split()) for t in spaced.to_pylist()]
     alone = pa.array([chr(c) * 2 for c in range(0x3100) if not 0xD800 <= c < 0xE000] + [""])
     empty_output = pc.match_substring_regex(alone, rf"^[{candidates_module._SPACE}]*$").to_pylist()
     assert empty_output == [not t.strip() for t in alone.to_pylist()] and sum(empty_output) > 20

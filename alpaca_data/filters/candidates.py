@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from alpaca_data.filters import rules as r
+from alpaca_data.store.encode import one_array, word_counts
 
 # The characters str.split() and str.strip() treat as whitespace, in RE2 syntax.
 _SPACE = r"\t\n\v\f\r\x{1c}-\x{1f} \x{85}\p{Z}"
@@ -48,9 +49,26 @@ def _not_ascii(column: pa.ChunkedArray):
     return pc.invert(pc.string_is_ascii(column))
 
 
+def _maybe_marker(column: pa.ChunkedArray, markers: set[str]) -> np.ndarray:
+    """Texts of at most 64 characters that `rules._canonical_marker` could turn into one of `markers`: it only
+    removes characters other than letters and digits, and a leading "input:" or "output:" label, so an ASCII
+    text's letters and digits must spell a marker's, after such a label or not. Other short texts are
+    candidates (casefold can turn a non-ASCII letter into ASCII ones)."""
+    mask = _numpy(pc.less_equal(pc.utf8_length(column), 64))
+    rows = np.flatnonzero(mask)
+    if not len(rows):
+        return mask
+    short = column.take(rows)
+    spelled = {re.sub("[^a-z0-9]", "", marker) for marker in markers}
+    spelled |= {label + text for text in spelled for label in ("input", "output")}
+    letters = pc.replace_substring_regex(pc.ascii_lower(short), "[^a-z0-9]", "")
+    mask[rows] = _numpy(pc.or_(pc.is_in(letters, pa.array(sorted(spelled))), _not_ascii(short)))
+    return mask
+
+
 def _noinput_marker(rule: r.NoInputMarker, table: pa.Table) -> np.ndarray:
-    length = pc.utf8_length(_column(table, "input"))
-    return _numpy(pc.and_(pc.greater_equal(length, 1), pc.less_equal(length, 64)))
+    column = _column(table, "input")
+    return _maybe_marker(column, rule._canon) & _numpy(pc.greater_equal(pc.utf8_length(column), 1))
 
 
 def _control_characters(rule: r.ControlCharacters, table: pa.Table) -> np.ndarray:
@@ -63,27 +81,26 @@ def _control_characters(rule: r.ControlCharacters, table: pa.Table) -> np.ndarra
 
 def _empty_output(rule: r.EmptyOutput, table: pa.Table) -> np.ndarray:
     output = _column(table, "output")
-    return _numpy(pc.or_(pc.less_equal(pc.utf8_length(output), 64),
-                         pc.match_substring_regex(output, rf"^[{_SPACE}]*$")))
+    return _maybe_marker(output, rule._canon) | _numpy(pc.match_substring_regex(output, rf"^[{_SPACE}]*$"))
 
 
 def _too_short(rule: r.TooShort, table: pa.Table) -> np.ndarray | None:
-    """An ASCII text whose only whitespace is single spaces between words has spaces + 1 words; any other
-    text is a candidate."""
+    """Exactly the rows the rule drops."""
     if rule.count_cjk:
         return None
-    column = _column(table, "instruction")
-    spaces = np.asarray(pc.count_substring(column, " ").to_numpy(zero_copy_only=False))
-    unusual = pc.or_(pc.or_(pc.match_substring(column, "  "), pc.match_substring_regex(column, r"^ | $")),
-                     pc.or_(pc.match_substring_regex(column, r"[\t\n\v\f\r\x{1c}-\x{1f}]"), _not_ascii(column)))
-    return (spaces + 1 <= rule.max_words) | _numpy(unusual)
+    return word_counts(one_array(_column(table, "instruction"))) <= rule.max_words
 
 
 def _too_long(rule: r.TooLong, table: pa.Table) -> np.ndarray | None:
-    """More than N words take at least 2N + 1 characters."""
+    """More than N words take at least 2N + 1 characters; those rows are counted."""
     if rule.count_cjk:
         return None
-    return _numpy(pc.greater(pc.utf8_length(_column(table, "instruction")), 2 * rule.max_words))
+    instructions = _column(table, "instruction")
+    mask = _numpy(pc.greater(pc.utf8_length(instructions), 2 * rule.max_words))
+    rows = np.flatnonzero(mask)
+    if len(rows):
+        mask[rows] = word_counts(one_array(instructions.take(rows))) > rule.max_words
+    return mask
 
 
 def words(column: pa.ChunkedArray) -> np.ndarray:

@@ -298,10 +298,15 @@ class RuleSet(Step):
     def check_table(self, table, records: list[dict[str, Any]]) -> list[Verdict]:
         """`check` on each row of an Arrow batch (`records`: its rows as dicts), running on each row only the
         rules that could act on it (`filters.candidates`): same verdicts, most rows meet no rule at all."""
+        touched = self.check_rows(table, records)
+        return [touched.get(row) or Verdict(record) for row, record in enumerate(records)]
+
+    def check_rows(self, table, records: list[dict[str, Any]]) -> dict[int, Verdict]:
+        """`check_table`'s verdicts for the rows some rule could act on, by row; every other row is kept as it is."""
         from alpaca_data.filters.candidates import candidate_rows
 
         matrix = candidate_rows(self.rules, table)
-        verdicts = [Verdict(record) for record in records]  # kept unchanged: what `check` says when no rule acts
+        verdicts = {}
         for row in np.flatnonzero(matrix.any(axis=0)).tolist():
             verdict = self._check_some(records[row], np.flatnonzero(matrix[:, row]).tolist())
             verdicts[row] = verdict if verdict is not None else self.check(records[row])

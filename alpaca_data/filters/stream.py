@@ -22,7 +22,8 @@ import pyarrow.parquet as pq
 from alpaca_data.filters.exact import ExactDuplicates
 from alpaca_data.filters.report import make_rejection, rejections_table
 from alpaca_data.filters.steps import Step, StepStats, Verdict, _summed
-from alpaca_data.store.encode import EncodedRows, encode_rows, has_floats
+from alpaca_data.records import CORE_FIELDS
+from alpaca_data.store.encode import EncodedRows, canonical_lines, encode_lines, has_floats, one_array
 from alpaca_data.store.tables import records_to_table, table_to_records
 
 BATCH_ROWS = 16 * 1024  # the writer's row group: read whole by one worker
@@ -60,13 +61,20 @@ def prepare_batch(job: BatchJob) -> PreparedBatch:
     changed = False
     for index, (step, step_stats) in enumerate(zip(job.stateless, stats)):
         started = time.perf_counter()
-        if index == 0 and hasattr(step, "check_table"):  # each row meets only the rules that could act on it
-            verdicts = step.check_table(source, records)
+        if index == 0 and hasattr(step, "check_rows"):  # each row meets only the rules that could act on it
+            verdicts = step.check_rows(source, records)  # the others are kept as they are
         else:
-            verdicts = step.check_all(records, progress=False)
+            verdicts = dict(enumerate(step.check_all(records, progress=False)))
         step_stats.seconds += time.perf_counter() - started
+        step_stats.seen += len(records) - len(verdicts)
+        step_stats.kept += len(records) - len(verdicts)
         kept_records, kept_positions = [], []
-        for position, record, verdict in zip(positions, records, verdicts):
+        for row, (position, record) in enumerate(zip(positions, records)):
+            verdict = verdicts.get(row)
+            if verdict is None:
+                kept_records.append(record)
+                kept_positions.append(position)
+                continue
             step_stats.add(verdict)
             if verdict.kept:
                 changed = changed or verdict.record != record
@@ -83,7 +91,10 @@ def prepare_batch(job: BatchJob) -> PreparedBatch:
         table = source.take(pa.array(offsets)) if len(offsets) != source.num_rows else source
     keys = None if job.key_fields is None else np.fromiter(
         (ExactDuplicates.key_for(record, job.key_fields) for record in records), dtype=np.uint64, count=len(records))
-    return PreparedBatch(job.rows, table, np.asarray(positions, dtype=np.int64), encode_rows(records, has_floats(table.schema)),
+    # the rows as they read back: the survivors' dicts, less null provenance values (as `table_to_records`)
+    encoded = encode_lines(canonical_lines(records, has_floats(table.schema)),
+                           *(one_array(table.column(name)) for name in CORE_FIELDS))
+    return PreparedBatch(job.rows, table, np.asarray(positions, dtype=np.int64), encoded,
                          [row for _, row in rejections], stats, keys)
 
 

@@ -56,6 +56,12 @@ def _split(texts: pa.Array) -> pa.ListArray:
     return pc.ascii_split_whitespace(pc.ascii_trim_whitespace(texts))
 
 
+def word_counts(texts: pa.Array, *, valid: bool = False) -> np.ndarray:
+    """`len(text.split())` of each row (null: 0)."""
+    texts = pc.fill_null(texts, "")
+    return _word_counts(texts, _split(texts), _python_rows(texts, valid))
+
+
 def _word_counts(texts: pa.Array, words: pa.ListArray, python_rows: np.ndarray) -> np.ndarray:
     counts = pc.list_value_length(words).to_numpy(zero_copy_only=False).astype(np.int64)
     counts -= pc.equal(pc.list_element(words, 0), "").to_numpy(zero_copy_only=False)  # "" splits to [""]
@@ -110,11 +116,11 @@ def encode_rows(rows: Sequence[Mapping[str, Any]], floats: bool) -> EncodedRows:
 def encode_table(table: pa.Table | pa.RecordBatch) -> EncodedRows:
     from alpaca_data.store.tables import table_to_records
 
-    columns = [_one_array(table.column(name)) for name in CORE_FIELDS]
+    columns = [one_array(table.column(name)) for name in CORE_FIELDS]
     return encode_lines(canonical_lines(table_to_records(table), has_floats(table.schema)), *columns)
 
 
-def _one_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+def one_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
 
 
