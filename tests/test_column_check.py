@@ -147,3 +147,20 @@ def test_valid_chunks_are_decided_a_column_at_a_time(tmp_path, case):
 
     records, _, clean_text = import_chunks._plain_records(_chunk_file(tmp_path, case))
     assert checked_columns(records, clean_text=clean_text) is not None  # the fast path, not the fallback
+
+
+def test_exact_dedup_keys_of_a_batch_are_the_keys_of_its_records():
+    from alpaca_data.filters.exact import DEFAULT_FIELDS, ExactDuplicates
+    from alpaca_data.store.tables import records_to_table, table_to_records
+
+    alphabet = list("aB Z\t\n\r\x1c\u00a0\u3000\u00c9\u212a\ufb01") + [" ", "x"]
+    rng = random.Random(3)
+    records = [{"instruction": "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 9))),
+                "input": "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 4))),
+                "output": "o", "score": rng.randint(0, 3)} for _ in range(3000)]
+    table = records_to_table(records)
+    for fields in (DEFAULT_FIELDS, ("instruction",), ("output", "instruction"), ("score",), ("missing",)):
+        keys = ExactDuplicates.keys_for_table(table, fields)
+        assert keys.tolist() == [ExactDuplicates.key_for(row, fields) for row in table_to_records(table)], fields
+    assert len(set(ExactDuplicates.keys_for_table(table, ("instruction",)).tolist())) == \
+        len({normalise_text(r["instruction"]) for r in records})

@@ -1,15 +1,18 @@
 """Exact dedup: keep the first record of each group of records with equal normalised fields."""
 from __future__ import annotations
 
-import hashlib
 from array import array
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+from xxhash import xxh3_64_intdigest
 
 from alpaca_data.filters.steps import Step, Verdict
-from alpaca_data.records import key_of, normalise_text
+from alpaca_data.records import normalise_text
+from alpaca_data.store.encode import hashes_of, normalised_texts, one_array
+from alpaca_data.store.tables import table_to_records
 
 DEFAULT_FIELDS: tuple[str, ...] = ("instruction", "input")
 
@@ -28,9 +31,9 @@ def _drop(reason: str, record: Mapping[str, Any], score: float, kept: Mapping[st
 class ExactDuplicates(Step):
     """Keep the first record of each group with equal normalised `fields`.
 
-    With the default fields the group key is ``records.key_of`` (normalised instruction + input, 64 bits of its
-    sha256); other fields are hashed to 64 bits the same way. Keys are computed per record (`key_for`, in a
-    worker when streaming) and decided in order (`decide_keys`, vectorised). The state is compact whatever
+    The group key is the xxh3 hash (64 bits) of the normalised fields joined by \\x1f. Keys are computed per
+    record (`key_for`) or per batch in Arrow (`keys_for_table`, in a worker when streaming) and decided in order
+    (`decide_keys`, vectorised). The state is compact whatever
     the size: the kept keys as a sorted array, and each kept instruction as UTF-8 bytes (for `most_similar`).
     """
 
@@ -50,10 +53,19 @@ class ExactDuplicates(Step):
 
     @staticmethod
     def key_for(record: Mapping[str, Any], fields: tuple[str, ...]) -> int:
-        if fields == DEFAULT_FIELDS:
-            return int(key_of(record), 16)
         joined = "\x1f".join(normalise_text(_text(record, name)) for name in fields)  # \x1f is whitespace: gone
-        return int.from_bytes(hashlib.sha256(joined.encode("utf-8")).digest()[:8], "big")
+        return xxh3_64_intdigest(joined.encode("utf-8"))
+
+    @staticmethod
+    def keys_for_table(table: pa.Table, fields: tuple[str, ...]) -> np.ndarray:
+        """`key_for` of every row of `table`, the text fields normalised in Arrow (`store.encode`)."""
+        if not all(name not in table.column_names or pa.types.is_string(table.schema.field(name).type)
+                   for name in fields):  # a number or list field: as `_text` writes it
+            return np.fromiter((ExactDuplicates.key_for(row, fields) for row in table_to_records(table)),
+                               dtype=np.uint64, count=table.num_rows)
+        parts = [normalised_texts(one_array(table.column(name))) if name in table.column_names
+                 else [b""] * table.num_rows for name in fields]
+        return hashes_of([b"\x1f".join(texts) for texts in zip(*parts)] if len(parts) > 1 else parts[0])
 
     def _earlier_instructions(self, slots: list[int]) -> dict[int, str]:
         """The instructions of kept records by slot (held text) or position (`instructions_at`)."""

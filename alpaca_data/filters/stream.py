@@ -89,8 +89,7 @@ def prepare_batch(job: BatchJob) -> PreparedBatch:
     else:
         offsets = np.asarray(positions, dtype=np.int64) - job.offset
         table = source.take(pa.array(offsets)) if len(offsets) != source.num_rows else source
-    keys = None if job.key_fields is None else np.fromiter(
-        (ExactDuplicates.key_for(record, job.key_fields) for record in records), dtype=np.uint64, count=len(records))
+    keys = None if job.key_fields is None else ExactDuplicates.keys_for_table(table, job.key_fields)
     # the rows as they read back: the survivors' dicts, less null provenance values (as `table_to_records`)
     encoded = encode_lines(canonical_lines(records, has_floats(table.schema)),
                            *(one_array(table.column(name)) for name in CORE_FIELDS))

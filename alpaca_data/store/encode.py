@@ -71,14 +71,22 @@ def _word_counts(texts: pa.Array, words: pa.ListArray, python_rows: np.ndarray) 
     return counts
 
 
-def _instruction_hashes(instructions: pa.Array, words: pa.ListArray, python_rows: np.ndarray) -> np.ndarray:
-    """`instruction_hash` of every row: `normalise_text` in Arrow for ASCII rows (casefold is lower there)."""
+def normalised_texts(texts: pa.Array, *, valid: bool = False) -> list[bytes]:
+    """`records.normalise_text` of each row as UTF-8 (null: ""): in Arrow for ASCII rows (NFKC leaves ASCII as
+    it is, and casefold is lower there), in Python for the others."""
+    texts = pc.fill_null(texts, "") if texts.null_count else texts
+    return _normalised(texts, _split(texts), _python_rows(texts, valid))
+
+
+def _normalised(texts: pa.Array, words: pa.ListArray, python_rows: np.ndarray) -> list[bytes]:
     normalised = pc.ascii_lower(pc.binary_join(words, " ")).cast(pa.binary()).to_pylist()
-    hashes = np.fromiter(map(xxh3_64_intdigest, normalised), dtype=np.uint64, count=len(normalised))
-    rows = np.flatnonzero(python_rows)
-    if len(rows):
-        hashes[rows] = [instruction_hash(text) for text in instructions.take(rows).to_pylist()]
-    return hashes
+    for row in np.flatnonzero(python_rows).tolist():
+        normalised[row] = normalise_text(texts[row].as_py()).encode("utf-8")
+    return normalised
+
+
+def hashes_of(texts: list[bytes]) -> np.ndarray:
+    return np.fromiter(map(xxh3_64_intdigest, texts), dtype=np.uint64, count=len(texts))
 
 
 @dataclass
@@ -141,4 +149,4 @@ def encode_lines(lines: list[bytes], instructions: pa.Array, inputs: pa.Array, o
     canonical = b"\n".join(lines) + b"\n" if lines else b""
     # `text.strip()` is empty exactly when `text.split()` is
     return EncodedRows(canonical, ends, words[:, 1] > 0, words[:, 2] == 0, chars, words,
-                       _instruction_hashes(instructions, split[0], python_rows[0]))
+                       hashes_of(_normalised(instructions, split[0], python_rows[0])))
