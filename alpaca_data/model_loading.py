@@ -49,8 +49,6 @@ def adapter_base(folder: str | Path, label: str | None = None) -> str:
     path = Path(base).expanduser()
     if not path.is_absolute() and (folder / path).exists():
         base = str((folder / path).resolve())
-    if is_adapter(base):
-        raise UserError(f"{label}: its base {base} is itself an adapter (merge it first: alpaca-train merge)")
     refuse_missing_model_path(base, f"{label}: base model {base}")
     return base
 
@@ -75,23 +73,34 @@ def load_config(ref: str, label: str | None = None):
     """The model config of a checkpoint (an adapter's is its base's)."""
     from transformers import AutoConfig
 
-    source = adapter_base(ref, label) if is_adapter(ref) else ref
+    source = ref
+    for _ in range(9):  # an adapter's base may be an adapter in turn
+        if not is_adapter(source):
+            break
+        source = adapter_base(source, label)
     try:
         return AutoConfig.from_pretrained(source)
     except (OSError, ValueError) as error:
         raise UserError(f"{label or ref}: cannot load the model config: {one_line(error)}") from None
 
 
-def load_causal_lm(ref: str, *, label: str | None = None, merge: bool = True, **kwargs: Any):
+def load_causal_lm(ref: str, *, label: str | None = None, merge: bool = True, _depth: int = 0, **kwargs: Any):
     """The causal LM of `ref` (`kwargs` go to `from_pretrained`, e.g. `dtype=`). An adapter folder gives its base
-    with the adapter applied: merged into plain weights (`merge=True`), or a `PeftModel` (`merge=False`)."""
+    with the adapter applied: merged into plain weights (`merge=True`), or a `PeftModel` (`merge=False`). An
+    adapter trained on an adapter (`alpaca-train --lora --model ADAPTER`) has that adapter, merged, as its base."""
     from transformers import AutoModelForCausalLM
 
     label = label or ref
     adapter = is_adapter(ref)
     source = adapter_base(ref, label) if adapter else ref
+    if adapter and is_adapter(source):
+        if _depth >= 8:
+            raise UserError(f"{label}: adapters name each other as base more than 8 deep (a loop?)")
+        model = load_causal_lm(source, label=label, merge=True, _depth=_depth + 1, **kwargs)
+    else:
+        model = None
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        model = model if model is not None else AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as error:
         where = f"{label}: base model {source}" if adapter else label
         raise UserError(f"{where}: cannot load a causal LM: {one_line(error)}") from None

@@ -268,16 +268,15 @@ class Detector:
 
     def __init__(self, model_path: str, key: WatermarkKey, *, threshold: float = Z_THRESHOLD,
                  ignore_repeated_ngrams: bool = IGNORE_REPEATED_NGRAMS):
-        from transformers import AutoConfig, AutoTokenizer
+        from transformers import AutoTokenizer
 
         folder = Path(model_path).expanduser()
         refuse_missing_model_path(model_path, hub=False)
-        from alpaca_data.model_loading import adapter_base, is_adapter
+        from alpaca_data.model_loading import load_config
         from alpaca_data.model_loading import tokenizer_source as tokenizer_folder
 
         try:  # a peft adapter folder: its base's config (alpaca_data.model_loading)
-            config = AutoConfig.from_pretrained(adapter_base(folder) if is_adapter(folder) else str(folder)) \
-                .get_text_config()
+            config = load_config(str(folder), model_path).get_text_config()
             self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(str(folder)))
         except (OSError, ValueError) as error:
             raise UserError(f"{model_path}: not a model folder with a config and tokenizer "

@@ -174,11 +174,12 @@ def test_bad_lora_combinations_are_one_line(lora_run, tmp_path, capsys, args, me
     assert not (tmp_path / "out").exists()
 
 
-def test_toml_config_trains_lora(lora_run, tmp_path, capsys, monkeypatch):
+def test_toml_config_trains_lora_on_top_of_an_adapter(lora_run, tmp_path, capsys, monkeypatch):
     from alpaca_train.cli import main
 
     toml = tmp_path / "train.toml"
-    toml.write_text(f"data = 'gsm-small@main'\nmodel = '{lora_run['base']}'\nout = '{tmp_path / 'out'}'\n"
+    # --model an adapter: a new adapter on top of it (the first merged into its base)
+    toml.write_text(f"data = 'gsm-small@main'\nmodel = '{lora_run['adapter']}'\nout = '{tmp_path / 'out'}'\n"
                     "lora = true\nlora_r = 4\nlora_targets = 'all-linear'\nmax_steps = 1\neffective_batch_size = 4\n"
                     "micro_batch_size = 4\nmax_length = 64\ncache_dir = ''\n", encoding="utf-8")
     monkeypatch.setenv("ALPACA_STORE", str(lora_run["store"]))
@@ -188,3 +189,9 @@ def test_toml_config_trains_lora(lora_run, tmp_path, capsys, monkeypatch):
     assert config["r"] == 4 and {name.rsplit(".", 1)[-1] for name in config["target_modules"]} == \
         {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}  # all but the LM head
     assert json.loads((tmp_path / "out" / "alpaca_lineage.json").read_text())["training"]["lr"] == 3e-4
+    assert config["base_model_name_or_path"] == str(lora_run["adapter"].resolve())
+
+    from alpaca_data.model_loading import load_causal_lm
+
+    stacked = load_causal_lm(str(tmp_path / "out"))
+    assert type(stacked).__name__ == "LlamaForCausalLM" and not any("lora_" in n for n, _ in stacked.named_parameters())
