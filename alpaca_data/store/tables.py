@@ -160,6 +160,14 @@ def table_to_records(table: pa.Table | pa.RecordBatch) -> list[dict[str, Any]]:
     return rows
 
 
+def _distinct(values: np.ndarray) -> int:
+    """len(np.unique(values)) by sorting: numpy 2's hash-based unique is 15x slower on a million uint64s."""
+    if not len(values):
+        return 0
+    ordered = np.sort(values)
+    return 1 + int(np.count_nonzero(ordered[1:] != ordered[:-1]))
+
+
 def _summary(values: np.ndarray) -> dict[str, float]:
     if not len(values):
         return {"mean": 0.0, "median": 0.0, "p95": 0.0, "max": 0}
@@ -190,7 +198,7 @@ class RevisionStats:
     def result(self) -> dict[str, Any]:
         words = np.concatenate(self._words) if self._words else np.zeros((0, len(CORE_FIELDS)), dtype=np.int64)
         hashes = np.concatenate(self._instruction_hashes) if self._instruction_hashes else np.zeros(0, np.uint64)
-        distinct = len(np.unique(hashes))
+        distinct = _distinct(hashes)
         return {
             "record_count": self.count,
             "with_input": self.with_input,
