@@ -127,6 +127,9 @@ def _call_and_trim(fn: Callable[[T], R], chunk: T) -> R:
 
 
 def trim_heap() -> None:
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()  # Arrow's own allocator (mimalloc) keeps freed pages too
     global _malloc_trim
     if _malloc_trim is None:
         try:

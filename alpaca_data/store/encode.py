@@ -109,8 +109,11 @@ class EncodedRows:
         if keep.all():
             return self
         starts = np.concatenate(([0], self.ends[:-1]))
+        # the kept rows as runs of consecutive rows: one slice per run, not per row
+        edges = np.flatnonzero(np.diff(np.concatenate(([False], keep, [False])).astype(np.int8)))
+        first, last = edges[::2], edges[1::2] - 1
         view = memoryview(self.canonical)
-        canonical = b"".join([view[s:e] for s, e in zip(starts[keep].tolist(), self.ends[keep].tolist())])
+        canonical = b"".join([view[s:e] for s, e in zip(starts[first].tolist(), self.ends[last].tolist())])
         ends = np.cumsum(self.ends[keep] - starts[keep])
         return EncodedRows(canonical, ends, self.with_input[keep], self.empty_output[keep], self.chars[keep],
                            self.words[keep], self.instruction_hashes[keep])
