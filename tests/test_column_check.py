@@ -57,6 +57,8 @@ CASES = {
     "missing output": [("output", ["x", ...])],
     "long input": [("input", ["x", "y" * 100_001])],
     "quote colon in text": [("output", ['say "a": 1', 'json {"k": "v"}'])],
+    "value starting with a colon": [("output", [":x", ": y", "fine"])],
+    "quote as a unicode escape": [("output", ["\u0022quoted\u0022: yes", "x"])],
     "field name empty": [(" ", ["x"])],
     "field name with control": [("bad\x01name", ["x"])],
     "quote in field name": [('we"ird', ["x"])],
@@ -101,7 +103,8 @@ def test_each_chunk_gets_the_record_checkers_verdict_kinds_and_rows(tmp_path, ca
     _same_verdict(_chunk_file(tmp_path, case))
 
 
-@pytest.mark.parametrize("case", ["plain", "quote colon in text", "escaped backslash before b"])
+@pytest.mark.parametrize("case", ["plain", "quote colon in text", "escaped backslash before b",
+                                  "value starting with a colon"])
 def test_a_repeated_key_is_never_missed(tmp_path, case):
     chunk = _chunk_file(tmp_path, case, repeated_key=True)
     assert not scan_chunk(chunk).ok
@@ -164,3 +167,16 @@ def test_exact_dedup_keys_of_a_batch_are_the_keys_of_its_records():
         assert keys.tolist() == [ExactDuplicates.key_for(row, fields) for row in table_to_records(table)], fields
     assert len(set(ExactDuplicates.keys_for_table(table, ("instruction",)).tolist())) == \
         len({normalise_text(r["instruction"]) for r in records})
+
+
+def test_quotes_written_as_unicode_escapes_and_spaced_keys_are_decided_exactly(tmp_path):
+    path = tmp_path / "chunk.jsonl"
+    good = ['{"instruction": "say \\u0022hi\\u0022: now", "output": "\\u0022k\\u0022:1"}',
+            '{"instruction": "a", "output": "b", "note": ":starts with a colon"}']
+    twice = '{"instruction": "a", "output": "b", "note" : "x", "note": "y"}'
+    for lines, ok in ((good, True), (good + [twice], False), ([twice.replace(' : ', ': ')] + good, False)):
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        chunk = Chunk(str(path), 0, path.stat().st_size)
+        assert scan_chunk(chunk).ok is ok and check_chunk(chunk).ok is ok
+        if ok:
+            _same_verdict(chunk)
