@@ -14,8 +14,6 @@ from alpaca_data.store import Store
 from alpaca_data.store import store as store_module
 from tests.conftest import corpus_records
 
-pytestmark = pytest.mark.xdist_group("filter_stream")
-
 
 def _records() -> list[dict]:
     """Real records with exact duplicates (case and spacing changed), records the rules drop and ones they

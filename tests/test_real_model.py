@@ -19,9 +19,8 @@ from alpaca_train.gguf_import import IMPORT_FILE, smollm2_gguf
 from alpaca_train.watermark import GAMMA
 from tests.serve_fixtures import WATERMARK_SECRET, ServeProcess, train_cli
 
-# One xdist worker runs this whole module: its session fixture converts the model once, and its tests are the
-# suite's heaviest (tests/conftest.py, pyproject's --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("real_model")
+# One xdist worker runs this whole module (pyproject's --dist loadfile): its session fixture converts the model
+# once, and its tests are the suite's heaviest.
 
 HEALTH_TIPS = ("water", "hydrat", "diet", "sleep", "exercise", "physical activity", "fruit", "vegetable", "stress")
 

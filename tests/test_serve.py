@@ -230,7 +230,8 @@ def test_secrets_stay_out_of_logs_and_answers(server):
 
 def test_flags_are_journalled_at_once_and_export_to_the_store(server, trained_checkpoint, tmp_path):  # noqa: F811
     messages = [{"role": "user", "content": "What is the boiling point of water?"}]
-    answer = client(server).chat.completions.create(model=model_name(server), messages=messages, max_tokens=50)
+    # 120 tokens: the journalled z-score clears 4 with room (50 sampled tokens once gave 3.5)
+    answer = client(server).chat.completions.create(model=model_name(server), messages=messages, max_tokens=120)
     text = answer.choices[0].message.content
     saved = raw(server, "POST", "/api/flags", {"messages": messages, "answer": text, "reason": "incorrect",
                                                "comment": "water boils at 100 C"})

@@ -16,7 +16,6 @@ from tests.conftest import CORPORA, run_cli
 from tests.inprocess_cli import run_main
 from tests.serve_fixtures import ServeProcess, train_cli
 
-pytestmark = pytest.mark.xdist_group("lora")
 STEPS = ("--max-steps", "4", "--effective-batch-size", "8", "--micro-batch-size", "4", "--max-length", "128",
          "--lr", "1e-2", "--save-steps", "2", "--cache-dir", "")
 

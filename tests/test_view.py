@@ -25,8 +25,6 @@ from alpaca_data.records import key_of
 from alpaca_data.store import Store
 from tests.conftest import CORPORA, RESPONSE_CORPORA, run_cli
 
-pytestmark = pytest.mark.xdist_group("view")  # one server for the module, on one worker
-
 KNOWN_POSITION = 21_000
 KNOWN = {"instruction": "Describe the zephyrine quokka festival in one paragraph.",
          "input": "  keep   these  spaces\n\n\tand this tab\n", "output": "A made-up festival.\n\n  Indented line.",

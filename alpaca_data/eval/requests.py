@@ -27,7 +27,7 @@ from alpaca_data.errors import UsageError, UserError
 from alpaca_data.generate.batching import BatchItem, BatchSender
 from alpaca_data.generate.config import Decoding, RequestLimits, TeacherSettings
 from alpaca_data.generate.journal import Journal
-from alpaca_data.generate.pricing import Price, load_price_table, price_for
+from alpaca_data.generate.pricing import Price, add_spend, load_price_table, price_for
 from alpaca_data.generate.prompt import request_seed
 from alpaca_data.generate.sending import Fatal, GroupSender, check_reachable
 from alpaca_data.generate.teachers import HFTeacher, OpenAITeacher, Prompt, parse_teacher_spec
@@ -96,18 +96,10 @@ class RequestRunner:
             self.stats.failed += 1
             return
         self.stats.answered += 1
-        prompt_tokens, completion_tokens = int(entry.get("prompt_tokens") or 0), int(entry.get("completion_tokens") or 0)
+        prompt_tokens, completion_tokens, cost = add_spend(self.stats.spent, self.price, entry)
         self.stats.prompt_tokens += prompt_tokens
         self.stats.completion_tokens += completion_tokens
-        via = "batch" if entry.get("via") == "batch" else "realtime"
-        cost = self.price.cost(prompt_tokens, completion_tokens, batch=via == "batch") if self.price else 0.0
         self.stats.cost_usd += cost
-        spent = self.stats.spent.setdefault(via, {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0,
-                                                  "cost_usd": 0.0})
-        spent["requests"] += 1
-        spent["prompt_tokens"] += prompt_tokens
-        spent["completion_tokens"] += completion_tokens
-        spent["cost_usd"] += cost
         self._avg_completion += (completion_tokens - self._avg_completion) / self.stats.answered
 
     def _worst_case(self, group: list[tuple[int, Request]]) -> float:

@@ -29,7 +29,7 @@ from alpaca_data.generate.batching import BatchItem, BatchSender
 from alpaca_data.generate.config import GenerateConfig
 from alpaca_data.generate.journal import Journal
 from alpaca_data.generate.parse import parse_response
-from alpaca_data.generate.pricing import Price
+from alpaca_data.generate.pricing import Price, add_spend
 from alpaca_data.generate.prompt import Prompt, SeedTask, build_prompt, request_seed
 from alpaca_data.generate.sending import Fatal, GroupSender, check_reachable
 from alpaca_data.generate.tokens import prompt_token_bound
@@ -114,18 +114,10 @@ class Engine:
         self.stats.requests_answered += 1
         if entry.get("finish_reason") == "length":
             self.stats.finish_length += 1
-        pt, ct = int(entry.get("prompt_tokens") or 0), int(entry.get("completion_tokens") or 0)
+        pt, ct, cost = add_spend(self.stats.spent, self.price, entry)
         self.stats.prompt_tokens += pt
         self.stats.completion_tokens += ct
-        via = "batch" if entry.get("via") == "batch" else "realtime"
-        cost = self.price.cost(pt, ct, batch=via == "batch") if self.price else 0.0
         self.stats.cost_usd += cost
-        spent = self.stats.spent.setdefault(via, {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0,
-                                                  "cost_usd": 0.0})
-        spent["requests"] += 1
-        spent["prompt_tokens"] += pt
-        spent["completion_tokens"] += ct
-        spent["cost_usd"] += cost
         n = self.stats.requests_answered
         self._avg_completion += (ct - self._avg_completion) / n if n else 0
 

@@ -15,6 +15,7 @@ import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping
 
 from alpaca_data.errors import UserError
 
@@ -89,6 +90,20 @@ def price_for(model: str, table: dict[str, Price]) -> Price | None:
         return table[model]
     candidates = [name for name in table if model.startswith(name)]
     return table[max(candidates, key=len)] if candidates else None
+
+
+def add_spend(spent: dict[str, dict[str, float]], price: Price | None, entry: Mapping[str, Any]) -> tuple[int, int, float]:
+    """An answered journal entry's tokens and cost, at the price of the transport it came by (batch or
+    realtime), added to `spent` under that transport. Returns (prompt tokens, completion tokens, cost)."""
+    prompt_tokens, completion_tokens = int(entry.get("prompt_tokens") or 0), int(entry.get("completion_tokens") or 0)
+    via = "batch" if entry.get("via") == "batch" else "realtime"
+    cost = price.cost(prompt_tokens, completion_tokens, batch=via == "batch") if price else 0.0
+    mine = spent.setdefault(via, {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0})
+    mine["requests"] += 1
+    mine["prompt_tokens"] += prompt_tokens
+    mine["completion_tokens"] += completion_tokens
+    mine["cost_usd"] += cost
+    return prompt_tokens, completion_tokens, cost
 
 
 def spent_report(spent: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
