@@ -46,6 +46,17 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(1)
 
 
+# Each module runs whole on one worker (pyproject: --dist loadfile), handed out in collection order: the longest
+# modules go first, so the suite does not end with one worker running a long module while the other idles.
+LONGEST_MODULES = ("test_real_model.py", "test_train_distributed.py", "test_readme_walk.py", "test_serve.py",
+                   "test_train_cli.py", "test_integrity.py", "test_web_security.py", "test_serve_browser.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_MODULES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
 @dataclass
 class CliResult:
     returncode: int
