@@ -230,8 +230,9 @@ def test_secrets_stay_out_of_logs_and_answers(server):
 
 def test_flags_are_journalled_at_once_and_export_to_the_store(server, trained_checkpoint, tmp_path):  # noqa: F811
     messages = [{"role": "user", "content": "What is the boiling point of water?"}]
-    # 120 tokens: the journalled z-score clears 4 with room (50 sampled tokens once gave 3.5)
-    answer = client(server).chat.completions.create(model=model_name(server), messages=messages, max_tokens=120)
+    # greedy, 120 tokens: the same answer every run (a sampled one was once empty, once scored z 3.5 on 50 tokens)
+    answer = client(server).chat.completions.create(model=model_name(server), messages=messages, max_tokens=120,
+                                                    temperature=0)
     text = answer.choices[0].message.content
     saved = raw(server, "POST", "/api/flags", {"messages": messages, "answer": text, "reason": "incorrect",
                                                "comment": "water boils at 100 C"})
