@@ -88,7 +88,7 @@ def _too_short(rule: r.TooShort, table: pa.Table) -> np.ndarray | None:
     """Exactly the rows the rule drops."""
     if rule.count_cjk:
         return None
-    return word_counts(one_array(_column(table, "instruction"))) <= rule.max_words
+    return words(_column(table, "instruction")) <= rule.max_words
 
 
 def _too_long(rule: r.TooLong, table: pa.Table) -> np.ndarray | None:
@@ -99,23 +99,13 @@ def _too_long(rule: r.TooLong, table: pa.Table) -> np.ndarray | None:
     mask = _numpy(pc.greater(pc.utf8_length(instructions), 2 * rule.max_words))
     rows = np.flatnonzero(mask)
     if len(rows):
-        mask[rows] = word_counts(one_array(instructions.take(rows))) > rule.max_words
+        mask[rows] = words(instructions.take(rows)) > rule.max_words
     return mask
 
 
 def words(column: pa.ChunkedArray) -> np.ndarray:
-    """len(text.split()) of each text: Arrow splits at every whitespace character (the same set), and the
-    empty pieces between adjacent ones are not words."""
-    counts = []
-    for chunk in column.chunks:
-        pieces = pc.utf8_split_whitespace(chunk)
-        filled = np.asarray(pc.greater(pc.utf8_length(pieces.flatten()), 0).to_numpy(zero_copy_only=False),
-                            dtype=np.int64)
-        offsets = np.asarray(pieces.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
-        offsets -= offsets[0]
-        sums = np.concatenate(([0], np.cumsum(filled)))
-        counts.append(sums[offsets[1:]] - sums[offsets[:-1]])
-    return np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64)
+    """len(text.split()) of each text (`store.encode.word_counts`, the one word counter)."""
+    return word_counts(one_array(column))
 
 
 def _blacklist(rule: r.Blacklist, table: pa.Table) -> np.ndarray | None:

@@ -80,8 +80,9 @@ def normalised_texts(texts: pa.Array, *, valid: bool = False) -> list[bytes]:
 
 def _normalised(texts: pa.Array, words: pa.ListArray, python_rows: np.ndarray) -> list[bytes]:
     normalised = pc.ascii_lower(pc.binary_join(words, " ")).cast(pa.binary()).to_pylist()
-    for row in np.flatnonzero(python_rows).tolist():
-        normalised[row] = normalise_text(texts[row].as_py()).encode("utf-8")
+    rows = np.flatnonzero(python_rows)
+    for row, text in zip(rows.tolist(), texts.take(rows).to_pylist()):
+        normalised[row] = normalise_text(text).encode("utf-8")
     return normalised
 
 
