@@ -23,9 +23,9 @@ import pyarrow as pa
 
 from alpaca_data.column_check import checked_columns
 from alpaca_data.readers import _DECODER, BOM, _raw
-from alpaca_data.records import CORE_FIELDS, apply_field_map
+from alpaca_data.records import apply_field_map
 from alpaca_data.schema import RecordChecker
-from alpaca_data.store.encode import EncodedRows, canonical_lines, encode_lines, encode_rows, encode_table, has_floats
+from alpaca_data.store.encode import EncodedRows, encode_table
 from alpaca_data.store.tables import ColumnTypes, records_to_table
 
 CHUNK_BYTES = 8 * 1024**2  # ~16K records: one row group of the revision
@@ -167,11 +167,7 @@ def convert_chunk(chunk: Chunk) -> tuple[pa.Table, EncodedRows]:
     """Pass 2: the chunk's records as rows of the revision (its schema), with their canonical JSON and stats."""
     records = [record for record, _, _ in _records(chunk, checked=True)]
     table = records_to_table(records, chunk.schema)
-    if has_floats(chunk.schema):
-        return table, encode_table(table)  # an int in a float column reads back as a float: encode what reads back
-    # Otherwise a record reads back as parsed, less its null provenance values: encode it without converting back.
-    return table, encode_rows([{k: v for k, v in record.items() if v is not None or k in CORE_FIELDS}
-                               for record in records], floats=False)
+    return table, encode_table(table)  # what reads back: an int in a float column as a float, no null provenance
 
 
 def scan_chunk(chunk: Chunk) -> ChunkCheck:
@@ -188,16 +184,8 @@ def scan_chunk(chunk: Chunk) -> ChunkCheck:
     records, no_input, _ = fast
     check = ChunkCheck(ok=True, records=len(records), no_input=no_input, kinds=columns.kinds)
     if chunk.convert:
-        schema = schema_of(columns.kinds)
-        table = pa.Table.from_arrays(list(columns.arrays.values()), schema=schema)
-        if has_floats(schema):
-            encoded = encode_table(table)  # an int in a float column reads back as a float: encode what reads back
-        else:
-            if columns.explicit_nulls:  # a null provenance value does not read back
-                records = [{k: v for k, v in record.items() if v is not None or k in CORE_FIELDS}
-                           for record in records]
-            encoded = encode_lines(canonical_lines(records, floats=False),
-                                   *(columns.arrays[name] for name in CORE_FIELDS), valid=True)
+        table = pa.Table.from_arrays(list(columns.arrays.values()), schema=schema_of(columns.kinds))
+        encoded = encode_table(table)  # what reads back: an int in a float column as a float, no null provenance
         check.rows = (table, encoded)
     return check
 

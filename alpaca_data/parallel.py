@@ -14,10 +14,11 @@ import collections
 import ctypes
 import multiprocessing
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from alpaca_data.errors import UsageError
@@ -28,7 +29,8 @@ DEFAULT_MIN_ROWS = 100_000  # below this a command is done in a few seconds: pro
 # The modules whose functions run in workers: imported once by the forkserver, not by every worker.
 WORKER_MODULES = ("alpaca_data.import_chunks", "alpaca_data.filters.stream")
 PARENT_CHECK_S = 0.5  # how soon a worker notices that the command that started it was killed
-IN_FLIGHT_PER_WORKER = 2  # results queued ahead per worker: workers never wait on the main process
+THREAD_SWITCH_S = 0.0005
+IN_FLIGHT_EXTRA = 1  # results queued beyond one per worker: a worker rarely waits on the main process
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -69,14 +71,23 @@ class OrderedPool:
 
     Workers are forked from a fresh forkserver process, not from this one: the caller may already run threads
     (Arrow's pools, a progress bar) that a plain fork would copy mid-lock.
+    threads: workers are threads of this process instead, for a `fn` that spends its time outside the GIL
+    (Parquet, Arrow, the numba row kernels): nothing is pickled and each library is loaded once.
     """
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, *, threads: bool = False):
         self.workers = max(1, workers)
-        self._executor: ProcessPoolExecutor | None = None
+        self.threads = threads
+        self._executor: ProcessPoolExecutor | ThreadPoolExecutor | None = None
 
     def __enter__(self) -> OrderedPool:
-        if self.workers > 1:
+        if self.workers > 1 and self.threads:
+            self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="ordered-pool")
+            # A thread back from Arrow or numba waits for the GIL up to the switch interval while another runs
+            # Python; at the default 5 ms those waits added a tenth to `filter` at 1M records.
+            self._switch_interval = sys.getswitchinterval()
+            sys.setswitchinterval(THREAD_SWITCH_S)
+        elif self.workers > 1:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(list(WORKER_MODULES))
             self._executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_exit_with,
@@ -87,6 +98,8 @@ class OrderedPool:
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
+            if self.threads:
+                sys.setswitchinterval(self._switch_interval)
 
     def map(self, fn: Callable[[T], R], chunks: Iterable[T]) -> Iterator[R]:
         if self._executor is None:
@@ -94,13 +107,16 @@ class OrderedPool:
                 yield fn(chunk)
             return
         pending: collections.deque[Future] = collections.deque()
-        limit = self.workers * IN_FLIGHT_PER_WORKER
+        limit = self.workers + IN_FLIGHT_EXTRA
         for chunk in chunks:
-            pending.append(self._executor.submit(_call_and_trim, fn, chunk))
+            pending.append(self._executor.submit(fn, chunk) if self.threads else
+                           self._executor.submit(_call_and_trim, fn, chunk))
             if len(pending) >= limit:
                 yield pending.popleft().result()
+                trim_heap()  # results arrive as pickles of many sizes: this process keeps their pages otherwise
         while pending:
             yield pending.popleft().result()
+            trim_heap()
 
 
 def _exit_with(pid: int) -> None:

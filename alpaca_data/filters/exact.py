@@ -7,11 +7,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from xxhash import xxh3_64_intdigest
 
 from alpaca_data.filters.steps import Step, Verdict
 from alpaca_data.records import normalise_text
-from alpaca_data.store.encode import hashes_of, normalised_texts, one_array
+from alpaca_data.store.encode import TextView, normalised_hashes, text_hashes
 from alpaca_data.store.tables import table_to_records
 
 DEFAULT_FIELDS: tuple[str, ...] = ("instruction", "input")
@@ -31,7 +30,7 @@ def _drop(reason: str, record: Mapping[str, Any], score: float, kept: Mapping[st
 class ExactDuplicates(Step):
     """Keep the first record of each group with equal normalised `fields`.
 
-    The group key is the xxh3 hash (64 bits) of the normalised fields joined by \\x1f. Keys are computed per
+    The group key is a 64-bit hash (`store.encode.text_hashes`) of the normalised fields joined by \\x1f. Keys are computed per
     record (`key_for`) or per batch in Arrow (`keys_for_table`, in a worker when streaming) and decided in order
     (`decide_keys`, vectorised). The state is compact whatever
     the size: the kept keys as a sorted array, and each kept instruction as UTF-8 bytes (for `most_similar`).
@@ -54,18 +53,17 @@ class ExactDuplicates(Step):
     @staticmethod
     def key_for(record: Mapping[str, Any], fields: tuple[str, ...]) -> int:
         joined = "\x1f".join(normalise_text(_text(record, name)) for name in fields)  # \x1f is whitespace: gone
-        return xxh3_64_intdigest(joined.encode("utf-8"))
+        return int(text_hashes([joined.encode("utf-8")])[0])
 
     @staticmethod
     def keys_for_table(table: pa.Table, fields: tuple[str, ...]) -> np.ndarray:
-        """`key_for` of every row of `table`, the text fields normalised in Arrow (`store.encode`)."""
+        """`key_for` of every row of `table`, the text fields normalised by `store.row_kernels`."""
         if not all(name not in table.column_names or pa.types.is_string(table.schema.field(name).type)
                    for name in fields):  # a number or list field: as `_text` writes it
             return np.fromiter((ExactDuplicates.key_for(row, fields) for row in table_to_records(table)),
                                dtype=np.uint64, count=table.num_rows)
-        parts = [normalised_texts(one_array(table.column(name))) if name in table.column_names
-                 else [b""] * table.num_rows for name in fields]
-        return hashes_of([b"\x1f".join(texts) for texts in zip(*parts)] if len(parts) > 1 else parts[0])
+        return normalised_hashes([TextView.of(table.column(name) if name in table.column_names
+                                              else pa.nulls(table.num_rows)) for name in fields])
 
     def _earlier_instructions(self, slots: list[int]) -> dict[int, str]:
         """The instructions of kept records by slot (held text) or position (`instructions_at`)."""
@@ -104,9 +102,10 @@ class ExactDuplicates(Step):
             for i in new.tolist():
                 self._text += instructions[i].encode("utf-8", errors="surrogatepass")
                 self._ends.append(len(self._text))
-        merged = np.concatenate([self._keys, keys[new]])
-        order = np.argsort(merged, kind="stable")
-        self._keys, self._slots = merged[order], np.concatenate([self._slots, slots])[order]
+        order = np.argsort(keys[new])
+        at_new = np.searchsorted(self._keys, keys[new][order])  # a merge: O(kept) per batch, not a sort
+        self._keys = np.insert(self._keys, at_new, keys[new][order])
+        self._slots = np.insert(self._slots, at_new, slots[order])
         return keep, drops
 
     def check(self, record: Mapping[str, Any]) -> Verdict:

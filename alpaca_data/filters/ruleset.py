@@ -298,19 +298,23 @@ class RuleSet(Step):
     def check_table(self, table, records: list[dict[str, Any]]) -> list[Verdict]:
         """`check` on each row of an Arrow batch (`records`: its rows as dicts), running on each row only the
         rules that could act on it (`filters.candidates`): same verdicts, most rows meet no rule at all."""
-        touched = self.check_rows(table, records)
+        touched, _ = self.check_rows(table)
         return [touched.get(row) or Verdict(record) for row, record in enumerate(records)]
 
-    def check_rows(self, table, records: list[dict[str, Any]]) -> dict[int, Verdict]:
-        """`check_table`'s verdicts for the rows some rule could act on, by row; every other row is kept as it is."""
+    def check_rows(self, table) -> tuple[dict[int, Verdict], dict[int, dict[str, Any]]]:
+        """`check_table`'s verdicts for the rows some rule could act on, by row (every other row is kept as it
+        is), and those rows as records: only they are read into Python."""
         from alpaca_data.filters.candidates import candidate_rows
+        from alpaca_data.store.tables import table_to_records
 
         matrix = candidate_rows(self.rules, table)
+        rows = np.flatnonzero(matrix.any(axis=0))
+        records = dict(zip(rows.tolist(), table_to_records(table.take(rows))))
         verdicts = {}
-        for row in np.flatnonzero(matrix.any(axis=0)).tolist():
-            verdict = self._check_some(records[row], np.flatnonzero(matrix[:, row]).tolist())
-            verdicts[row] = verdict if verdict is not None else self.check(records[row])
-        return verdicts
+        for row, record in records.items():
+            verdict = self._check_some(record, np.flatnonzero(matrix[:, row]).tolist())
+            verdicts[row] = verdict if verdict is not None else self.check(record)
+        return verdicts, records
 
     def _check_some(self, record: Mapping[str, Any], which: list[int]) -> Verdict | None:
         """The rules `which` (in order), the others being unable to act; None when one changed the record,

@@ -22,11 +22,13 @@ import pyarrow.parquet as pq
 from alpaca_data.filters.exact import ExactDuplicates
 from alpaca_data.filters.report import make_rejection, rejections_table
 from alpaca_data.filters.steps import Step, StepStats, Verdict, _summed
-from alpaca_data.records import CORE_FIELDS
-from alpaca_data.store.encode import EncodedRows, canonical_lines, encode_lines, has_floats, one_array
+from alpaca_data.store.encode import EncodedRows, encode_table
 from alpaca_data.store.tables import records_to_table, table_to_records
 
-BATCH_ROWS = 8 * 1024  # a quarter of the writer's row group: under 1 GiB for all processes at 1M records
+# Records per batch, at most. A job reads its whole row group (the writer's are up to 32K rows), so a row group
+# is cut into equal parts, not into full batches and a small rest.
+THREAD_BATCH_ROWS = 32 * 1024  # threads share one process: a row group per job
+PROCESS_BATCH_ROWS = 32 * 1024  # each worker process holds its batch, its result's pickle and numba: under 1 GiB
 
 
 @dataclass(frozen=True)
@@ -53,48 +55,46 @@ class PreparedBatch:
 
 def prepare_batch(job: BatchJob) -> PreparedBatch:
     """Stateless steps, dedup keys and encoding for one batch (in a worker)."""
-    source = pq.ParquetFile(job.path).read_row_group(job.row_group).slice(job.start, job.rows)
-    records = table_to_records(source)
-    positions = list(range(job.offset, job.offset + len(records)))
-    rejections: list[tuple[int, dict[str, Any]]] = []
+    table = pq.ParquetFile(job.path).read_row_group(job.row_group).slice(job.start, job.rows)
+    positions = np.arange(job.offset, job.offset + job.rows, dtype=np.int64)
+    rejections: list[dict[str, Any]] = []
     stats = [StepStats(step.name) for step in job.stateless]
-    changed = False
-    for index, (step, step_stats) in enumerate(zip(job.stateless, stats)):
+    for step, step_stats in zip(job.stateless, stats):
         started = time.perf_counter()
-        if index == 0 and hasattr(step, "check_rows"):  # each row meets only the rules that could act on it
-            verdicts = step.check_rows(source, records)  # the others are kept as they are
+        if hasattr(step, "check_rows"):  # each row meets only the rules that could act on it, and only those
+            verdicts, originals = step.check_rows(table)  # rows are read into Python
         else:
-            verdicts = dict(enumerate(step.check_all(records, progress=False)))
+            originals = dict(enumerate(table_to_records(table)))
+            verdicts = dict(enumerate(step.check_all(list(originals.values()), progress=False)))
         step_stats.seconds += time.perf_counter() - started
-        step_stats.seen += len(records) - len(verdicts)
-        step_stats.kept += len(records) - len(verdicts)
-        kept_records, kept_positions = [], []
-        for row, (position, record) in enumerate(zip(positions, records)):
-            verdict = verdicts.get(row)
-            if verdict is None:
-                kept_records.append(record)
-                kept_positions.append(position)
-                continue
-            step_stats.add(verdict)
-            if verdict.kept:
-                changed = changed or verdict.record != record
-                kept_records.append(verdict.record)
-                kept_positions.append(position)
-            else:
-                rejections.append((position, _rejection(verdict, position)))
-        records, positions = kept_records, kept_positions
-    rejections.sort(key=lambda item: item[0])
-    if changed:
-        table = records_to_table(records, source.schema)
-    else:
-        offsets = np.asarray(positions, dtype=np.int64) - job.offset
-        table = source.take(pa.array(offsets)) if len(offsets) != source.num_rows else source
+        table, positions = _apply(verdicts, originals, table, positions, step_stats, rejections)
+    rejections.sort(key=lambda row: row["index"])
     keys = None if job.key_fields is None else ExactDuplicates.keys_for_table(table, job.key_fields)
-    # the rows as they read back: the survivors' dicts, less null provenance values (as `table_to_records`)
-    encoded = encode_lines(canonical_lines(records, has_floats(table.schema)),
-                           *(one_array(table.column(name)) for name in CORE_FIELDS))
-    return PreparedBatch(job.rows, table, np.asarray(positions, dtype=np.int64), encoded,
-                         [row for _, row in rejections], stats, keys)
+    return PreparedBatch(job.rows, table, positions, encode_table(table), rejections, stats, keys)
+
+
+def _apply(verdicts: dict[int, Verdict], originals: dict[int, dict[str, Any]], table: pa.Table,
+           positions: np.ndarray, stats: StepStats, rejections: list[dict[str, Any]]) -> tuple[pa.Table, np.ndarray]:
+    """The rows a step kept (rows without a verdict: as they are; a changed record: its new values), in order;
+    its drops are added to `rejections`."""
+    stats.seen += table.num_rows - len(verdicts)
+    stats.kept += table.num_rows - len(verdicts)
+    keep = np.ones(table.num_rows, dtype=bool)
+    changed: dict[int, dict[str, Any]] = {}
+    for row, verdict in verdicts.items():
+        stats.add(verdict)
+        if not verdict.kept:
+            keep[row] = False
+            rejections.append(_rejection(verdict, int(positions[row])))
+        elif verdict.record != originals[row]:
+            changed[row] = verdict.record
+    if changed:  # the changed rows' new values, appended, then each kept row taken from where it now is
+        rows = np.arange(table.num_rows)
+        rows[list(changed)] = table.num_rows + np.arange(len(changed))
+        table = pa.concat_tables([table, records_to_table(list(changed.values()), table.schema)]).take(rows[keep])
+    elif not keep.all():
+        table = table.filter(pa.array(keep))
+    return table, positions[keep]
 
 
 def _rejection(verdict: Verdict, position: int) -> dict[str, Any]:
@@ -165,8 +165,9 @@ class StreamedPipeline:
         offset = 0
         for group in range(metadata.num_row_groups):
             size = metadata.row_group(group).num_rows
-            for start in range(0, size, batch_rows):
-                rows = min(batch_rows, size - start)
+            part = -(-size // max(1, -(-size // batch_rows)))  # ceil(size / parts)
+            for start in range(0, size, part):
+                rows = min(part, size - start)
                 yield BatchJob(path, group, start, rows, offset, tuple(self.stateless), self._key_fields)
                 offset += rows
 

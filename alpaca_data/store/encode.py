@@ -5,22 +5,29 @@ The id is the sha256 of the canonical JSON lines of the records as they read bac
 worker process or in the writer's own, as arrays that can be cut down to the rows a later step keeps
 (`EncodedRows.select`) and merged in order by the writer.
 
-Canonical JSON is written by orjson (10x faster than the json module) where it gives the same bytes: sorted
-keys, compact, UTF-8, the same escapes. Floats are the exception (orjson writes 1e-7 where json writes 1e-07),
-so a batch with a float column takes the json module.
+Canonical JSON lines and the per-row counts are built from the Arrow columns by `row_kernels` (no Python object
+per row). A table with a float or list column is serialised row by row instead: by orjson where it gives the
+same bytes as the json module, by the json module for floats (orjson writes 1e-7 where json writes 1e-07).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
-from xxhash import xxh3_64_intdigest
 
 from alpaca_data.records import CORE_FIELDS, canonical_bytes, normalise_text
+
+
+def kernels():
+    """`store.row_kernels`, imported where rows are first encoded: numba's import costs 0.4 s and 80 MB, which a
+    command's main process spares when its workers do the encoding."""
+    from alpaca_data.store import row_kernels
+
+    return row_kernels
 
 
 def has_floats(schema: pa.Schema) -> bool:
@@ -35,71 +42,155 @@ def canonical_lines(rows: Sequence[Mapping[str, Any]], floats: bool) -> list[byt
     return [dumps(row, option=option) for row in rows]
 
 
-def instruction_hash(text: str) -> int:
-    """Identity of an instruction for the `duplicate_instructions` statistic (counted within one run: xxh3 is
-    fast, and nothing keeps these numbers)."""
-    return xxh3_64_intdigest(normalise_text(text).encode("utf-8"))
+@dataclass(frozen=True)
+class TextView:
+    """A string array as numpy views for `row_kernels`: offsets, UTF-8 bytes, validity."""
+
+    offsets: np.ndarray
+    data: np.ndarray
+    valid: np.ndarray
+    array: pa.Array
+
+    @classmethod
+    def of(cls, array: pa.Array | pa.ChunkedArray) -> TextView:
+        array = one_array(array)
+        if pa.types.is_null(array.type):
+            array = pa.array([None] * len(array), pa.string())
+        wide = pa.types.is_large_string(array.type)
+        _, offsets, data = array.buffers()
+        offsets = np.frombuffer(offsets, np.int64 if wide else np.int32)[array.offset:array.offset + len(array) + 1]
+        data = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+        return cls(offsets, data, _valid(array), array)
 
 
-def _python_rows(texts: pa.Array, valid: bool) -> np.ndarray:
-    """Rows whose words Arrow's ASCII splitting would not count as `str.split()` does: non-ASCII text, and
-    the separators \\x1c-\\x1f that Python splits on and Arrow does not (tab, newline, \\v, \\f, \\r and space
-    are whitespace to both; valid text holds no control character)."""
-    odd = pc.invert(pc.string_is_ascii(texts))
-    if not valid:
-        odd = pc.or_(odd, pc.match_substring_regex(texts, "[\\x1c-\\x1f]"))
-    return odd.to_numpy(zero_copy_only=False)
+def _valid(array: pa.Array) -> np.ndarray:
+    if not array.null_count:
+        return np.ones(len(array), dtype=bool)
+    return array.is_valid().to_numpy(zero_copy_only=False)
 
 
-def _split(texts: pa.Array) -> pa.ListArray:
-    """The words of each row (ASCII rows: as `str.split()`); trimmed first so no row has empty pieces but ""."""
-    return pc.ascii_split_whitespace(pc.ascii_trim_whitespace(texts))
+@dataclass(frozen=True)
+class TextCounts:
+    words: np.ndarray  # int32 (a text holds under 2**31 characters): len(text.split())
+    chars: np.ndarray  # int32
 
 
-def word_counts(texts: pa.Array, *, valid: bool = False) -> np.ndarray:
-    """`len(text.split())` of each row (null: 0)."""
-    texts = pc.fill_null(texts, "")
-    return _word_counts(texts, _split(texts), _python_rows(texts, valid))
-
-
-def _word_counts(texts: pa.Array, words: pa.ListArray, python_rows: np.ndarray) -> np.ndarray:
-    counts = pc.list_value_length(words).to_numpy(zero_copy_only=False).astype(np.int64)
-    counts -= pc.equal(pc.list_element(words, 0), "").to_numpy(zero_copy_only=False)  # "" splits to [""]
-    rows = np.flatnonzero(python_rows)
-    if len(rows):
-        counts[rows] = [len(text.split()) for text in texts.take(rows).to_pylist()]
+def text_counts(view: TextView) -> TextCounts:
+    count = len(view.valid)
+    counts = TextCounts(np.empty(count, np.int32), np.empty(count, np.int32))
+    kernels().text_counts(view.offsets, view.data, view.valid, counts.words, counts.chars)
     return counts
 
 
-def normalised_texts(texts: pa.Array, *, valid: bool = False) -> list[bytes]:
-    """`records.normalise_text` of each row as UTF-8 (null: ""): in Arrow for ASCII rows (NFKC leaves ASCII as
-    it is, and casefold is lower there), in Python for the others."""
-    texts = pc.fill_null(texts, "") if texts.null_count else texts
-    return _normalised(texts, _split(texts), _python_rows(texts, valid))
+def word_counts(texts: pa.Array) -> np.ndarray:
+    """`len(text.split())` of each row (null: 0)."""
+    return text_counts(TextView.of(texts)).words
 
 
-def _normalised(texts: pa.Array, words: pa.ListArray, python_rows: np.ndarray) -> list[bytes]:
-    normalised = pc.ascii_lower(pc.binary_join(words, " ")).cast(pa.binary()).to_pylist()
-    rows = np.flatnonzero(python_rows)
-    for row, text in zip(rows.tolist(), texts.take(rows).to_pylist()):
-        normalised[row] = normalise_text(text).encode("utf-8")
-    return normalised
+def _normalised_segments(views: Sequence[TextView]):
+    """`normalise_text` of each row's fields joined by \\x1f, UTF-8 (null: ""), for the rows ASCII in every
+    field, written by `row_kernels` as segments [starts, ends) of one buffer; and the other rows."""
+    count = len(views[0].valid)
+    sizes = np.full(count, len(views), dtype=np.int64)  # room for the separators
+    for view in views:
+        sizes += np.diff(view.offsets)
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
+    out = np.empty(int(sizes.sum()), dtype=np.uint8)
+    ends, written, odd = starts.copy(), np.zeros(count, dtype=np.int64), np.zeros(count, dtype=bool)
+    for view in views:
+        kernels().write_normalised_ascii(view.offsets, view.data, view.valid, out, ends, written, odd)
+    return out, starts, ends, np.flatnonzero(odd)
 
 
-def hashes_of(texts: list[bytes]) -> np.ndarray:
-    return np.fromiter(map(xxh3_64_intdigest, texts), dtype=np.uint64, count=len(texts))
+def _normalised_in_python(views: Sequence[TextView], rows: np.ndarray) -> list[bytes]:
+    columns = [view.array.take(rows).to_pylist() for view in views]
+    return ["\x1f".join(normalise_text(value or "") for value in values).encode("utf-8") for values in zip(*columns)]
+
+
+def normalised_joined(views: Sequence[TextView]) -> list[bytes]:
+    """`normalise_text` of each row's fields joined by \\x1f, as UTF-8 (null: "")."""
+    out, starts, ends, odd = _normalised_segments(views)
+    buffer = out.tobytes()
+    texts = [buffer[start:end] for start, end in zip(starts.tolist(), ends.tolist())]
+    for row, text in zip(odd.tolist(), _normalised_in_python(views, odd)):
+        texts[row] = text
+    return texts
+
+
+def normalised_hashes(views: Sequence[TextView]) -> np.ndarray:
+    """`text_hashes` of `normalised_joined`, without a Python object per ASCII row."""
+    out, starts, ends, odd = _normalised_segments(views)
+    hashes = np.empty(len(starts), dtype=np.uint64)
+    kernels().hash_segments(out, starts, ends, hashes)
+    if len(odd):
+        hashes[odd] = text_hashes(_normalised_in_python(views, odd))
+    return hashes
+
+
+def text_hashes(texts: Sequence[bytes]) -> np.ndarray:
+    """A 64-bit hash (MurmurHash64A) of each text: the identity of normalised texts within one run."""
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    ends = np.cumsum(lengths)
+    hashes = np.empty(len(texts), dtype=np.uint64)
+    kernels().hash_segments(np.frombuffer(b"".join(texts), dtype=np.uint8), ends - lengths, ends, hashes)
+    return hashes
+
+
+def canonical_json(table: pa.Table | pa.RecordBatch) -> tuple[np.ndarray, np.ndarray] | None:
+    """The canonical JSON lines of the rows as they read back (`table_to_records` then `canonical_bytes`) and
+    where each ends, built in `row_kernels`; None when a column is of a type the kernels do not write (floats,
+    lists: the caller serialises those rows in Python)."""
+    count = table.num_rows
+    columns = []
+    for name in sorted(table.column_names):
+        field_type = table.schema.field(name).type
+        kind = "string" if pa.types.is_string(field_type) or pa.types.is_large_string(field_type) else \
+            "int" if pa.types.is_int64(field_type) else "bool" if pa.types.is_boolean(field_type) else \
+            "null" if pa.types.is_null(field_type) else None
+        if kind is None:
+            return None
+        core = name in CORE_FIELDS
+        if kind == "null" and not core:
+            continue  # every value is null: no row writes it
+        columns.append((kind, json.dumps(name, ensure_ascii=False).encode("utf-8") + b":", not core,
+                        one_array(table.column(name))))
+    sizes = np.full(count, 3, dtype=np.int64)  # { } and the newline
+    fields = np.zeros(count, dtype=np.int64)
+    prepared = []
+    for kind, key, omit_null, array in columns:
+        key = np.frombuffer(key, dtype=np.uint8)
+        if kind in ("string", "null"):
+            view = TextView.of(array)
+            kernels().add_string_sizes(view.offsets, view.data, view.valid, len(key), omit_null, sizes, fields)
+            prepared.append((kernels().write_strings, (view.offsets, view.data, view.valid), key, omit_null))
+        else:
+            valid = _valid(array)
+            values = array.fill_null(False if kind == "bool" else 0).to_numpy(zero_copy_only=False)
+            adder, writer = (kernels().add_int_sizes, kernels().write_ints) if kind == "int" else \
+                (kernels().add_bool_sizes, kernels().write_bools)
+            adder(values, valid, len(key), omit_null, sizes, fields)
+            prepared.append((writer, (values, valid), key, omit_null))
+    sizes += np.maximum(fields - 1, 0)  # the commas
+    ends = np.cumsum(sizes)
+    out = np.empty(int(ends[-1]) if count else 0, dtype=np.uint8)
+    cursor, written = np.empty(count, dtype=np.int64), np.zeros(count, dtype=np.int64)
+    kernels().open_lines(out, ends - sizes, cursor)
+    for writer, arrays, key, omit_null in prepared:
+        writer(*arrays, key, omit_null, out, cursor, written)
+    kernels().close_lines(out, cursor)
+    return out, ends
 
 
 @dataclass
 class EncodedRows:
     """Canonical JSON lines of a batch of rows (each ending in a newline) and the per-row numbers of the stats."""
 
-    canonical: bytes
+    canonical: bytes | np.ndarray  # uint8 when built by `row_kernels`: no copy
     ends: np.ndarray  # int64: where each row's line ends in `canonical`
     with_input: np.ndarray  # bool
     empty_output: np.ndarray  # bool
-    chars: np.ndarray  # int64: characters in the core fields
-    words: np.ndarray  # int64, one column per core field
+    chars: np.ndarray  # int32: characters in the core fields (a revision keeps these per row until commit)
+    words: np.ndarray  # int32, one column per core field
     instruction_hashes: np.ndarray  # uint64
 
     def __len__(self) -> int:
@@ -126,31 +217,33 @@ def encode_rows(rows: Sequence[Mapping[str, Any]], floats: bool) -> EncodedRows:
 
 
 def encode_table(table: pa.Table | pa.RecordBatch) -> EncodedRows:
+    """Canonical lines and statistics of the rows as they read back from Parquet."""
     from alpaca_data.store.tables import table_to_records
 
-    columns = [one_array(table.column(name)) for name in CORE_FIELDS]
-    return encode_lines(canonical_lines(table_to_records(table), has_floats(table.schema)), *columns)
+    columns = [table.column(name) for name in CORE_FIELDS]
+    built = None if has_floats(table.schema) else canonical_json(table)
+    if built is None:
+        lines = canonical_lines(table_to_records(table), has_floats(table.schema))
+        return encode_lines(lines, *columns)
+    return _encoded(*built, *columns)
 
 
 def one_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
 
 
-def encode_lines(lines: list[bytes], instructions: pa.Array, inputs: pa.Array, outputs: pa.Array, *,
-                 valid: bool = False) -> EncodedRows:
-    """The rows' canonical JSON `lines` and their statistics, counted on the core columns in Arrow.
-    valid: the rows passed `RecordChecker`, so no text holds a control character."""
-    count = len(lines)
-    ends = np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=count) + 1)
-    words = np.empty((count, len(CORE_FIELDS)), dtype=np.int64)
-    chars = np.zeros(count, dtype=np.int64)
-    columns = (instructions, inputs, outputs)
-    python_rows = [_python_rows(texts, valid) for texts in columns]
-    split = [_split(texts) for texts in columns]
-    for i, texts in enumerate(columns):
-        words[:, i] = _word_counts(texts, split[i], python_rows[i])
-        chars += pc.utf8_length(texts).to_numpy(zero_copy_only=False)
-    canonical = b"\n".join(lines) + b"\n" if lines else b""
+def encode_lines(lines: list[bytes], instructions: pa.Array, inputs: pa.Array, outputs: pa.Array) -> EncodedRows:
+    """The rows' canonical JSON `lines` and their statistics, counted on the core columns."""
+    ends = np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)) + 1)
+    return _encoded(b"\n".join(lines) + b"\n" if lines else b"", ends, instructions, inputs, outputs)
+
+
+def _encoded(canonical: bytes | np.ndarray, ends: np.ndarray, instructions: pa.Array, inputs: pa.Array,
+             outputs: pa.Array) -> EncodedRows:
+    views = [TextView.of(texts) for texts in (instructions, inputs, outputs)]
+    counts = [text_counts(view) for view in views]
+    words = np.stack([c.words for c in counts], axis=1) if len(ends) else np.zeros((0, len(CORE_FIELDS)), np.int32)
+    chars = sum(c.chars for c in counts) if len(ends) else np.zeros(0, np.int32)
     # `text.strip()` is empty exactly when `text.split()` is
     return EncodedRows(canonical, ends, words[:, 1] > 0, words[:, 2] == 0, chars, words,
-                       hashes_of(_normalised(instructions, split[0], python_rows[0])))
+                       normalised_hashes(views[:1]))

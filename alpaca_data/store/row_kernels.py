@@ -1,0 +1,325 @@
+"""numba kernels over Arrow columns (offsets, UTF-8 bytes, validity) for what a revision needs per row.
+
+Arrow has no JSON writer and counts words only for ASCII; these loops do the per-row work that used to go through
+Python objects, in one pass over the bytes, without the GIL:
+
+- canonical JSON lines, byte for byte what `records.canonical_bytes` writes (sorted keys, compact, UTF-8, the
+  escapes of `json.dumps(ensure_ascii=False)`), built a column at a time into one buffer;
+- words as `len(text.split())` counts them (Python's whitespace, Unicode included) and characters;
+- the normal form of ASCII text (`records.normalise_text`: lower case, whitespace collapsed), joined over fields.
+
+The callers (`store.encode`) turn Arrow arrays into the numpy views these take.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_TRUE = np.frombuffer(b"true", dtype=np.uint8)
+_FALSE = np.frombuffer(b"false", dtype=np.uint8)
+_INT64_MIN = np.frombuffer(b"-9223372036854775808", dtype=np.uint8)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _escaped_size(byte: int) -> int:
+    """Bytes `json.dumps` writes for one byte of UTF-8 text."""
+    if byte == 34 or byte == 92:  # " and \
+        return 2
+    if byte < 0x20:
+        if byte == 8 or byte == 9 or byte == 10 or byte == 12 or byte == 13:
+            return 2
+        return 6  # \u00XX
+    return 1
+
+
+@njit(cache=True, nogil=True)
+def add_string_sizes(offsets, data, valid, key_size, omit_null, sizes, fields):
+    """Add each row's `"key":"value"` size to `sizes` (a null: omitted, or `null`) and count its fields."""
+    for row in range(len(valid)):
+        if valid[row]:
+            size = key_size + 2
+            for i in range(offsets[row], offsets[row + 1]):
+                size += _escaped_size(data[i])
+            sizes[row] += size
+            fields[row] += 1
+        elif not omit_null:
+            sizes[row] += key_size + 4
+            fields[row] += 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _start_field(out, cursor, written, row, key):
+    position = cursor[row]
+    if written[row]:
+        out[position] = 44  # ,
+        position += 1
+    for i in range(len(key)):
+        out[position + i] = key[i]
+    written[row] += 1
+    return position + len(key)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _write_null(out, position):
+    out[position] = 110  # null
+    out[position + 1] = 117
+    out[position + 2] = 108
+    out[position + 3] = 108
+    return position + 4
+
+
+@njit(cache=True, nogil=True)
+def write_strings(offsets, data, valid, key, omit_null, out, cursor, written):
+    hexdigits = _HEX
+    for row in range(len(valid)):
+        if not valid[row] and omit_null:
+            continue
+        position = _start_field(out, cursor, written, row, key)
+        if not valid[row]:
+            cursor[row] = _write_null(out, position)
+            continue
+        out[position] = 34
+        position += 1
+        for i in range(offsets[row], offsets[row + 1]):
+            byte = data[i]
+            if byte >= 0x20 and byte != 34 and byte != 92:
+                out[position] = byte
+                position += 1
+            elif byte == 34 or byte == 92:
+                out[position] = 92
+                out[position + 1] = byte
+                position += 2
+            elif byte == 8 or byte == 9 or byte == 10 or byte == 12 or byte == 13:
+                out[position] = 92
+                out[position + 1] = (98 if byte == 8 else 116 if byte == 9 else 110 if byte == 10
+                                     else 102 if byte == 12 else 114)  # b t n f r
+                position += 2
+            else:
+                out[position] = 92
+                out[position + 1] = 117  # u
+                out[position + 2] = 48
+                out[position + 3] = 48
+                out[position + 4] = hexdigits[byte >> 4]
+                out[position + 5] = hexdigits[byte & 15]
+                position += 6
+        out[position] = 34
+        cursor[row] = position + 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _digits(value: int) -> int:
+    """Characters of str(value) for an int64."""
+    if value == -9223372036854775808:
+        return 20
+    size = 1
+    if value < 0:
+        size += 1
+        value = -value
+    while value >= 10:
+        value //= 10
+        size += 1
+    return size
+
+
+@njit(cache=True, nogil=True)
+def add_int_sizes(values, valid, key_size, omit_null, sizes, fields):
+    for row in range(len(valid)):
+        if valid[row]:
+            sizes[row] += key_size + _digits(values[row])
+            fields[row] += 1
+        elif not omit_null:
+            sizes[row] += key_size + 4
+            fields[row] += 1
+
+
+@njit(cache=True, nogil=True)
+def write_ints(values, valid, key, omit_null, out, cursor, written):
+    for row in range(len(valid)):
+        if not valid[row] and omit_null:
+            continue
+        position = _start_field(out, cursor, written, row, key)
+        if not valid[row]:
+            cursor[row] = _write_null(out, position)
+            continue
+        value = values[row]
+        size = _digits(value)
+        end = position + size
+        if value == -9223372036854775808:
+            out[position:end] = _INT64_MIN
+        else:
+            if value < 0:
+                out[position] = 45  # -
+                value = -value
+            at = end - 1
+            while True:
+                out[at] = 48 + value % 10
+                value //= 10
+                at -= 1
+                if value == 0:
+                    break
+        cursor[row] = end
+
+
+@njit(cache=True, nogil=True)
+def add_bool_sizes(values, valid, key_size, omit_null, sizes, fields):
+    for row in range(len(valid)):
+        if valid[row]:
+            sizes[row] += key_size + (4 if values[row] else 5)
+            fields[row] += 1
+        elif not omit_null:
+            sizes[row] += key_size + 4
+            fields[row] += 1
+
+
+@njit(cache=True, nogil=True)
+def write_bools(values, valid, key, omit_null, out, cursor, written):
+    for row in range(len(valid)):
+        if not valid[row] and omit_null:
+            continue
+        position = _start_field(out, cursor, written, row, key)
+        if not valid[row]:
+            cursor[row] = _write_null(out, position)
+        elif values[row]:
+            out[position:position + 4] = _TRUE
+            cursor[row] = position + 4
+        else:
+            out[position:position + 5] = _FALSE
+            cursor[row] = position + 5
+
+
+@njit(cache=True, nogil=True)
+def open_lines(out, starts, cursor):
+    for row in range(len(starts)):
+        out[starts[row]] = 123  # {
+        cursor[row] = starts[row] + 1
+
+
+@njit(cache=True, nogil=True)
+def close_lines(out, cursor):
+    for row in range(len(cursor)):
+        out[cursor[row]] = 125  # }
+        out[cursor[row] + 1] = 10  # newline
+
+
+# ------------------------------------------------------------------------------------------------------------
+# words and characters
+
+
+_ASCII_SPACE = np.zeros(128, dtype=np.bool_)
+_ASCII_SPACE[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x1F, 0x20]] = True  # what str.split() splits on
+_ASCII_LOWER = np.arange(128, dtype=np.uint8)
+_ASCII_LOWER[65:91] += 32
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _is_wide_space(code: int) -> bool:
+    """Whether Python's str.split() splits on this non-ASCII code point (`chr(code).isspace()`)."""
+    return (code == 0x85 or code == 0xA0 or code == 0x1680 or 0x2000 <= code <= 0x200A or code == 0x2028
+            or code == 0x2029 or code == 0x202F or code == 0x205F or code == 0x3000)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _code_at(data, i):
+    """The code point of the multi-byte UTF-8 character starting at data[i] (valid UTF-8, as Arrow's)."""
+    lead = data[i]
+    if lead < 0xE0:
+        return ((lead & 0x1F) << 6) | (data[i + 1] & 0x3F)
+    if lead < 0xF0:
+        return ((lead & 0x0F) << 12) | ((data[i + 1] & 0x3F) << 6) | (data[i + 2] & 0x3F)
+    return ((lead & 0x07) << 18) | ((data[i + 1] & 0x3F) << 12) | ((data[i + 2] & 0x3F) << 6) | (data[i + 3] & 0x3F)
+
+
+@njit(cache=True, nogil=True)
+def text_counts(offsets, data, valid, words, chars):
+    """Per row: words (`len(text.split())`) and characters (a null: 0, 0)."""
+    space = _ASCII_SPACE
+    for row in range(len(valid)):
+        count = 0
+        characters = 0
+        if valid[row]:
+            in_word = False
+            for i in range(offsets[row], offsets[row + 1]):
+                byte = data[i]
+                if byte < 0x80:
+                    is_space = space[byte]
+                elif byte < 0xC0:
+                    continue  # a continuation byte of the character counted at its lead byte
+                else:
+                    is_space = _is_wide_space(_code_at(data, i))
+                characters += 1
+                if is_space:
+                    in_word = False
+                elif not in_word:
+                    in_word = True
+                    count += 1
+        words[row] = count
+        chars[row] = characters
+
+
+@njit(cache=True, nogil=True)
+def write_normalised_ascii(offsets, data, valid, out, cursor, written, odd):
+    """Append `normalise_text` of each row's ASCII text (lower case, words joined by one space) at its cursor,
+    after a \\x1f when the row already holds a field. A row with a non-ASCII character is marked `odd` (its
+    bytes here are then meaningless: the caller normalises it in Python)."""
+    space, lower = _ASCII_SPACE, _ASCII_LOWER
+    for row in range(len(valid)):
+        position = cursor[row]
+        if written[row]:
+            out[position] = 0x1F
+            position += 1
+        written[row] += 1
+        if valid[row] and not odd[row]:
+            in_word = False
+            first = True
+            for i in range(offsets[row], offsets[row + 1]):
+                byte = data[i]
+                if byte >= 0x80:
+                    odd[row] = True
+                    break
+                if space[byte]:
+                    in_word = False
+                    continue
+                if not in_word:
+                    if not first:
+                        out[position] = 0x20
+                        position += 1
+                    first = False
+                    in_word = True
+                out[position] = lower[byte]
+                position += 1
+        cursor[row] = position
+
+
+_M = np.uint64(0xC6A4A7935BD1E995)
+_SEED = np.uint64(0x9E3779B97F4A7C15)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mix(k):
+    k *= _M
+    k ^= k >> np.uint64(47)
+    return k * _M
+
+
+@njit(cache=True, nogil=True)
+def hash_segments(data, starts, ends, out):
+    """MurmurHash64A of each segment data[starts[i]:ends[i]] (64 bits, for grouping equal texts)."""
+    for row in range(len(starts)):
+        start, end = starts[row], ends[row]
+        h = _SEED ^ (np.uint64(end - start) * _M)
+        i = start
+        while i + 8 <= end:
+            k = np.uint64(0)
+            for j in range(8):
+                k |= np.uint64(data[i + j]) << np.uint64(8 * j)
+            h = (h ^ _mix(k)) * _M
+            i += 8
+        if i < end:
+            k = np.uint64(0)
+            for j in range(end - i):
+                k |= np.uint64(data[i + j]) << np.uint64(8 * j)
+            h = (h ^ k) * _M
+        h ^= h >> np.uint64(47)
+        h *= _M
+        out[row] = h ^ (h >> np.uint64(47))

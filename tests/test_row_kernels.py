@@ -1,0 +1,134 @@
+"""The numba row kernels (`store.row_kernels` through `store.encode`) against the Python definitions they
+replace: canonical JSON as `records.canonical_bytes` writes it, words as `str.split` counts them, and
+`records.normalise_text`."""
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from alpaca_data.records import canonical_bytes, normalise_text
+from alpaca_data.store.encode import (
+    TextView,
+    canonical_json,
+    encode_lines,
+    encode_table,
+    normalised_hashes,
+    normalised_joined,
+    text_counts,
+    text_hashes,
+)
+from alpaca_data.store.tables import table_to_records
+
+# every character str.split() splits on, every control character, JSON's own escapes, and text in other scripts
+SPACES = [chr(c) for c in range(0x110000) if chr(c).isspace()]
+CONTROLS = [chr(c) for c in range(0x20)] + ["\x7f", "\x80", "\x9f"]
+ODD = ['"', "\\", "/", "\u2028", "\u2029", "\ufeff", "é", "ß", "ﬁ", "Ａ", "İ", "中文", "😀", "\U0010ffff", "\u0301"]
+
+
+def random_text(rng: random.Random, length: int) -> str:
+    pieces = []
+    for _ in range(length):
+        pick = rng.random()
+        if pick < 0.5:
+            pieces.append(rng.choice("abcXYZ 019.,"))
+        elif pick < 0.7:
+            pieces.append(rng.choice(SPACES))
+        elif pick < 0.85:
+            pieces.append(rng.choice(CONTROLS))
+        else:
+            pieces.append(rng.choice(ODD))
+    return "".join(pieces)
+
+
+def random_table(seed: int, rows: int = 300) -> pa.Table:
+    rng = random.Random(seed)
+    texts = [[random_text(rng, rng.randrange(0, 30)) for _ in range(rows)] for _ in range(3)]
+    ints = [None if rng.random() < 0.3 else rng.choice([0, -1, 7, 10, 99, -10**18, 2**63 - 1, -2**63,
+                                                         rng.randrange(-10**9, 10**9)]) for _ in range(rows)]
+    flags = [None if rng.random() < 0.3 else rng.random() < 0.5 for _ in range(rows)]
+    notes = [None if rng.random() < 0.5 else random_text(rng, 5) for _ in range(rows)]
+    return pa.table({"instruction": texts[0], "input": texts[1], "output": texts[2], "attempt": pa.array(ints),
+                     "checked": pa.array(flags), "a note": notes, "zz_empty": pa.nulls(rows)})
+
+
+def python_lines(table: pa.Table) -> bytes:
+    return b"".join(canonical_bytes(record) + b"\n" for record in table_to_records(table))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_canonical_json_is_byte_for_byte_the_json_modules(seed):
+    table = random_table(seed)
+    built, ends = canonical_json(table)
+    assert built.tobytes() == python_lines(table)
+    assert ends.tolist() == np.cumsum([len(canonical_bytes(r)) + 1 for r in table_to_records(table)]).tolist()
+
+
+def test_canonical_json_of_a_slice_with_null_core_text_and_keys_that_need_escaping():
+    table = random_table(9).slice(17, 40)  # Arrow offsets that do not start at 0
+    table = table.append_column('k"\\\u00e9', pa.array(["x"] * 40))
+    table = table.set_column(0, "instruction", pa.array([None, "a"] * 20, pa.string()))
+    built, _ = canonical_json(table)
+    assert built.tobytes() == python_lines(table)
+    assert json.loads(built.tobytes().split(b"\n")[0])["instruction"] is None
+
+
+def test_canonical_json_leaves_floats_and_lists_to_python():
+    assert canonical_json(pa.table({"instruction": ["a"], "score": [0.5]})) is None
+    assert canonical_json(pa.table({"instruction": ["a"], "seeds": [[1, 2]]})) is None
+    table = pa.table({"instruction": ["a"], "input": [""], "output": ["b"], "seeds": [[1, 2]], "s": [1e-7]})
+    assert bytes(encode_table(table).canonical) == python_lines(table)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_word_and_character_counts_are_pythons(seed):
+    table = random_table(seed)
+    for name in ("instruction", "input", "output"):
+        texts = table.column(name).to_pylist()
+        counts = text_counts(TextView.of(table.column(name)))
+        assert counts.words.tolist() == [len(text.split()) for text in texts]
+        assert counts.chars.tolist() == [len(text) for text in texts]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_normalised_fields_are_normalise_text_joined(seed):
+    table = random_table(seed)
+    rng = random.Random(seed)
+    ascii_texts = ["".join(rng.choice("aB \t\n\x1c\x1f\x0b.") for _ in range(rng.randrange(0, 12))) for _ in range(300)]
+    columns = [table.column("instruction"), pa.array(ascii_texts), pa.array([None] * 150 + ascii_texts[:150])]
+    got = normalised_joined([TextView.of(c) for c in columns])
+    expected = ["\x1f".join(normalise_text(value or "") for value in values).encode()
+                for values in zip(*(c.to_pylist() for c in columns))]
+    assert got == expected
+
+
+def test_stats_of_kernel_lines_equal_those_of_python_lines():
+    table = random_table(3)
+    kernel = encode_table(table)
+    lines = [canonical_bytes(r) for r in table_to_records(table)]
+    python = encode_lines(lines, *(table.column(n) for n in ("instruction", "input", "output")))
+    assert bytes(kernel.canonical) == python.canonical
+    for name in ("ends", "with_input", "empty_output", "chars", "words", "instruction_hashes"):
+        assert getattr(kernel, name).tolist() == getattr(python, name).tolist(), name
+    kept = np.arange(len(kernel)) % 3 != 1
+    assert bytes(kernel.select(kept).canonical) == python.select(kept).canonical
+
+
+def test_hashes_of_normalised_fields_are_those_of_the_python_keys():
+    from alpaca_data.filters.exact import ExactDuplicates
+
+    table = random_table(5)
+    fields = ("instruction", "input", "missing")
+    keys = ExactDuplicates.keys_for_table(table, fields)
+    assert keys.tolist() == [ExactDuplicates.key_for(r, fields) for r in table_to_records(table)]
+    views = [TextView.of(table.column(n)) for n in ("instruction", "output")]
+    assert normalised_hashes(views).tolist() == text_hashes(normalised_joined(views)).tolist()
+
+
+def test_text_hashes_tell_texts_apart():
+    texts = [str(i).encode() for i in range(200_000)] + [b"", b"\x00", b"\x00\x00", b"a" * 8, b"a" * 9, b"a" * 16]
+    assert len(set(text_hashes(texts).tolist())) == len(texts)
+    assert text_hashes([b"same text"]).tolist() * 2 == text_hashes([b"same text", b"same text"]).tolist()
