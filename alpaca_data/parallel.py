@@ -27,7 +27,7 @@ WORKERS_ENV = "ALPACA_WORKERS"
 MIN_ROWS_ENV = "ALPACA_PARALLEL_MIN_ROWS"
 DEFAULT_MIN_ROWS = 100_000  # below this a command is done in a few seconds: process start-up would not pay
 # The modules whose functions run in workers: imported once by the forkserver, not by every worker.
-WORKER_MODULES = ("alpaca_data.import_chunks", "alpaca_data.filters.stream")
+WORKER_MODULES = ("alpaca_data.import_chunks",)
 PARENT_CHECK_S = 0.5  # how soon a worker notices that the command that started it was killed
 THREAD_SWITCH_S = 0.0005
 IN_FLIGHT_EXTRA = 1  # results queued beyond one per worker: a worker rarely waits on the main process

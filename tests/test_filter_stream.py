@@ -37,8 +37,7 @@ def _records() -> list[dict]:
 
 @pytest.fixture
 def store(tmp_path, monkeypatch):
-    monkeypatch.setattr(revision_module, "THREAD_BATCH_ROWS", 97)  # many uneven batches
-    monkeypatch.setattr(revision_module, "PROCESS_BATCH_ROWS", 97)
+    monkeypatch.setattr(revision_module, "BATCH_ROWS", 97)  # many uneven batches
     monkeypatch.setattr(store_module, "READ_BATCH_ROWS", 89)
     monkeypatch.setenv("ALPACA_PARALLEL_MIN_ROWS", "0")
     store = Store.open(tmp_path / "store")

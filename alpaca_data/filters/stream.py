@@ -1,11 +1,12 @@
 """A filter pipeline over a stored revision as a stream of record batches, on every core.
 
-Each batch goes to a worker process (`parallel.OrderedPool`) that runs the pipeline's leading stateless steps
+Each batch goes to a worker thread (`parallel.OrderedPool`) that runs the pipeline's leading stateless steps
 (the heuristic rules: a verdict depends on the record alone), prepares what the stateful steps can compute per
-record (exact dedup's keys), and encodes the survivors for the new revision (`store.encode`). The main process
-takes the batches back in order and runs the stateful steps (dedup, ROUGE-L novelty: greedy, in record order) on
-them, then writes the kept rows and the rejection rows as it goes. Memory holds a few batches and the stateful
-steps' own state, whatever the size of the revision; with one worker the same functions run in this process.
+record (exact dedup's keys), and encodes the survivors for the new revision (`store.encode`): mostly Arrow and
+numba work, outside the GIL. The main thread takes the batches back in order and runs the stateful steps (dedup,
+ROUGE-L novelty: greedy, in record order) on them, then writes the kept rows and the rejection rows as it goes.
+Memory holds a few batches and the stateful steps' own state, whatever the size of the revision; with one
+worker the same functions run in the main thread.
 """
 from __future__ import annotations
 
@@ -25,10 +26,9 @@ from alpaca_data.filters.steps import Step, StepStats, Verdict, _summed
 from alpaca_data.store.encode import EncodedRows, encode_table
 from alpaca_data.store.tables import records_to_table, table_to_records
 
-# Records per batch, at most. A job reads its whole row group (the writer's are up to 32K rows), so a row group
-# is cut into equal parts, not into full batches and a small rest.
-THREAD_BATCH_ROWS = 32 * 1024  # threads share one process: a row group per job
-PROCESS_BATCH_ROWS = 32 * 1024  # each worker process holds its batch, its result's pickle and numba: under 1 GiB
+# Records per batch, at most: the writer's row group, as a job reads its whole row group. A bigger row group (a
+# pulled revision's) is cut into equal parts, not into full batches and a small rest.
+BATCH_ROWS = 32 * 1024
 
 
 @dataclass(frozen=True)
