@@ -95,7 +95,7 @@ def _import_in_chunks(store: Store, paths: list[str], dataset: str, *, message: 
     plan = chunks_module.plan_files(paths, field_map, strict)
     if plan is None:
         return None
-    with OrderedPool(chunks_module.workers_for_files(paths)) as pool:
+    with OrderedPool(chunks_module.workers_for_files(paths), threads=True) as pool:
         try:
             return _import_in_one_pass(store, paths, plan, dataset, pool, message=message, field_map=field_map,
                                        strict=strict, show_progress=show_progress)

@@ -112,12 +112,17 @@ def write_json_array(handle: BinaryIO, records: Iterable[Mapping[str, Any]]) -> 
 
 
 def _jsonl_batches(store: Store, manifest: Manifest, core_only: bool) -> Iterator[tuple[bytes, int]]:
-    """The revision as canonical JSON lines, a batch at a time (orjson where it writes the json module's bytes)."""
-    from alpaca_data.store.encode import canonical_lines, has_floats
+    """The revision as canonical JSON lines, a batch at a time (`store.encode`: the row kernels, or Python for a
+    float or list column)."""
+    from alpaca_data.store.encode import canonical_json, canonical_lines, has_floats
 
     for batch in store.iter_batches(manifest):
         if core_only:
             batch = batch.select(list(CORE_FIELDS))
+        built = None if has_floats(batch.schema) else canonical_json(batch)
+        if built is not None:
+            yield built[0].tobytes(), batch.num_rows
+            continue
         lines = canonical_lines(table_to_records(batch), has_floats(batch.schema))
         yield b"".join(line + b"\n" for line in lines), batch.num_rows
 

@@ -21,26 +21,25 @@ _FALSE = np.frombuffer(b"false", dtype=np.uint8)
 _INT64_MIN = np.frombuffer(b"-9223372036854775808", dtype=np.uint8)
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _escaped_size(byte: int) -> int:
-    """Bytes `json.dumps` writes for one byte of UTF-8 text."""
-    if byte == 34 or byte == 92:  # " and \
-        return 2
-    if byte < 0x20:
-        if byte == 8 or byte == 9 or byte == 10 or byte == 12 or byte == 13:
-            return 2
-        return 6  # \u00XX
-    return 1
+# Bytes `json.dumps` adds to escape each byte of UTF-8 text: \" \\ and \b \t \n \f \r take one more, the other
+# control characters five more (\u00XX); every other byte is written as it is.
+_EXTRA = np.zeros(256, dtype=np.int64)
+_EXTRA[:0x20] = 5
+_EXTRA[[0x08, 0x09, 0x0A, 0x0C, 0x0D, 0x22, 0x5C]] = 1
+_SHORT = np.zeros(256, dtype=np.uint8)  # the letter of a one-letter escape
+_SHORT[[0x08, 0x09, 0x0A, 0x0C, 0x0D, 0x22, 0x5C]] = np.frombuffer(b'btnfr"\\', dtype=np.uint8)
 
 
 @njit(cache=True, nogil=True)
 def add_string_sizes(offsets, data, valid, key_size, omit_null, sizes, fields):
     """Add each row's `"key":"value"` size to `sizes` (a null: omitted, or `null`) and count its fields."""
+    extra = _EXTRA
     for row in range(len(valid)):
         if valid[row]:
-            size = key_size + 2
-            for i in range(offsets[row], offsets[row + 1]):
-                size += _escaped_size(data[i])
+            start, end = offsets[row], offsets[row + 1]
+            size = key_size + 2 + end - start
+            for i in range(start, end):
+                size += extra[data[i]]
             sizes[row] += size
             fields[row] += 1
         elif not omit_null:
@@ -71,7 +70,7 @@ def _write_null(out, position):
 
 @njit(cache=True, nogil=True)
 def write_strings(offsets, data, valid, key, omit_null, out, cursor, written):
-    hexdigits = _HEX
+    hexdigits, extra, short = _HEX, _EXTRA, _SHORT
     for row in range(len(valid)):
         if not valid[row] and omit_null:
             continue
@@ -83,17 +82,13 @@ def write_strings(offsets, data, valid, key, omit_null, out, cursor, written):
         position += 1
         for i in range(offsets[row], offsets[row + 1]):
             byte = data[i]
-            if byte >= 0x20 and byte != 34 and byte != 92:
+            more = extra[byte]
+            if more == 0:
                 out[position] = byte
                 position += 1
-            elif byte == 34 or byte == 92:
+            elif more == 1:
                 out[position] = 92
-                out[position + 1] = byte
-                position += 2
-            elif byte == 8 or byte == 9 or byte == 10 or byte == 12 or byte == 13:
-                out[position] = 92
-                out[position + 1] = (98 if byte == 8 else 116 if byte == 9 else 110 if byte == 10
-                                     else 102 if byte == 12 else 114)  # b t n f r
+                out[position + 1] = short[byte]
                 position += 2
             else:
                 out[position] = 92
