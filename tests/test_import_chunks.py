@@ -131,20 +131,33 @@ def test_workers_of_a_command_killed_with_sigkill_exit_and_nothing_is_stored(tmp
     _write_jsonl(path, _records() * 60)  # ~72K records: a few seconds of work, even on the fast path
     store = tmp_path / "store"
     env = {**os.environ, "ALPACA_STORE": str(store), "ALPACA_PARALLEL_MIN_ROWS": "0", "ALPACA_WORKERS": "2"}
-    command = subprocess.Popen([sys.executable, "-m", "alpaca_data", "-q", "import", str(path), "-d", "d"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def start(*args: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "alpaca_data", "-q", *args], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    # validate checks on worker processes (import converts on threads of its own process)
+    command = start("validate", str(path))
     main = psutil.Process(command.pid)
     deadline, workers = time.monotonic() + 60, []
     while time.monotonic() < deadline and len(workers) < 2 and command.poll() is None:
         workers = [p for p in main.children(recursive=True) if "forkserver" in " ".join(p.cmdline())
                    and p.ppid() != command.pid]
         time.sleep(0.05)
-    assert len(workers) >= 2, "the import never started its workers"
+    assert len(workers) >= 2, "validate never started its workers"
     os.kill(command.pid, signal.SIGKILL)
     command.wait()
     gone, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive, f"workers still running after their command was killed: {alive}"
-    assert Store.open(store).datasets() == []  # no revision, not even a half-written one
+
+    command = start("import", str(path), "-d", "d")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and command.poll() is None and not any((store / "tmp").glob("*/data.parquet")):
+        time.sleep(0.02)
+    os.kill(command.pid, signal.SIGKILL)  # mid-write (or, on a very fast machine, just after)
+    command.wait()
+    if command.returncode == -signal.SIGKILL:
+        assert Store.open(store).datasets() == []  # no revision, not even a half-written one
     again = subprocess.run([sys.executable, "-m", "alpaca_data", "-q", "import", str(path), "-d", "d"], env=env,
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr

@@ -2,7 +2,7 @@
 
 The id is the sha256 of the canonical JSON lines of the records as they read back from Parquet
 (`records.canonical_bytes`); the statistics need a few numbers per row. Both are computed here per batch, in a
-worker process or in the writer's own, as arrays that can be cut down to the rows a later step keeps
+worker or in the writer's own thread, as arrays that can be cut down to the rows a later step keeps
 (`EncodedRows.select`) and merged in order by the writer.
 
 Canonical JSON lines and the per-row counts are built from the Arrow columns by `row_kernels` (no Python object
@@ -23,8 +23,8 @@ from alpaca_data.records import CORE_FIELDS, canonical_bytes, normalise_text
 
 
 def kernels():
-    """`store.row_kernels`, imported where rows are first encoded: numba's import costs 0.4 s and 80 MB, which a
-    command's main process spares when its workers do the encoding."""
+    """`store.row_kernels`, imported where rows are first encoded: numba's import and the kernels' load cost
+    ~0.5 s and ~120 MB, which commands that encode no rows (sql, log, view) do not pay."""
     from alpaca_data.store import row_kernels
 
     return row_kernels
@@ -55,7 +55,7 @@ class TextView:
     def of(cls, array: pa.Array | pa.ChunkedArray) -> TextView:
         array = one_array(array)
         if pa.types.is_null(array.type):
-            array = pa.array([None] * len(array), pa.string())
+            array = pa.nulls(len(array), pa.string())
         wide = pa.types.is_large_string(array.type)
         _, offsets, data = array.buffers()
         offsets = np.frombuffer(offsets, np.int64 if wide else np.int32)[array.offset:array.offset + len(array) + 1]
