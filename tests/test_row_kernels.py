@@ -132,3 +132,12 @@ def test_text_hashes_tell_texts_apart():
     texts = [str(i).encode() for i in range(200_000)] + [b"", b"\x00", b"\x00\x00", b"a" * 8, b"a" * 9, b"a" * 16]
     assert len(set(text_hashes(texts).tolist())) == len(texts)
     assert text_hashes([b"same text"]).tolist() * 2 == text_hashes([b"same text", b"same text"]).tolist()
+
+
+def test_an_empty_batch_encodes_to_nothing():
+    empty = random_table(1).slice(0, 0)
+    encoded = encode_table(empty)
+    assert len(encoded) == 0 and bytes(encoded.canonical) == b""
+    for name in ("ends", "with_input", "empty_output", "chars", "words", "instruction_hashes"):
+        assert len(getattr(encoded, name)) == 0, name
+    assert len(normalised_hashes([TextView.of(empty.column("instruction"))])) == 0

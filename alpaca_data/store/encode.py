@@ -94,7 +94,7 @@ def _normalised_segments(views: Sequence[TextView]):
     sizes = np.full(count, len(views), dtype=np.int64)  # room for the separators
     for view in views:
         sizes += np.diff(view.offsets)
-    starts = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
+    starts = np.cumsum(sizes) - sizes
     out = np.empty(int(sizes.sum()), dtype=np.uint8)
     ends, written, odd = starts.copy(), np.zeros(count, dtype=np.int64), np.zeros(count, dtype=bool)
     for view in views:
@@ -166,10 +166,14 @@ def canonical_json(table: pa.Table | pa.RecordBatch) -> tuple[np.ndarray, np.nda
         else:
             valid = _valid(array)
             values = array.fill_null(False if kind == "bool" else 0).to_numpy(zero_copy_only=False)
-            adder, writer = (kernels().add_int_sizes, kernels().write_ints) if kind == "int" else \
-                (kernels().add_bool_sizes, kernels().write_bools)
-            adder(values, valid, len(key), omit_null, sizes, fields)
-            prepared.append((writer, (values, valid), key, omit_null))
+            if kind == "int":
+                value_sizes = np.empty(count, dtype=np.int64)
+                kernels().int_sizes(values, value_sizes)
+            else:
+                value_sizes = np.where(values, 4, 5)  # true, false
+            kernels().add_sizes(value_sizes, valid, len(key), omit_null, sizes, fields)
+            prepared.append((kernels().write_ints if kind == "int" else kernels().write_bools, (values, valid), key,
+                             omit_null))
     sizes += np.maximum(fields - 1, 0)  # the commas
     ends = np.cumsum(sizes)
     out = np.empty(int(ends[-1]) if count else 0, dtype=np.uint8)

@@ -118,10 +118,17 @@ def _digits(value: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def add_int_sizes(values, valid, key_size, omit_null, sizes, fields):
+def int_sizes(values, value_sizes):
+    for row in range(len(values)):
+        value_sizes[row] = _digits(values[row])
+
+
+@njit(cache=True, nogil=True)
+def add_sizes(value_sizes, valid, key_size, omit_null, sizes, fields):
+    """Add each row's `"key":value` size to `sizes` (a null: omitted, or `null`) and count its fields."""
     for row in range(len(valid)):
         if valid[row]:
-            sizes[row] += key_size + _digits(values[row])
+            sizes[row] += key_size + value_sizes[row]
             fields[row] += 1
         elif not omit_null:
             sizes[row] += key_size + 4
@@ -154,17 +161,6 @@ def write_ints(values, valid, key, omit_null, out, cursor, written):
                 if value == 0:
                     break
         cursor[row] = end
-
-
-@njit(cache=True, nogil=True)
-def add_bool_sizes(values, valid, key_size, omit_null, sizes, fields):
-    for row in range(len(valid)):
-        if valid[row]:
-            sizes[row] += key_size + (4 if values[row] else 5)
-            fields[row] += 1
-        elif not omit_null:
-            sizes[row] += key_size + 4
-            fields[row] += 1
 
 
 @njit(cache=True, nogil=True)
