@@ -112,11 +112,15 @@ class OrderedPool:
             pending.append(self._executor.submit(fn, chunk) if self.threads else
                            self._executor.submit(_call_and_trim, fn, chunk))
             if len(pending) >= limit:
-                yield pending.popleft().result()
-                trim_heap()  # results arrive as pickles of many sizes: this process keeps their pages otherwise
+                yield self._next(pending)
         while pending:
-            yield pending.popleft().result()
-            trim_heap()
+            yield self._next(pending)
+
+    def _next(self, pending: collections.deque[Future]) -> Any:
+        result = pending.popleft().result()
+        if not self.threads:
+            trim_heap()  # results arrive as pickles of many sizes: this process keeps their pages otherwise
+        return result
 
 
 def _exit_with(pid: int) -> None:

@@ -17,7 +17,7 @@ from alpaca_data.store.encode import (
     encode_lines,
     encode_table,
     normalised_hashes,
-    normalised_joined,
+    normalised_texts,
     text_counts,
     text_hashes,
 )
@@ -94,15 +94,13 @@ def test_word_and_character_counts_are_pythons(seed):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_normalised_fields_are_normalise_text_joined(seed):
+def test_normalised_text_is_normalise_texts(seed):
     table = random_table(seed)
     rng = random.Random(seed)
     ascii_texts = ["".join(rng.choice("aB \t\n\x1c\x1f\x0b.") for _ in range(rng.randrange(0, 12))) for _ in range(300)]
-    columns = [table.column("instruction"), pa.array(ascii_texts), pa.array([None] * 150 + ascii_texts[:150])]
-    got = normalised_joined([TextView.of(c) for c in columns])
-    expected = ["\x1f".join(normalise_text(value or "") for value in values).encode()
-                for values in zip(*(c.to_pylist() for c in columns))]
-    assert got == expected
+    for column in (table.column("instruction"), pa.array(ascii_texts), pa.array([None] * 150 + ascii_texts[:150])):
+        expected = [normalise_text(value or "").encode() for value in column.to_pylist()]
+        assert normalised_texts(TextView.of(column)) == expected
 
 
 def test_stats_of_kernel_lines_equal_those_of_python_lines():
@@ -124,8 +122,11 @@ def test_hashes_of_normalised_fields_are_those_of_the_python_keys():
     fields = ("instruction", "input", "missing")
     keys = ExactDuplicates.keys_for_table(table, fields)
     assert keys.tolist() == [ExactDuplicates.key_for(r, fields) for r in table_to_records(table)]
-    views = [TextView.of(table.column(n)) for n in ("instruction", "output")]
-    assert normalised_hashes(views).tolist() == text_hashes(normalised_joined(views)).tolist()
+    for name in ("instruction", "output"):
+        view = TextView.of(table.column(name))
+        assert normalised_hashes(view).tolist() == text_hashes(normalised_texts(view)).tolist()
+    one_field = ExactDuplicates.keys_for_table(table, ("instruction",))
+    assert one_field.tolist() == normalised_hashes(TextView.of(table.column("instruction"))).tolist()
 
 
 def test_text_hashes_tell_texts_apart():
@@ -140,4 +141,4 @@ def test_an_empty_batch_encodes_to_nothing():
     assert len(encoded) == 0 and bytes(encoded.canonical) == b""
     for name in ("ends", "with_input", "empty_output", "chars", "words", "instruction_hashes"):
         assert len(getattr(encoded, name)) == 0, name
-    assert len(normalised_hashes([TextView.of(empty.column("instruction"))])) == 0
+    assert len(normalised_hashes(TextView.of(empty.column("instruction")))) == 0

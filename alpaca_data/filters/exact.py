@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from alpaca_data.filters.steps import Step, Verdict
 from alpaca_data.records import normalise_text
-from alpaca_data.store.encode import TextView, normalised_hashes, text_hashes
+from alpaca_data.store.encode import FieldHashes, combined_hashes, text_hashes
 from alpaca_data.store.tables import table_to_records
 
 DEFAULT_FIELDS: tuple[str, ...] = ("instruction", "input")
@@ -30,7 +30,7 @@ def _drop(reason: str, record: Mapping[str, Any], score: float, kept: Mapping[st
 class ExactDuplicates(Step):
     """Keep the first record of each group with equal normalised `fields`.
 
-    The group key is a 64-bit hash (`store.encode.text_hashes`) of the normalised fields joined by \\x1f. Keys are computed per
+    The group key is a 64-bit hash of the normalised fields (`store.encode.combined_hashes`). Keys are computed per
     record (`key_for`) or per batch in Arrow (`keys_for_table`, in a worker when streaming) and decided in order
     (`decide_keys`, vectorised). The state is compact whatever
     the size: the kept keys as a sorted array, and each kept instruction as UTF-8 bytes (for `most_similar`).
@@ -52,18 +52,19 @@ class ExactDuplicates(Step):
 
     @staticmethod
     def key_for(record: Mapping[str, Any], fields: tuple[str, ...]) -> int:
-        joined = "\x1f".join(normalise_text(_text(record, name)) for name in fields)  # \x1f is whitespace: gone
-        return int(text_hashes([joined.encode("utf-8")])[0])
+        parts = text_hashes([normalise_text(_text(record, name)).encode("utf-8") for name in fields])
+        return int(combined_hashes([part[None] for part in parts])[0])
 
     @staticmethod
-    def keys_for_table(table: pa.Table, fields: tuple[str, ...]) -> np.ndarray:
-        """`key_for` of every row of `table`, the text fields normalised by `store.row_kernels`."""
+    def keys_for_table(table: pa.Table, fields: tuple[str, ...], hashes: FieldHashes | None = None) -> np.ndarray:
+        """`key_for` of every row of `table`, the text fields normalised by `store.row_kernels` (`hashes`: the
+        batch's, when its caller computes some of them anyway)."""
         if not all(name not in table.column_names or pa.types.is_string(table.schema.field(name).type)
                    for name in fields):  # a number or list field: as `_text` writes it
             return np.fromiter((ExactDuplicates.key_for(row, fields) for row in table_to_records(table)),
                                dtype=np.uint64, count=table.num_rows)
-        return normalised_hashes([TextView.of(table.column(name) if name in table.column_names
-                                              else pa.nulls(table.num_rows)) for name in fields])
+        hashes = hashes if hashes is not None else FieldHashes(table)
+        return combined_hashes([hashes.of(name) for name in fields])
 
     def _earlier_instructions(self, slots: list[int]) -> dict[int, str]:
         """The instructions of kept records by slot (held text) or position (`instructions_at`)."""

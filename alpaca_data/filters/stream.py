@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from alpaca_data.filters.exact import ExactDuplicates
 from alpaca_data.filters.report import make_rejection, rejections_table
 from alpaca_data.filters.steps import Step, StepStats, Verdict, _summed
-from alpaca_data.store.encode import EncodedRows, encode_table
+from alpaca_data.store.encode import EncodedRows, FieldHashes, encode_table
 from alpaca_data.store.tables import records_to_table, table_to_records
 
 # Records per batch, at most: the writer's row group, as a job reads its whole row group. A bigger row group (a
@@ -69,8 +69,9 @@ def prepare_batch(job: BatchJob) -> PreparedBatch:
         step_stats.seconds += time.perf_counter() - started
         table, positions = _apply(verdicts, originals, table, positions, step_stats, rejections)
     rejections.sort(key=lambda row: row["index"])
-    keys = None if job.key_fields is None else ExactDuplicates.keys_for_table(table, job.key_fields)
-    return PreparedBatch(job.rows, table, positions, encode_table(table), rejections, stats, keys)
+    hashes = FieldHashes(table)  # the instruction's serve the statistics and the dedup keys
+    keys = None if job.key_fields is None else ExactDuplicates.keys_for_table(table, job.key_fields, hashes)
+    return PreparedBatch(job.rows, table, positions, encode_table(table, hashes), rejections, stats, keys)
 
 
 def _apply(verdicts: dict[int, Verdict], originals: dict[int, dict[str, Any]], table: pa.Table,

@@ -87,44 +87,72 @@ def word_counts(texts: pa.Array) -> np.ndarray:
     return text_counts(TextView.of(texts)).words
 
 
-def _normalised_segments(views: Sequence[TextView]):
-    """`normalise_text` of each row's fields joined by \\x1f, UTF-8 (null: ""), for the rows ASCII in every
-    field, written by `row_kernels` as segments [starts, ends) of one buffer; and the other rows."""
-    count = len(views[0].valid)
-    sizes = np.full(count, len(views), dtype=np.int64)  # room for the separators
-    for view in views:
-        sizes += np.diff(view.offsets)
+def _normalised_segments(view: TextView):
+    """`normalise_text` of each row as UTF-8 (null: "") for the ASCII rows, written by `row_kernels` as segments
+    [starts, ends) of one buffer; and the other rows."""
+    sizes = np.diff(view.offsets).astype(np.int64)
     starts = np.cumsum(sizes) - sizes
     out = np.empty(int(sizes.sum()), dtype=np.uint8)
-    ends, written, odd = starts.copy(), np.zeros(count, dtype=np.int64), np.zeros(count, dtype=bool)
-    for view in views:
-        kernels().write_normalised_ascii(view.offsets, view.data, view.valid, out, ends, written, odd)
+    ends, odd = starts.copy(), np.zeros(len(view.valid), dtype=bool)
+    kernels().write_normalised_ascii(view.offsets, view.data, view.valid, out, ends, odd)
     return out, starts, ends, np.flatnonzero(odd)
 
 
-def _normalised_in_python(views: Sequence[TextView], rows: np.ndarray) -> list[bytes]:
-    columns = [view.array.take(rows).to_pylist() for view in views]
-    return ["\x1f".join(normalise_text(value or "") for value in values).encode("utf-8") for values in zip(*columns)]
+def _normalised_in_python(view: TextView, rows: np.ndarray) -> list[bytes]:
+    return [normalise_text(text or "").encode("utf-8") for text in view.array.take(rows).to_pylist()]
 
 
-def normalised_joined(views: Sequence[TextView]) -> list[bytes]:
-    """`normalise_text` of each row's fields joined by \\x1f, as UTF-8 (null: "")."""
-    out, starts, ends, odd = _normalised_segments(views)
+def normalised_texts(view: TextView) -> list[bytes]:
+    """`normalise_text` of each row, as UTF-8 (null: "")."""
+    out, starts, ends, odd = _normalised_segments(view)
     buffer = out.tobytes()
     texts = [buffer[start:end] for start, end in zip(starts.tolist(), ends.tolist())]
-    for row, text in zip(odd.tolist(), _normalised_in_python(views, odd)):
+    for row, text in zip(odd.tolist(), _normalised_in_python(view, odd)):
         texts[row] = text
     return texts
 
 
-def normalised_hashes(views: Sequence[TextView]) -> np.ndarray:
-    """`text_hashes` of `normalised_joined`, without a Python object per ASCII row."""
-    out, starts, ends, odd = _normalised_segments(views)
+def normalised_hashes(view: TextView) -> np.ndarray:
+    """`text_hashes` of `normalised_texts`, without a Python object per ASCII row."""
+    out, starts, ends, odd = _normalised_segments(view)
     hashes = np.empty(len(starts), dtype=np.uint64)
     kernels().hash_segments(out, starts, ends, hashes)
     if len(odd):
-        hashes[odd] = text_hashes(_normalised_in_python(views, odd))
+        hashes[odd] = text_hashes(_normalised_in_python(view, odd))
     return hashes
+
+
+def combined_hashes(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """One 64-bit identity per row from the hashes of several fields, in order (MurmurHash3's finaliser over
+    each step): equal fields give equal results."""
+    combined = np.asarray(parts[0], dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for part in parts[1:]:
+            combined = _fmix64(combined * np.uint64(0x9E3779B97F4A7C15) ^ np.asarray(part, dtype=np.uint64))
+    return combined
+
+
+def _fmix64(h: np.ndarray) -> np.ndarray:
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xFF51AFD7ED558CCD)
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xC4CEB9FE1A85EC53)
+    return h ^ (h >> np.uint64(33))
+
+
+class FieldHashes:
+    """`normalised_hashes` of a batch's text columns, each computed once (statistics and dedup keys both read
+    the instruction's). A missing column reads as empty text."""
+
+    def __init__(self, table: pa.Table | pa.RecordBatch):
+        self.table = table
+        self._done: dict[str, np.ndarray] = {}
+
+    def of(self, name: str) -> np.ndarray:
+        if name not in self._done:
+            column = self.table.column(name) if name in self.table.column_names else pa.nulls(self.table.num_rows)
+            self._done[name] = normalised_hashes(TextView.of(column))
+        return self._done[name]
 
 
 def text_hashes(texts: Sequence[bytes]) -> np.ndarray:
@@ -220,16 +248,17 @@ def encode_rows(rows: Sequence[Mapping[str, Any]], floats: bool) -> EncodedRows:
     return encode_lines(canonical_lines(rows, floats), *columns)
 
 
-def encode_table(table: pa.Table | pa.RecordBatch) -> EncodedRows:
-    """Canonical lines and statistics of the rows as they read back from Parquet."""
+def encode_table(table: pa.Table | pa.RecordBatch, hashes: FieldHashes | None = None) -> EncodedRows:
+    """Canonical lines and statistics of the rows as they read back from Parquet. hashes: the batch's normalised
+    text hashes where a caller already has some."""
     from alpaca_data.store.tables import table_to_records
 
     columns = [table.column(name) for name in CORE_FIELDS]
     built = None if has_floats(table.schema) else canonical_json(table)
     if built is None:
         lines = canonical_lines(table_to_records(table), has_floats(table.schema))
-        return encode_lines(lines, *columns)
-    return _encoded(*built, *columns)
+        built = (b"\n".join(lines) + b"\n" if lines else b"", _line_ends(lines))
+    return _encoded(*built, *columns, hashes.of("instruction") if hashes is not None else None)
 
 
 def one_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -238,16 +267,19 @@ def one_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 def encode_lines(lines: list[bytes], instructions: pa.Array, inputs: pa.Array, outputs: pa.Array) -> EncodedRows:
     """The rows' canonical JSON `lines` and their statistics, counted on the core columns."""
-    ends = np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)) + 1)
-    return _encoded(b"\n".join(lines) + b"\n" if lines else b"", ends, instructions, inputs, outputs)
+    return _encoded(b"\n".join(lines) + b"\n" if lines else b"", _line_ends(lines), instructions, inputs, outputs)
+
+
+def _line_ends(lines: list[bytes]) -> np.ndarray:
+    return np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)) + 1)
 
 
 def _encoded(canonical: bytes | np.ndarray, ends: np.ndarray, instructions: pa.Array, inputs: pa.Array,
-             outputs: pa.Array) -> EncodedRows:
+             outputs: pa.Array, instruction_hashes: np.ndarray | None = None) -> EncodedRows:
     views = [TextView.of(texts) for texts in (instructions, inputs, outputs)]
     counts = [text_counts(view) for view in views]
     words = np.stack([c.words for c in counts], axis=1) if len(ends) else np.zeros((0, len(CORE_FIELDS)), np.int32)
     chars = sum(c.chars for c in counts) if len(ends) else np.zeros(0, np.int32)
     # `text.strip()` is empty exactly when `text.split()` is
     return EncodedRows(canonical, ends, words[:, 1] > 0, words[:, 2] == 0, chars, words,
-                       normalised_hashes(views[:1]))
+                       normalised_hashes(views[0]) if instruction_hashes is None else instruction_hashes)

@@ -221,46 +221,44 @@ def _code_at(data, i):
     return ((lead & 0x07) << 18) | ((data[i + 1] & 0x3F) << 12) | ((data[i + 2] & 0x3F) << 6) | (data[i + 3] & 0x3F)
 
 
+# What each byte of UTF-8 is to `str.split()`: an ASCII non-space, an ASCII space, a continuation byte, or the lead
+# byte of a wider character (a space or not: decoded when met)
+_BYTE_CLASS = np.zeros(256, dtype=np.uint8)
+_BYTE_CLASS[:128][_ASCII_SPACE] = 1
+_BYTE_CLASS[0x80:0xC0] = 2
+_BYTE_CLASS[0xC0:] = 3
+
+
 @njit(cache=True, nogil=True)
 def text_counts(offsets, data, valid, words, chars):
-    """Per row: words (`len(text.split())`) and characters (a null: 0, 0)."""
-    space = _ASCII_SPACE
+    """Per row: words (`len(text.split())`) and characters (a null: 0, 0). Branch-light: a word starts where a
+    non-space follows a space; a continuation byte keeps what its character was."""
+    classes = _BYTE_CLASS
     for row in range(len(valid)):
         count = 0
         characters = 0
         if valid[row]:
-            in_word = False
+            after_space = 1
             for i in range(offsets[row], offsets[row + 1]):
-                byte = data[i]
-                if byte < 0x80:
-                    is_space = space[byte]
-                elif byte < 0xC0:
-                    continue  # a continuation byte of the character counted at its lead byte
-                else:
-                    is_space = _is_wide_space(_code_at(data, i))
-                characters += 1
-                if is_space:
-                    in_word = False
-                elif not in_word:
-                    in_word = True
-                    count += 1
+                kind = classes[data[i]]
+                if kind == 3 and _is_wide_space(_code_at(data, i)):
+                    kind = 1
+                count += ((kind == 0) | (kind == 3)) & after_space
+                characters += kind != 2
+                after_space = (kind == 1) | (after_space & (kind == 2))
         words[row] = count
         chars[row] = characters
 
 
 @njit(cache=True, nogil=True)
-def write_normalised_ascii(offsets, data, valid, out, cursor, written, odd):
-    """Append `normalise_text` of each row's ASCII text (lower case, words joined by one space) at its cursor,
-    after a \\x1f when the row already holds a field. A row with a non-ASCII character is marked `odd` (its
-    bytes here are then meaningless: the caller normalises it in Python)."""
+def write_normalised_ascii(offsets, data, valid, out, ends, odd):
+    """`normalise_text` of each row's ASCII text (lower case, words joined by one space) from `ends[row]` on
+    (moved to where it stops). A row with a non-ASCII character is marked `odd` (its bytes here are then
+    meaningless: the caller normalises it in Python)."""
     space, lower = _ASCII_SPACE, _ASCII_LOWER
     for row in range(len(valid)):
-        position = cursor[row]
-        if written[row]:
-            out[position] = 0x1F
-            position += 1
-        written[row] += 1
-        if valid[row] and not odd[row]:
+        position = ends[row]
+        if valid[row]:
             in_word = False
             first = True
             for i in range(offsets[row], offsets[row + 1]):
@@ -279,7 +277,7 @@ def write_normalised_ascii(offsets, data, valid, out, cursor, written, odd):
                     in_word = True
                 out[position] = lower[byte]
                 position += 1
-        cursor[row] = position
+        ends[row] = position
 
 
 _M = np.uint64(0xC6A4A7935BD1E995)
