@@ -142,3 +142,20 @@ def test_an_empty_batch_encodes_to_nothing():
     for name in ("ends", "with_input", "empty_output", "chars", "words", "instruction_hashes"):
         assert len(getattr(encoded, name)) == 0, name
     assert len(normalised_hashes(TextView.of(empty.column("instruction")))) == 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_control_rows_are_the_rows_the_control_regex_matches(seed):
+    import pyarrow.compute as pc
+
+    from alpaca_data.filters.candidates import _CONTROL_OR_BREAK, control_rows
+
+    table = random_table(seed).slice(3)
+    fields = ("instruction", "input", "output", "a note", "not there")
+    expected = np.zeros(table.num_rows, dtype=bool)
+    for name in fields[:4]:
+        expected |= pc.fill_null(pc.match_substring_regex(table.column(name), _CONTROL_OR_BREAK), False).to_numpy()
+    assert expected.any()
+    assert control_rows(table, fields).tolist() == expected.tolist()
+    plain = pa.table({"output": ["a\tb\nc", "\u00a0\u2028é", "\ufeffx", "x\ufeff", "\u0085", "\u00c2\u0080", "\r"]})
+    assert control_rows(plain, ("output",)).tolist() == [False, False, True, True, True, True, True]

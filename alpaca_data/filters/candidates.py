@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from alpaca_data.filters import rules as r
-from alpaca_data.store.encode import one_array, word_counts
+from alpaca_data.store.encode import TextView, kernels, one_array, word_counts
 
 # The characters str.split() and str.strip() treat as whitespace, in RE2 syntax.
 _SPACE = r"\t\n\v\f\r\x{1c}-\x{1f} \x{85}\p{Z}"
@@ -71,9 +71,20 @@ def _noinput_marker(rule: r.NoInputMarker, table: pa.Table) -> np.ndarray:
     return _maybe_marker(column, rule._canon) & _numpy(pc.greater_equal(pc.utf8_length(column), 1))
 
 
+def control_rows(table: pa.Table, fields) -> np.ndarray:
+    """Rows where a field holds a character `_CONTROL_OR_BREAK` matches (a row kernel: one pass over the bytes)."""
+    marked = np.zeros(table.num_rows, dtype=bool)
+    for name in fields:
+        if name in table.column_names and pa.types.is_string(table.schema.field(name).type):
+            view = TextView.of(table.column(name))
+            kernels().mark_control_rows(view.offsets, view.data, view.valid, marked)
+        elif name in table.column_names:
+            marked |= _numpy(pc.match_substring_regex(_column(table, name), _CONTROL_OR_BREAK))
+    return marked
+
+
 def _control_characters(rule: r.ControlCharacters, table: pa.Table) -> np.ndarray:
-    mask = _any(table, dict.fromkeys((*rule.fields, *rule.literal_newline_fields)),
-                lambda column: pc.match_substring_regex(column, _CONTROL_OR_BREAK))
+    mask = control_rows(table, dict.fromkeys((*rule.fields, *rule.literal_newline_fields)))
     if rule.literal_newlines:
         mask |= _any(table, rule.literal_newline_fields, lambda column: pc.match_substring(column, "\\n"))
     return mask

@@ -262,7 +262,9 @@ def encode_table(table: pa.Table | pa.RecordBatch, hashes: FieldHashes | None = 
 
 
 def one_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
-    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if not isinstance(column, pa.ChunkedArray):
+        return column
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()  # combining one chunk copies it
 
 
 def encode_lines(lines: list[bytes], instructions: pa.Array, inputs: pa.Array, outputs: pa.Array) -> EncodedRows:

@@ -312,3 +312,24 @@ def hash_segments(data, starts, ends, out):
         h ^= h >> np.uint64(47)
         h *= _M
         out[row] = h ^ (h >> np.uint64(47))
+
+
+@njit(cache=True, nogil=True)
+def mark_control_rows(offsets, data, valid, marked):
+    """Mark the rows holding a control character other than tab and newline (C0, DEL, C1: U+0080-U+009F) or a
+    BOM (U+FEFF), as `filters.candidates._CONTROL_OR_BREAK` matches them."""
+    for row in range(len(valid)):
+        if not valid[row] or marked[row]:
+            continue
+        end = offsets[row + 1]
+        for i in range(offsets[row], end):
+            byte = data[i]
+            if (byte < 0x20 and byte != 0x09 and byte != 0x0A) or byte == 0x7F:
+                marked[row] = True
+                break
+            if byte == 0xC2 and i + 1 < end and 0x80 <= data[i + 1] <= 0x9F:
+                marked[row] = True
+                break
+            if byte == 0xEF and i + 2 < end and data[i + 1] == 0xBB and data[i + 2] == 0xBF:
+                marked[row] = True
+                break
