@@ -65,3 +65,12 @@ def test_python_whitespace_and_control_characters_are_spelled_exactly_for_re2():
     control = pc.match_substring_regex(texts, candidates_module._CONTROL_OR_BREAK).to_pylist()
     python = re.compile(r"[\r\x0b\x0c\x85\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\ufeff]")
     assert control == [bool(python.search(t)) for t in texts.to_pylist()]
+
+
+def test_the_characters_that_fold_to_ascii_are_derived_from_every_code_point():
+    chars = "".join(chr(c) for c in range(0x80, 0x110000) if not 0xD800 <= c < 0xE000)
+    folded = {c for c in chars if any(f.isascii() and f.isalpha() for f in c.casefold())}
+    matched = {c for letter in "abcdefghijklmnopqrstuvwxyz" for c in re.findall("(?i)" + letter, chars)}
+    assert set(candidates_module._FOLDS_TO_ASCII) == folded | matched
+    found = candidates_module._may_fold_to_ascii(pa.array(["plain", "caf\u00e9", "\u017ftar", "\u212aey", "ﬁle"]))
+    assert found.to_pylist() == [False, False, True, True, True]

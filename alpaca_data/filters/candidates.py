@@ -7,9 +7,10 @@ rule could touch skips the Python rules entirely and every verdict is still the 
 function here makes every record a candidate.
 
 Python's notions are kept exactly where a candidate depends on them: `str.split()` whitespace is spelled
-out for RE2 (`_SPACE`, checked against `str.isspace` for every code point in the tests), and case-insensitive
-ASCII words are matched by RE2 on ASCII text only (non-ASCII text is always a candidate, as IGNORECASE
-folds some non-ASCII letters onto ASCII ones).
+out for RE2 (`_SPACE`, checked against `str.isspace` for every code point in the tests), and a text that holds
+one of the few characters case-folding turns into ASCII letters (`_FOLDS_TO_ASCII`) is a candidate of the rules
+that look for ASCII words case-insensitively. RE2's `\\b` (ASCII) finds a boundary wherever Python's (Unicode)
+finds one next to an ASCII letter, so its matches are a superset.
 """
 from __future__ import annotations
 
@@ -47,6 +48,17 @@ def _any(table: pa.Table, fields, test: Callable[[pa.ChunkedArray], pa.ChunkedAr
 
 def _not_ascii(column: pa.ChunkedArray):
     return pc.invert(pc.string_is_ascii(column))
+
+
+# The characters beyond ASCII that `str.casefold` turns into ASCII letters or `re.IGNORECASE` matches with them
+# (ß -> ss, the ligatures, the Kelvin sign, long s, dotless and dotted i, ...; the tests derive the set from
+# every code point): only a text holding one can match an ASCII word in a way RE2's own (?i) might not see.
+_FOLDS_TO_ASCII = "\u00df\u0130\u0131\u0149\u017f\u01f0\u1e96\u1e97\u1e98\u1e99\u1e9a\u1e9e\u212a" \
+                  "\ufb00\ufb01\ufb02\ufb03\ufb04\ufb05\ufb06"
+
+
+def _may_fold_to_ascii(column: pa.ChunkedArray):
+    return pc.match_substring_regex(column, "[" + "".join(f"\\x{{{ord(c):x}}}" for c in _FOLDS_TO_ASCII) + "]")
 
 
 def _maybe_marker(column: pa.ChunkedArray, markers: set[str]) -> np.ndarray:
@@ -127,7 +139,7 @@ def _blacklist(rule: r.Blacklist, table: pa.Table) -> np.ndarray | None:
         return None
     pattern = "(?i)(?:" + "|".join(f"[{_SPACE}]+".join(map(re.escape, w.split())) for w in words) + ")"
     return _any(table, rule.fields,
-                lambda column: pc.or_(pc.match_substring_regex(column, pattern), _not_ascii(column)))
+                lambda column: pc.or_(pc.match_substring_regex(column, pattern), _may_fold_to_ascii(column)))
 
 
 def _write_a_program(rule: r.WriteAProgram, table: pa.Table) -> np.ndarray:
@@ -148,7 +160,7 @@ def _first_not_alphanumeric(rule, table: pa.Table) -> np.ndarray:
 def _needs_media(rule: r.NeedsMedia, table: pa.Table) -> np.ndarray:
     return _any(table, rule.fields, lambda column: pc.or_(
         pc.or_(pc.match_substring_regex(column, r"<|\[|://"),
-               pc.match_substring(column, "attached", ignore_case=True)), _not_ascii(column)))
+               pc.match_substring(column, "attached", ignore_case=True)), _may_fold_to_ascii(column)))
 
 
 def _merged_instructions(rule: r.MergedInstructions, table: pa.Table) -> np.ndarray:
