@@ -159,3 +159,13 @@ def test_control_rows_are_the_rows_the_control_regex_matches(seed):
     assert control_rows(table, fields).tolist() == expected.tolist()
     plain = pa.table({"output": ["a\tb\nc", "\u00a0\u2028é", "\ufeffx", "x\ufeff", "\u0085", "\u00c2\u0080", "\r"]})
     assert control_rows(plain, ("output",)).tolist() == [False, False, True, True, True, True, True]
+
+
+def test_record_keys_are_key_of():
+    from alpaca_data.records import key_of
+    from alpaca_data.store.encode import record_keys
+
+    records = table_to_records(random_table(7)) + [{"instruction": None, "input": None}, {"instruction": "Ａb\u00a0c"}]
+    assert record_keys([r.get("instruction") for r in records], [r.get("input") for r in records]) == \
+        [key_of(r) for r in records]
+    assert record_keys([], []) == []

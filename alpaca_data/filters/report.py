@@ -32,12 +32,13 @@ class Drop:
 
 
 def make_rejection(reason: str, record: Mapping[str, Any], index: int, *, score: float | None = None,
-                   most_similar: str | None = None) -> dict[str, Any]:
-    """One row of a rejections file (shared by heuristic, dedup and ROUGE filters)."""
+                   most_similar: str | None = None, key: str | None = None) -> dict[str, Any]:
+    """One row of a rejections file (shared by heuristic, dedup and ROUGE filters). key: the record's `key_of`,
+    when the caller computed it (for many records at once)."""
     return {
         "reason": reason,
         "action": "drop",
-        "key": key_of(record),
+        "key": key if key is not None else key_of(record),
         "instruction": _text(record, "instruction"),
         "input": _text(record, "input"),
         "output": _text(record, "output"),

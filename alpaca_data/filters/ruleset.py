@@ -310,9 +310,12 @@ class RuleSet(Step):
         matrix = candidate_rows(self.rules, table)
         rows = np.flatnonzero(matrix.any(axis=0))
         records = dict(zip(rows.tolist(), table_to_records(table.take(rows))))
+        # a batch has few distinct sets of candidate rules: each is listed once
+        distinct, pattern_of_row = np.unique(matrix[:, rows].T, axis=0, return_inverse=True)
+        which = [np.flatnonzero(pattern).tolist() for pattern in distinct]
         verdicts = {}
-        for row, record in records.items():
-            verdict = self._check_some(record, np.flatnonzero(matrix[:, row]).tolist())
+        for (row, record), pattern in zip(records.items(), pattern_of_row.reshape(-1).tolist()):
+            verdict = self._check_some(record, which[pattern])
             verdicts[row] = verdict if verdict is not None else self.check(record)
         return verdicts, records
 

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from alpaca_data.filters.exact import ExactDuplicates
 from alpaca_data.filters.report import make_rejection, rejections_table
 from alpaca_data.filters.steps import Step, StepStats, Verdict, _summed
-from alpaca_data.store.encode import EncodedRows, FieldHashes, encode_table
+from alpaca_data.store.encode import EncodedRows, FieldHashes, encode_table, record_keys
 from alpaca_data.store.tables import records_to_table, table_to_records
 
 # Records per batch, at most: the writer's row group, as a job reads its whole row group. A bigger row group (a
@@ -82,13 +82,18 @@ def _apply(verdicts: dict[int, Verdict], originals: dict[int, dict[str, Any]], t
     stats.kept += table.num_rows - len(verdicts)
     keep = np.ones(table.num_rows, dtype=bool)
     changed: dict[int, dict[str, Any]] = {}
+    dropped: list[tuple[int, Verdict]] = []
     for row, verdict in verdicts.items():
         stats.add(verdict)
         if not verdict.kept:
             keep[row] = False
-            rejections.append(_rejection(verdict, int(positions[row])))
+            dropped.append((row, verdict))
         elif verdict.record != originals[row]:
             changed[row] = verdict.record
+    keys = record_keys([v.record.get("instruction") for _, v in dropped], [v.record.get("input") for _, v in dropped])
+    for (row, verdict), key in zip(dropped, keys):
+        rejections.append(make_rejection(verdict.reason, verdict.record, int(positions[row]), score=verdict.score,
+                                         most_similar=verdict.most_similar, key=key))
     if changed:  # the changed rows' new values, appended, then each kept row taken from where it now is
         rows = np.arange(table.num_rows)
         rows[list(changed)] = table.num_rows + np.arange(len(changed))
@@ -96,11 +101,6 @@ def _apply(verdicts: dict[int, Verdict], originals: dict[int, dict[str, Any]], t
     elif not keep.all():
         table = table.filter(pa.array(keep))
     return table, positions[keep]
-
-
-def _rejection(verdict: Verdict, position: int) -> dict[str, Any]:
-    return make_rejection(verdict.reason, verdict.record, position, score=verdict.score,
-                          most_similar=verdict.most_similar)
 
 
 class SourceInstructions:

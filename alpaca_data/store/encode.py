@@ -112,6 +112,14 @@ def normalised_texts(view: TextView) -> list[bytes]:
     return texts
 
 
+def record_keys(instructions: Sequence[str | None], inputs: Sequence[str | None]) -> list[str]:
+    """`records.key_of` of many records at once: the normalisation by the row kernels, then one sha256 each."""
+    from hashlib import sha256
+
+    parts = [normalised_texts(TextView.of(pa.array(texts, pa.string()))) for texts in (instructions, inputs)]
+    return [sha256(a + b"\x1f" + b).hexdigest()[:16] for a, b in zip(*parts)]
+
+
 def normalised_hashes(view: TextView) -> np.ndarray:
     """`text_hashes` of `normalised_texts`, without a Python object per ASCII row."""
     out, starts, ends, odd = _normalised_segments(view)
