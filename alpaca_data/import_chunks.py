@@ -2,8 +2,9 @@
 
 A JSONL file is cut at line ends into chunks of about `CHUNK_BYTES`. A first pass checks each chunk
 (`check_chunk`: parse, the same `RecordChecker` and column types as `alpaca-data validate`), a second converts it
-(`convert_chunk`: an Arrow table in the revision's schema plus its canonical JSON and statistics). Both run in
-worker processes (`parallel.OrderedPool`), or in this process for a small file.
+(`convert_chunk`: an Arrow table in the revision's schema plus its canonical JSON and statistics). Both run on
+workers (`parallel.OrderedPool`: threads for an import, processes for `validate`), or in this thread for a small
+file.
 
 The fast path is optimistic: the first doubt about a chunk (a problem, a line orjson will not read, a type
 conflict) sends the whole import back to the careful reader (`validate.Validator`), which finds every problem and

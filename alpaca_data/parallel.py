@@ -1,11 +1,12 @@
 """Work spread over the machine's cores, results in input order.
 
 Data commands cut a big input into chunks (record batches, byte ranges of a JSONL file) and run one pure function
-per chunk in worker processes; the main process reads, decides what depends on order, and writes. With one
-worker, or an input too small to pay for starting processes, the same function runs in this process: the
+per chunk in workers: processes, or threads for work that runs outside the GIL (Arrow, Parquet, the numba row
+kernels: import, filter, dedup); the main thread reads, decides what depends on order, and writes. With one
+worker, or an input too small to pay for starting workers, the same function runs in the main thread: the
 serial path and the parallel one run the same code, so they give the same revision.
 
-ALPACA_WORKERS=N sets the number of worker processes (default: the cores this process may use; 1: serial).
+ALPACA_WORKERS=N sets the number of workers (default: the cores this process may use; 1: serial).
 ALPACA_PARALLEL_MIN_ROWS sets how many records an input needs before workers start (tests set it low).
 """
 from __future__ import annotations
@@ -61,7 +62,7 @@ def worker_count() -> int:
 
 
 def workers_for(rows: int) -> int:
-    """How many worker processes an input of `rows` records gets (1: do it in this process)."""
+    """How many workers an input of `rows` records gets (1: do it in this thread)."""
     workers = worker_count()  # a bad setting is refused whatever the size
     return workers if rows >= _env_int(MIN_ROWS_ENV, DEFAULT_MIN_ROWS, 0) else 1
 

@@ -1,4 +1,4 @@
-"""`filter` and `dedup` stream a revision in batches over worker processes (alpaca_data.filters.stream) and keep,
+"""`filter` and `dedup` stream a revision in batches over worker threads (alpaca_data.filters.stream) and keep,
 drop and word exactly what one in-memory pass over all records does (steps.Pipeline.run, which generation uses)."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The fast JSONL import (alpaca_data.import_chunks: byte ranges, orjson, worker processes) stores exactly what the
+"""The fast JSONL import (alpaca_data.import_chunks: byte ranges, orjson, workers) stores exactly what the
 careful reader stores, and leaves every problem to the careful reader's words."""
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ def _report(outcome: StepResult, step: str) -> None:
         for stats in pipeline.stats:
             _say(f"  {stats.name}: {stats.seen} seen, {stats.kept} kept, {stats.seconds:.2f} s")
         if outcome.workers > 1:
-            _say(f"  ({outcome.workers} worker processes; a step's seconds add up the time of each)")
+            _say(f"  ({outcome.workers} worker threads; a step's seconds add up the time of each)")
         if not commit.created:
             _say(f"identical content already stored as {commit.dataset}@{commit.short_id}")
         if commit.manifest.has_sidecar("rejections"):
