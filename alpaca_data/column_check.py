@@ -35,7 +35,6 @@ _SCALAR_KINDS = {"string", "int", "float", "bool", "null"}
 class CheckedColumns:
     arrays: dict[str, pa.Array]  # core fields first, then provenance columns in sorted order
     kinds: dict[str, str]  # provenance field -> column kind (store.tables.ColumnTypes)
-    explicit_nulls: bool  # some record holds a provenance field whose value is null
 
 
 def _kind_of(arrow_type: pa.DataType) -> str | None:
@@ -118,14 +117,13 @@ def checked_columns(records: list[dict[str, Any]], *, clean_text: bool) -> Check
     for name in CORE_FIELDS:
         if not _core_column_valid(arrays[name], *core_rules[name], visible=name == "instruction"):
             return None
-    kinds, explicit_nulls = {}, False
+    kinds = {}
     for name in list(arrays)[len(CORE_FIELDS):]:
         array = arrays[name]
         kind = _kind_of(array.type)
         if kind is None:
             return None
         nulls = present[name] - (len(array) - array.null_count)  # a null written out, not a missing field
-        explicit_nulls = explicit_nulls or nulls > 0
         if kind in ("float", "list<float>") and not _only_floats(extra[name], kind != "float"):
             return None
         if name in known:
@@ -137,7 +135,7 @@ def checked_columns(records: list[dict[str, Any]], *, clean_text: bool) -> Check
         kinds[name] = kind
     if not clean_text and any(_has_control_chars(array) for array in arrays.values()):
         return None
-    return CheckedColumns(arrays, kinds, explicit_nulls)
+    return CheckedColumns(arrays, kinds)
 
 
 def _has_control_chars(array: pa.Array) -> bool:

@@ -11,7 +11,8 @@ import pytest
 from alpaca_data import import_chunks
 from alpaca_data.import_chunks import Chunk, check_chunk, convert_chunk, scan_chunk, schema_of
 from alpaca_data.records import normalise_text
-from alpaca_data.store.encode import encode_rows
+from alpaca_data.store.encode import encode_table
+from alpaca_data.store.tables import records_to_table
 
 BASE = [{"instruction": f"Task {i}: say {'hi' * (i % 3)}", "input": "" if i % 2 else f"ctx {i}",
          "output": f"answer {i}"} for i in range(40)]
@@ -121,7 +122,7 @@ def test_the_statistics_match_plain_python_on_odd_text():
         return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
 
     rows = [{"instruction": text(), "input": text(), "output": text()} for _ in range(5000)]
-    encoded = encode_rows(rows, floats=False)
+    encoded = encode_table(records_to_table(rows))
     assert encoded.words.tolist() == [[len(r[f].split()) for f in ("instruction", "input", "output")] for r in rows]
     assert encoded.with_input.tolist() == [bool(r["input"].strip()) for r in rows]
     assert encoded.empty_output.tolist() == [not r["output"].strip() for r in rows]

@@ -57,8 +57,11 @@ _FOLDS_TO_ASCII = "\u00df\u0130\u0131\u0149\u017f\u01f0\u1e96\u1e97\u1e98\u1e99\
                   "\ufb00\ufb01\ufb02\ufb03\ufb04\ufb05\ufb06"
 
 
+_FOLDS_TO_ASCII_RE2 = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in _FOLDS_TO_ASCII) + "]"
+
+
 def _may_fold_to_ascii(column: pa.ChunkedArray):
-    return pc.match_substring_regex(column, "[" + "".join(f"\\x{{{ord(c):x}}}" for c in _FOLDS_TO_ASCII) + "]")
+    return pc.match_substring_regex(column, _FOLDS_TO_ASCII_RE2)
 
 
 def _maybe_marker(column: pa.ChunkedArray, markers: set[str]) -> np.ndarray:

@@ -42,6 +42,7 @@ from alpaca_data.filters.exact import DEFAULT_FIELDS, ExactDuplicates, _drop, _t
 from alpaca_data.filters.steps import Pipeline, PipelineResult, Step, Verdict
 from alpaca_data.progress import TRACK_MIN_ITEMS, progress_bar
 from alpaca_data.records import normalise_text
+from alpaca_data.store.encode import fmix64
 
 __all__ = [
     "ExactDuplicates",
@@ -61,15 +62,6 @@ _POLY = np.uint64(0x100000001B3)  # FNV-64 prime as the polynomial base
 _BLOCK = 1 << 15  # shingles per vectorised block: 32K x 128 perms x 4 bytes = 16 MB
 
 
-def _fmix64(h: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 64-bit finaliser (wrapping uint64 arithmetic)."""
-    h = h ^ (h >> np.uint64(33))
-    h = h * np.uint64(0xFF51AFD7ED558CCD)
-    h = h ^ (h >> np.uint64(33))
-    h = h * np.uint64(0xC4CEB9FE1A85EC53)
-    return h ^ (h >> np.uint64(33))
-
-
 def _shingle_hashes(text: str, ngram: int) -> np.ndarray:
     """Distinct 32-bit hashes of the character n-grams of `text` (the whole text if shorter)."""
     codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
@@ -78,7 +70,7 @@ def _shingle_hashes(text: str, ngram: int) -> np.ndarray:
     h = np.full(count, np.uint64(width), dtype=np.uint64)  # length-seeded so "" != "\0"
     for offset in range(width):
         h = h * _POLY + codes[offset:offset + count]
-    return np.unique((_fmix64(h) >> np.uint64(32)).astype(np.uint32))
+    return np.unique((fmix64(h) >> np.uint64(32)).astype(np.uint32))
 
 
 def _minhash_numpy(texts: list[str], a: np.ndarray, b: np.ndarray, ngram: int, num_perm: int,
@@ -221,7 +213,7 @@ class NearDuplicates(Step):
                 h = np.full(len(signatures), np.uint64(hi - lo), dtype=np.uint64)
                 for column in range(lo, hi):
                     h = (h ^ signatures[:, column].astype(np.uint64)) * _BAND_MUL
-                out[:, j] = _fmix64(h)
+                out[:, j] = fmix64(h)
         return out
 
     def _shares_band(self, key: int, signature: np.ndarray) -> bool:

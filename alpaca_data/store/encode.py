@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from alpaca_data.records import CORE_FIELDS, canonical_bytes, normalise_text
 
@@ -136,11 +137,12 @@ def combined_hashes(parts: Sequence[np.ndarray]) -> np.ndarray:
     combined = np.asarray(parts[0], dtype=np.uint64)
     with np.errstate(over="ignore"):
         for part in parts[1:]:
-            combined = _fmix64(combined * np.uint64(0x9E3779B97F4A7C15) ^ np.asarray(part, dtype=np.uint64))
+            combined = fmix64(combined * np.uint64(0x9E3779B97F4A7C15) ^ np.asarray(part, dtype=np.uint64))
     return combined
 
 
-def _fmix64(h: np.ndarray) -> np.ndarray:
+def fmix64(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finaliser (wrapping uint64 arithmetic)."""
     h = h ^ (h >> np.uint64(33))
     h = h * np.uint64(0xFF51AFD7ED558CCD)
     h = h ^ (h >> np.uint64(33))
@@ -195,28 +197,19 @@ def canonical_json(table: pa.Table | pa.RecordBatch) -> tuple[np.ndarray, np.nda
     prepared = []
     for kind, key, omit_null, array in columns:
         key = np.frombuffer(key, dtype=np.uint8)
-        if kind in ("string", "null"):
-            view = TextView.of(array)
-            kernels().add_string_sizes(view.offsets, view.data, view.valid, len(key), omit_null, sizes, fields)
-            prepared.append((kernels().write_strings, (view.offsets, view.data, view.valid), key, omit_null))
-        else:
-            valid = _valid(array)
-            values = array.fill_null(False if kind == "bool" else 0).to_numpy(zero_copy_only=False)
-            if kind == "int":
-                value_sizes = np.empty(count, dtype=np.int64)
-                kernels().int_sizes(values, value_sizes)
-            else:
-                value_sizes = np.where(values, 4, 5)  # true, false
-            kernels().add_sizes(value_sizes, valid, len(key), omit_null, sizes, fields)
-            prepared.append((kernels().write_ints if kind == "int" else kernels().write_bools, (values, valid), key,
-                             omit_null))
+        quoted = kind in ("string", "null")
+        # an int or a bool as Arrow writes it in text: str(int), true, false, as JSON has them
+        view = TextView.of(array if quoted else pc.cast(array, pa.string()))
+        arrays = (view.offsets, view.data, view.valid)
+        kernels().add_string_sizes(*arrays, len(key), omit_null, quoted, sizes, fields)
+        prepared.append((arrays, key, omit_null, quoted))
     sizes += np.maximum(fields - 1, 0)  # the commas
     ends = np.cumsum(sizes)
     out = np.empty(int(ends[-1]) if count else 0, dtype=np.uint8)
     cursor, written = np.empty(count, dtype=np.int64), np.zeros(count, dtype=np.int64)
     kernels().open_lines(out, ends - sizes, cursor)
-    for writer, arrays, key, omit_null in prepared:
-        writer(*arrays, key, omit_null, out, cursor, written)
+    for arrays, key, omit_null, quoted in prepared:
+        kernels().write_strings(*arrays, key, omit_null, quoted, out, cursor, written)
     kernels().close_lines(out, cursor)
     return out, ends
 
@@ -249,11 +242,6 @@ class EncodedRows:
         ends = np.cumsum(self.ends[keep] - starts[keep])
         return EncodedRows(canonical, ends, self.with_input[keep], self.empty_output[keep], self.chars[keep],
                            self.words[keep], self.instruction_hashes[keep])
-
-
-def encode_rows(rows: Sequence[Mapping[str, Any]], floats: bool) -> EncodedRows:
-    columns = [pa.array([row[name] for row in rows], pa.string()) for name in CORE_FIELDS]
-    return encode_lines(canonical_lines(rows, floats), *columns)
 
 
 def encode_table(table: pa.Table | pa.RecordBatch, hashes: FieldHashes | None = None) -> EncodedRows:

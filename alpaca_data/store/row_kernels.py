@@ -16,9 +16,6 @@ import numpy as np
 from numba import njit
 
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-_TRUE = np.frombuffer(b"true", dtype=np.uint8)
-_FALSE = np.frombuffer(b"false", dtype=np.uint8)
-_INT64_MIN = np.frombuffer(b"-9223372036854775808", dtype=np.uint8)
 
 
 # Bytes `json.dumps` adds to escape each byte of UTF-8 text: \" \\ and \b \t \n \f \r take one more, the other
@@ -31,13 +28,14 @@ _SHORT[[0x08, 0x09, 0x0A, 0x0C, 0x0D, 0x22, 0x5C]] = np.frombuffer(b'btnfr"\\', 
 
 
 @njit(cache=True, nogil=True)
-def add_string_sizes(offsets, data, valid, key_size, omit_null, sizes, fields):
-    """Add each row's `"key":"value"` size to `sizes` (a null: omitted, or `null`) and count its fields."""
+def add_string_sizes(offsets, data, valid, key_size, omit_null, quoted, sizes, fields):
+    """Add each row's `"key":"value"` size to `sizes` (a null: omitted, or `null`) and count its fields.
+    quoted: False for a value already written as JSON (a number, true, false), which needs no escape."""
     extra = _EXTRA
     for row in range(len(valid)):
         if valid[row]:
             start, end = offsets[row], offsets[row + 1]
-            size = key_size + 2 + end - start
+            size = key_size + (2 if quoted else 0) + end - start
             for i in range(start, end):
                 size += extra[data[i]]
             sizes[row] += size
@@ -69,7 +67,7 @@ def _write_null(out, position):
 
 
 @njit(cache=True, nogil=True)
-def write_strings(offsets, data, valid, key, omit_null, out, cursor, written):
+def write_strings(offsets, data, valid, key, omit_null, quoted, out, cursor, written):
     hexdigits, extra, short = _HEX, _EXTRA, _SHORT
     for row in range(len(valid)):
         if not valid[row] and omit_null:
@@ -78,8 +76,9 @@ def write_strings(offsets, data, valid, key, omit_null, out, cursor, written):
         if not valid[row]:
             cursor[row] = _write_null(out, position)
             continue
-        out[position] = 34
-        position += 1
+        if quoted:
+            out[position] = 34
+            position += 1
         for i in range(offsets[row], offsets[row + 1]):
             byte = data[i]
             more = extra[byte]
@@ -98,85 +97,10 @@ def write_strings(offsets, data, valid, key, omit_null, out, cursor, written):
                 out[position + 4] = hexdigits[byte >> 4]
                 out[position + 5] = hexdigits[byte & 15]
                 position += 6
-        out[position] = 34
-        cursor[row] = position + 1
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _digits(value: int) -> int:
-    """Characters of str(value) for an int64."""
-    if value == -9223372036854775808:
-        return 20
-    size = 1
-    if value < 0:
-        size += 1
-        value = -value
-    while value >= 10:
-        value //= 10
-        size += 1
-    return size
-
-
-@njit(cache=True, nogil=True)
-def int_sizes(values, value_sizes):
-    for row in range(len(values)):
-        value_sizes[row] = _digits(values[row])
-
-
-@njit(cache=True, nogil=True)
-def add_sizes(value_sizes, valid, key_size, omit_null, sizes, fields):
-    """Add each row's `"key":value` size to `sizes` (a null: omitted, or `null`) and count its fields."""
-    for row in range(len(valid)):
-        if valid[row]:
-            sizes[row] += key_size + value_sizes[row]
-            fields[row] += 1
-        elif not omit_null:
-            sizes[row] += key_size + 4
-            fields[row] += 1
-
-
-@njit(cache=True, nogil=True)
-def write_ints(values, valid, key, omit_null, out, cursor, written):
-    for row in range(len(valid)):
-        if not valid[row] and omit_null:
-            continue
-        position = _start_field(out, cursor, written, row, key)
-        if not valid[row]:
-            cursor[row] = _write_null(out, position)
-            continue
-        value = values[row]
-        size = _digits(value)
-        end = position + size
-        if value == -9223372036854775808:
-            out[position:end] = _INT64_MIN
-        else:
-            if value < 0:
-                out[position] = 45  # -
-                value = -value
-            at = end - 1
-            while True:
-                out[at] = 48 + value % 10
-                value //= 10
-                at -= 1
-                if value == 0:
-                    break
-        cursor[row] = end
-
-
-@njit(cache=True, nogil=True)
-def write_bools(values, valid, key, omit_null, out, cursor, written):
-    for row in range(len(valid)):
-        if not valid[row] and omit_null:
-            continue
-        position = _start_field(out, cursor, written, row, key)
-        if not valid[row]:
-            cursor[row] = _write_null(out, position)
-        elif values[row]:
-            out[position:position + 4] = _TRUE
-            cursor[row] = position + 4
-        else:
-            out[position:position + 5] = _FALSE
-            cursor[row] = position + 5
+        if quoted:
+            out[position] = 34
+            position += 1
+        cursor[row] = position
 
 
 @njit(cache=True, nogil=True)
