@@ -309,9 +309,15 @@ class RuleSet(Step):
 
         matrix = candidate_rows(self.rules, table)
         rows = np.flatnonzero(matrix.any(axis=0))
+        if not rows.size:
+            return {}, {}
         records = dict(zip(rows.tolist(), table_to_records(table.take(rows))))
-        # a batch has few distinct sets of candidate rules: each is listed once
-        distinct, pattern_of_row = np.unique(matrix[:, rows].T, axis=0, return_inverse=True)
+        # a batch has few distinct sets of candidate rules: each is listed once. A row's set is its column of
+        # the matrix packed into bytes, compared as one opaque value (`unique(axis=0)` on the boolean matrix
+        # took 20x as long)
+        packed = np.ascontiguousarray(np.packbits(matrix[:, rows], axis=0).T)
+        sets, pattern_of_row = np.unique(packed.view(f"V{packed.shape[1]}").reshape(-1), return_inverse=True)
+        distinct = np.unpackbits(sets.view(np.uint8).reshape(len(sets), -1), axis=1, count=len(self.rules))
         which = [np.flatnonzero(pattern).tolist() for pattern in distinct]
         verdicts = {}
         for (row, record), pattern in zip(records.items(), pattern_of_row.reshape(-1).tolist()):
