@@ -5,7 +5,7 @@ Shared by the heuristic rules, dedup, the ROUGE-L filter and generation, so that
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,3 +59,22 @@ REJECTION_SCHEMA = pa.schema([
 def rejections_table(rows: list[Mapping[str, Any]]) -> pa.Table:
     """Rejection rows as a table that carries its columns even with no rows."""
     return pa.Table.from_pylist([dict(row) for row in rows], schema=REJECTION_SCHEMA)
+
+
+def rejections_of(reasons: Sequence[str], records: Sequence[Mapping[str, Any]], indices: Sequence[int], *,
+                  keys: Sequence[str] | None = None, scores: Sequence[float | None] | None = None,
+                  most_similar: Sequence[str | None] | None = None) -> pa.Table:
+    """Many rejections at once, built a column at a time: the table `rejections_table` makes of their
+    `make_rejection` rows, without a dict per row (a filter at 1M drops 200K records)."""
+    count = len(records)
+    columns = {
+        "reason": pa.array(reasons, pa.string()),
+        "action": pa.array(["drop"] * count, pa.string()),
+        "key": pa.array(keys if keys is not None else [key_of(record) for record in records], pa.string()),
+        **{name: pa.array([_text(record, name) for record in records], pa.string()) for name in TEXT_FIELDS},
+        "score": pa.array(scores if scores is not None else [None] * count, pa.float64()),
+        "most_similar": pa.array(most_similar if most_similar is not None else [None] * count, pa.string()),
+        "index": pa.array(indices, pa.int64()),
+        "request_id": pa.nulls(count, pa.string()),
+    }
+    return pa.table(columns, schema=REJECTION_SCHEMA)

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alpaca_data.filters.exact import ExactDuplicates
-from alpaca_data.filters.report import make_rejection, rejections_table
+from alpaca_data.filters.report import REJECTION_SCHEMA, rejections_of
 from alpaca_data.filters.steps import Step, StepStats, Verdict, _summed
 from alpaca_data.store.encode import EncodedRows, FieldHashes, encode_table, record_keys
 from alpaca_data.store.tables import records_to_table, table_to_records
@@ -48,7 +48,7 @@ class PreparedBatch:
     table: pa.Table  # the survivors of the stateless steps (normalised), in order
     positions: np.ndarray  # their positions in the revision
     encoded: EncodedRows
-    rejections: list[dict[str, Any]]
+    rejections: pa.Table  # REJECTION_SCHEMA, by index
     stats: list[StepStats]
     keys: np.ndarray | None = None  # uint64 exact-dedup keys of the survivors (`BatchJob.key_fields`)
 
@@ -57,7 +57,7 @@ def prepare_batch(job: BatchJob) -> PreparedBatch:
     """Stateless steps, dedup keys and encoding for one batch (in a worker)."""
     table = pq.ParquetFile(job.path).read_row_group(job.row_group).slice(job.start, job.rows)
     positions = np.arange(job.offset, job.offset + job.rows, dtype=np.int64)
-    rejections: list[dict[str, Any]] = []
+    rejections: list[pa.Table] = []
     stats = [StepStats(step.name) for step in job.stateless]
     for step, step_stats in zip(job.stateless, stats):
         started = time.perf_counter()
@@ -68,14 +68,22 @@ def prepare_batch(job: BatchJob) -> PreparedBatch:
             verdicts = dict(enumerate(step.check_all(list(originals.values()), progress=False)))
         step_stats.seconds += time.perf_counter() - started
         table, positions = _apply(verdicts, originals, table, positions, step_stats, rejections)
-    rejections.sort(key=lambda row: row["index"])
     hashes = FieldHashes(table)  # the instruction's serve the statistics and the dedup keys
     keys = None if job.key_fields is None else ExactDuplicates.keys_for_table(table, job.key_fields, hashes)
-    return PreparedBatch(job.rows, table, positions, encode_table(table, hashes), rejections, stats, keys)
+    return PreparedBatch(job.rows, table, positions, encode_table(table, hashes), _by_index(rejections), stats,
+                         keys)
+
+
+def _by_index(parts: list[pa.Table]) -> pa.Table:
+    """Rejection tables as one, in record order."""
+    if not parts:
+        return REJECTION_SCHEMA.empty_table()
+    table = parts[0] if len(parts) == 1 else pa.concat_tables(parts).sort_by("index")
+    return table.combine_chunks()
 
 
 def _apply(verdicts: dict[int, Verdict], originals: dict[int, dict[str, Any]], table: pa.Table,
-           positions: np.ndarray, stats: StepStats, rejections: list[dict[str, Any]]) -> tuple[pa.Table, np.ndarray]:
+           positions: np.ndarray, stats: StepStats, rejections: list[pa.Table]) -> tuple[pa.Table, np.ndarray]:
     """The rows a step kept (rows without a verdict: as they are; a changed record: its new values), in order;
     its drops are added to `rejections`."""
     stats.seen += table.num_rows - len(verdicts)
@@ -90,10 +98,13 @@ def _apply(verdicts: dict[int, Verdict], originals: dict[int, dict[str, Any]], t
             dropped.append((row, verdict))
         elif verdict.record != originals[row]:
             changed[row] = verdict.record
-    keys = record_keys([v.record.get("instruction") for _, v in dropped], [v.record.get("input") for _, v in dropped])
-    for (row, verdict), key in zip(dropped, keys):
-        rejections.append(make_rejection(verdict.reason, verdict.record, int(positions[row]), score=verdict.score,
-                                         most_similar=verdict.most_similar, key=key))
+    if dropped:
+        records = [verdict.record for _, verdict in dropped]
+        rejections.append(rejections_of(
+            [verdict.reason for _, verdict in dropped], records, positions[[row for row, _ in dropped]],
+            keys=record_keys([r.get("instruction") for r in records], [r.get("input") for r in records]),
+            scores=[verdict.score for _, verdict in dropped],
+            most_similar=[verdict.most_similar for _, verdict in dropped]))
     if changed:  # the changed rows' new values, appended, then each kept row taken from where it now is
         rows = np.arange(table.num_rows)
         rows[list(changed)] = table.num_rows + np.arange(len(changed))
@@ -177,7 +188,7 @@ class StreamedPipeline:
         self.result.input_records += prepared.rows
         for total, part in zip(self.stats, prepared.stats):
             _merge_stats(total, part)
-        rejections = list(prepared.rejections)
+        rejections = [prepared.rejections]
         table, encoded, positions = prepared.table, prepared.encoded, prepared.positions
         for index, (step, stats) in enumerate(zip(self.stateful, self.stats[len(self.stateless):])):
             if not table.num_rows:
@@ -193,18 +204,20 @@ class StreamedPipeline:
             stats.seen += table.num_rows
             stats.kept += int(keep.sum())
             if drops:
-                dropped_rows = table.take(pa.array(sorted(drops), type=pa.int64())).to_pylist()
-                for i, row in zip(sorted(drops), dropped_rows):
-                    verdict = drops[i]
+                rows = sorted(drops)
+                verdicts = [drops[i] for i in rows]
+                for verdict in verdicts:
                     stats.dropped[verdict.reason] += 1
-                    rejections.append(make_rejection(verdict.reason, row, int(positions[i]), score=verdict.score,
-                                                     most_similar=verdict.most_similar))
+                rejections.append(rejections_of(
+                    [v.reason for v in verdicts], table.take(pa.array(rows, type=pa.int64())).to_pylist(),
+                    positions[rows], scores=[v.score for v in verdicts],
+                    most_similar=[v.most_similar for v in verdicts]))
             mask = pa.array(keep)
             table, encoded, positions = table.filter(mask), encoded.select(keep), positions[keep]
-        rejections.sort(key=lambda row: row["index"])
+        rejected = _by_index(rejections)
         self.result.kept += table.num_rows
-        self.result.dropped += len(rejections)
-        return table, encoded, rejections_table(rejections)
+        self.result.dropped += rejected.num_rows
+        return table, encoded, rejected
 
     @property
     def counts(self) -> dict[str, int]:
