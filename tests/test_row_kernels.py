@@ -169,3 +169,30 @@ def test_record_keys_are_key_of():
     assert record_keys([r.get("instruction") for r in records], [r.get("input") for r in records]) == \
         [key_of(r) for r in records]
     assert record_keys([], []) == []
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_literal_scan_finds_what_arrow_match_substring_finds(seed):
+    """One pass for many needles (case-blind ones too, overlapping ones, at either end, multi-byte) gives Arrow's
+    answer for each; nulls and missing fields hold nothing, the empty needle is in every text."""
+    import pyarrow.compute as pc
+
+    from alpaca_data.filters.candidates import LiteralScan
+
+    rng = random.Random(seed)
+    alphabet = ["a", "A", "t", "T", "ta", "ch", "ED", "d", "<", "[", ":", "/", "`", "\\", "n", "é", "中", " ", "\n",
+                "``", "://", "Attached", "attacheD", "é中"]
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 12))) for _ in range(2000)]
+    texts = [None if rng.random() < 0.05 else text for text in texts]
+    needles = [("attached", True), ("tach", False), ("TA", True), ("<", False), ("[", False), ("://", False),
+               ("```", False), ("\\n", False), ("é中", False), ("aa", False), ("a", True)]
+    table = pa.table({"output": texts, "wide": pa.array(texts, pa.large_string()), "n": list(range(len(texts)))})
+    scan = LiteralScan(table, [(name, needle, blind) for name in ("output", "wide") for needle, blind in needles])
+    for name in ("output", "wide"):
+        for needle, blind in needles:
+            expected = pc.fill_null(pc.match_substring(table.column(name), needle, ignore_case=blind), False)
+            assert scan.rows(name, needle, blind).tolist() == expected.to_pylist(), (name, needle, blind)
+            assert 0 < sum(expected.to_pylist()) < len(texts)
+    assert scan.rows("output", "").tolist() == [True] * len(texts)
+    assert not scan.rows("not there", "a").any()
+    assert LiteralScan(table).rows("output", "tach").tolist() == scan.rows("output", "tach").tolist()

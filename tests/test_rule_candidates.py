@@ -2,12 +2,14 @@
 Arrow compute over the batch) and must give exactly the verdicts of `check` on every record."""
 from __future__ import annotations
 
+import random
 import re
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from alpaca_data.filters import candidates as candidates_module
+from alpaca_data.filters.candidates import _FOLDS_TO_ASCII
 from alpaca_data.filters.ruleset import RuleSet
 from alpaca_data.store.encode import word_counts
 from alpaca_data.store.tables import records_to_table, table_to_records
@@ -72,5 +74,20 @@ def test_the_characters_that_fold_to_ascii_are_derived_from_every_code_point():
     folded = {c for c in chars if any(f.isascii() and f.isalpha() for f in c.casefold())}
     matched = {c for letter in "abcdefghijklmnopqrstuvwxyz" for c in re.findall("(?i)" + letter, chars)}
     assert set(candidates_module._FOLDS_TO_ASCII) == folded | matched
-    found = candidates_module._may_fold_to_ascii(pa.array(["plain", "caf\u00e9", "\u017ftar", "\u212aey", "ﬁle"]))
-    assert found.to_pylist() == [False, False, True, True, True]
+    texts = ["plain", "caf\u00e9", "\u017ftar", "\u212aey", "ﬁle", None, "x\u00df", "\u00dex", "\ufb07"]
+    found = candidates_module._may_fold_to_ascii(pa.table({"instruction": texts}), ("instruction", "no such field"))
+    assert found.tolist() == [False, False, True, True, True, False, True, False, False]
+    # the row kernel finds what the RE2 class finds, in every character's neighbourhood
+    rng = random.Random(5)
+    alphabet = [*_FOLDS_TO_ASCII, "\u00de", "\u00e0", "\u0132", "\u1e95", "\u1e9f", "\u212b", "\ufb07", "a", "中",
+                "\U0001f600", "\x00"]
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 4))) for _ in range(3000)]
+    regex = pc.match_substring_regex(pa.array(texts), candidates_module._FOLDS_TO_ASCII_RE2).to_pylist()
+    assert found_all(texts) == regex and 0 < sum(regex) < len(texts)
+
+
+def found_all(texts: list[str]) -> list[bool]:
+    table = pa.table({"instruction": texts, "input": pa.array(texts, pa.large_string())})
+    kernel = candidates_module._may_fold_to_ascii(table, ("instruction",)).tolist()
+    assert candidates_module._may_fold_to_ascii(table, ("input",)).tolist() == kernel  # large_string: RE2
+    return kernel

@@ -14,6 +14,7 @@ finds one next to an ASCII letter, so its matches are a superset.
 """
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 
@@ -27,6 +28,7 @@ from alpaca_data.store.encode import TextView, kernels, one_array, word_counts
 # The characters str.split() and str.strip() treat as whitespace, in RE2 syntax.
 _SPACE = r"\t\n\v\f\r\x{1c}-\x{1f} \x{85}\p{Z}"
 _CONTROL_OR_BREAK = r"[\r\x{0b}\x{0c}\x{85}\x{0}-\x{8}\x{e}-\x{1f}\x{7f}-\x{84}\x{86}-\x{9f}\x{feff}]"
+_CONTROL_OR_BREAK_CHARS = "".join(map(chr, [*range(0x0, 0x9), *range(0xB, 0x20), *range(0x7F, 0xA0), 0xFEFF]))
 
 
 def _column(table: pa.Table, name: str) -> pa.ChunkedArray:
@@ -60,8 +62,87 @@ _FOLDS_TO_ASCII = "\u00df\u0130\u0131\u0149\u017f\u01f0\u1e96\u1e97\u1e98\u1e99\
 _FOLDS_TO_ASCII_RE2 = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in _FOLDS_TO_ASCII) + "]"
 
 
-def _may_fold_to_ascii(column: pa.ChunkedArray):
-    return pc.match_substring_regex(column, _FOLDS_TO_ASCII_RE2)
+@functools.lru_cache(maxsize=None)
+def _code_points(chars: str) -> tuple[np.ndarray, np.ndarray]:
+    """(the first bytes of their UTF-8 forms as a 256-entry table, the sorted code points) of `chars`."""
+    leads = np.zeros(256, dtype=np.bool_)
+    for char in chars:
+        leads[char.encode()[0]] = True
+    return leads, np.array(sorted(set(map(ord, chars))), dtype=np.int64)
+
+
+def rows_holding(table: pa.Table, fields, chars: str, regex: str) -> np.ndarray:
+    """Rows where a field holds one of `chars` (a row kernel: one pass over the bytes; `regex`, the same class
+    for RE2, reads a column of another type)."""
+    leads, points = _code_points(chars)
+    marked = np.zeros(table.num_rows, dtype=bool)
+    for name in fields:
+        if name in table.column_names and _is_text(table, name):
+            view = TextView.of(table.column(name))
+            kernels().mark_rows_holding(view.offsets, view.data, view.valid, leads, points, marked)
+        elif name in table.column_names:
+            marked |= _numpy(pc.match_substring_regex(_column(table, name), regex))
+    return marked
+
+
+def _is_text(table: pa.Table, name: str) -> bool:
+    kind = table.schema.field(name).type
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+class LiteralScan:
+    """The literal substrings the rules of a batch look for, found in one pass over each field's bytes for all
+    of them (`row_kernels.mark_literals`); `rows` answers each rule's question. `wanted`: (field, needle,
+    ignore_case) triples. ignore_case folds ASCII letters only: the rules that ask for it also take every text
+    holding a character that folds to ASCII (`_may_fold_to_ascii`)."""
+
+    def __init__(self, table: pa.Table, wanted=()):
+        self.table = table
+        self.found: dict[tuple[str, str, bool], np.ndarray] = {}
+        by_field: dict[str, dict[tuple[str, bool], None]] = {}
+        for name, needle, ignore_case in wanted:
+            by_field.setdefault(name, {})[(needle, bool(ignore_case))] = None
+        for name, needles in by_field.items():
+            self._scan(name, list(needles))
+
+    def rows(self, name: str, needle: str, ignore_case: bool = False) -> np.ndarray:
+        """Rows whose `name` field holds `needle` (a null or missing field holds nothing)."""
+        key = (name, needle, bool(ignore_case))
+        if key not in self.found:
+            self._scan(name, [key[1:]])
+        return self.found[key]
+
+    def _scan(self, name: str, needles: list[tuple[str, bool]]) -> None:
+        table, rows = self.table, self.table.num_rows
+        for needle, blind in [(needle, blind) for needle, blind in needles if not needle]:
+            self.found[(name, needle, blind)] = np.ones(rows, dtype=bool)  # the empty string is in every text
+        needles = [(needle, blind) for needle, blind in needles if needle]
+        if name not in table.column_names or not _is_text(table, name):
+            for needle, blind in needles:
+                found = np.zeros(rows, dtype=bool) if name not in table.column_names else \
+                    _numpy(pc.match_substring(_column(table, name), needle, ignore_case=blind))
+                self.found[(name, needle, blind)] = found
+            return
+        if not needles:
+            return
+        coded = [needle.lower().encode() if blind else needle.encode() for needle, blind in needles]
+        firsts = np.zeros(256, dtype=np.bool_)
+        for code, (_, blind) in zip(coded, needles):
+            firsts[code[0]] = True
+            if blind and 0x61 <= code[0] <= 0x7A:
+                firsts[code[0] - 0x20] = True
+        marked = np.zeros((len(needles), rows), dtype=bool)
+        view = TextView.of(table.column(name))
+        kernels().mark_literals(view.offsets, view.data, view.valid, firsts,
+                                np.frombuffer(b"".join(coded), dtype=np.uint8).copy(),
+                                np.cumsum([0, *map(len, coded)], dtype=np.int64),
+                                np.array([blind for _, blind in needles], dtype=np.bool_), marked)
+        for k, (needle, blind) in enumerate(needles):
+            self.found[(name, needle, blind)] = marked[k]
+
+
+def _may_fold_to_ascii(table: pa.Table, fields) -> np.ndarray:
+    return rows_holding(table, fields, _FOLDS_TO_ASCII, _FOLDS_TO_ASCII_RE2)
 
 
 def _maybe_marker(column: pa.ChunkedArray, markers: set[str]) -> np.ndarray:
@@ -81,43 +162,40 @@ def _maybe_marker(column: pa.ChunkedArray, markers: set[str]) -> np.ndarray:
     return mask
 
 
-def _noinput_marker(rule: r.NoInputMarker, table: pa.Table) -> np.ndarray:
+def _noinput_marker(rule: r.NoInputMarker, table: pa.Table, scan: LiteralScan) -> np.ndarray:
     column = _column(table, "input")
     return _maybe_marker(column, rule._canon) & _numpy(pc.greater_equal(pc.utf8_length(column), 1))
 
 
 def control_rows(table: pa.Table, fields) -> np.ndarray:
-    """Rows where a field holds a character `_CONTROL_OR_BREAK` matches (a row kernel: one pass over the bytes)."""
-    marked = np.zeros(table.num_rows, dtype=bool)
-    for name in fields:
-        if name in table.column_names and pa.types.is_string(table.schema.field(name).type):
-            view = TextView.of(table.column(name))
-            kernels().mark_control_rows(view.offsets, view.data, view.valid, marked)
-        elif name in table.column_names:
-            marked |= _numpy(pc.match_substring_regex(_column(table, name), _CONTROL_OR_BREAK))
-    return marked
+    """Rows where a field holds a character `_CONTROL_OR_BREAK` matches."""
+    return rows_holding(table, fields, _CONTROL_OR_BREAK_CHARS, _CONTROL_OR_BREAK)
 
 
-def _control_characters(rule: r.ControlCharacters, table: pa.Table) -> np.ndarray:
+def _control_characters(rule: r.ControlCharacters, table: pa.Table, scan: LiteralScan) -> np.ndarray:
     mask = control_rows(table, dict.fromkeys((*rule.fields, *rule.literal_newline_fields)))
-    if rule.literal_newlines:
-        mask |= _any(table, rule.literal_newline_fields, lambda column: pc.match_substring(column, "\\n"))
+    for name, needle, ignore_case in _literals_of_control_characters(rule):
+        mask |= scan.rows(name, needle, ignore_case)
     return mask
 
 
-def _empty_output(rule: r.EmptyOutput, table: pa.Table) -> np.ndarray:
+def _literals_of_control_characters(rule: r.ControlCharacters):
+    return [(name, "\\n", False) for name in rule.literal_newline_fields] if rule.literal_newlines else []
+
+
+def _empty_output(rule: r.EmptyOutput, table: pa.Table, scan: LiteralScan) -> np.ndarray:
     output = _column(table, "output")
     return _maybe_marker(output, rule._canon) | _numpy(pc.match_substring_regex(output, rf"^[{_SPACE}]*$"))
 
 
-def _too_short(rule: r.TooShort, table: pa.Table) -> np.ndarray | None:
+def _too_short(rule: r.TooShort, table: pa.Table, scan: LiteralScan) -> np.ndarray | None:
     """Exactly the rows the rule drops."""
     if rule.count_cjk:
         return None
     return words(_column(table, "instruction")) <= rule.max_words
 
 
-def _too_long(rule: r.TooLong, table: pa.Table) -> np.ndarray | None:
+def _too_long(rule: r.TooLong, table: pa.Table, scan: LiteralScan) -> np.ndarray | None:
     """More than N words take at least 2N + 1 characters; those rows are counted."""
     if rule.count_cjk:
         return None
@@ -134,44 +212,63 @@ def words(column: pa.ChunkedArray) -> np.ndarray:
     return word_counts(one_array(column))
 
 
-def _blacklist(rule: r.Blacklist, table: pa.Table) -> np.ndarray | None:
+def _blacklist(rule: r.Blacklist, table: pa.Table, scan: LiteralScan) -> np.ndarray | None:
     words = [w for w in rule.words if w.strip()]
     if not words:
         return np.zeros(table.num_rows, dtype=bool)
     if not all(w.isascii() for w in words):
         return None
     pattern = "(?i)(?:" + "|".join(f"[{_SPACE}]+".join(map(re.escape, w.split())) for w in words) + ")"
-    return _any(table, rule.fields,
-                lambda column: pc.or_(pc.match_substring_regex(column, pattern), _may_fold_to_ascii(column)))
+    return _any(table, rule.fields, lambda column: pc.match_substring_regex(column, pattern)) | \
+        _may_fold_to_ascii(table, rule.fields)
 
 
-def _write_a_program(rule: r.WriteAProgram, table: pa.Table) -> np.ndarray:
-    column = _column(table, "instruction")
+def _write_a_program(rule: r.WriteAProgram, table: pa.Table, scan: LiteralScan) -> np.ndarray:
     mask = np.zeros(table.num_rows, dtype=bool)
-    for prefix in rule.prefixes:
-        if prefix:
-            mask |= _numpy(pc.match_substring(column, prefix))
+    for literal in _literals_of_write_a_program(rule):
+        mask |= scan.rows(*literal)
     return mask
 
 
-def _first_not_alphanumeric(rule, table: pa.Table) -> np.ndarray:
+def _literals_of_write_a_program(rule: r.WriteAProgram):
+    return [("instruction", prefix, False) for prefix in rule.prefixes if prefix]
+
+
+def _first_not_alphanumeric(rule, table: pa.Table, scan: LiteralScan) -> np.ndarray:
     """After strip() the first character is punctuation or non-ASCII only if the raw first one is no letter or
     digit (it is that character, or whitespace)."""
     return _numpy(pc.invert(pc.match_substring_regex(_column(table, "instruction"), "^[A-Za-z0-9]")))
 
 
-def _needs_media(rule: r.NeedsMedia, table: pa.Table) -> np.ndarray:
-    return _any(table, rule.fields, lambda column: pc.or_(
-        pc.or_(pc.match_substring_regex(column, r"<|\[|://"),
-               pc.match_substring(column, "attached", ignore_case=True)), _may_fold_to_ascii(column)))
+def _needs_media(rule: r.NeedsMedia, table: pa.Table, scan: LiteralScan) -> np.ndarray:
+    mask = _may_fold_to_ascii(table, rule.fields)
+    for literal in _literals_of_needs_media(rule):
+        mask |= scan.rows(*literal)
+    return mask
 
 
-def _merged_instructions(rule: r.MergedInstructions, table: pa.Table) -> np.ndarray:
-    return _numpy(pc.match_substring_regex(_column(table, "output"), "nstruction|NSTRUCTION|nput"))
+def _literals_of_needs_media(rule: r.NeedsMedia):
+    # every match of the rule's patterns holds one of these (`NeedsMedia.test` asks the same first)
+    return [(name, needle, needle == "attached") for name in rule.fields for needle in ("<", "[", "://", "attached")]
 
 
-def _empty_code_block(rule: r.EmptyCodeBlock, table: pa.Table) -> np.ndarray:
-    return _numpy(pc.match_substring(_column(table, "output"), "```"))
+def _merged_instructions(rule: r.MergedInstructions, table: pa.Table, scan: LiteralScan) -> np.ndarray:
+    mask = np.zeros(table.num_rows, dtype=bool)
+    for literal in _literals_of_merged_instructions(rule):
+        mask |= scan.rows(*literal)
+    return mask
+
+
+def _literals_of_merged_instructions(rule: r.MergedInstructions):
+    return [("output", needle, False) for needle in ("nstruction", "NSTRUCTION", "nput")]
+
+
+def _empty_code_block(rule: r.EmptyCodeBlock, table: pa.Table, scan: LiteralScan) -> np.ndarray:
+    return scan.rows("output", "```").copy()
+
+
+def _literals_of_empty_code_block(rule: r.EmptyCodeBlock):
+    return [("output", "```", False)]
 
 
 CANDIDATES: dict[type, Callable[..., np.ndarray | None]] = {
@@ -190,12 +287,24 @@ CANDIDATES: dict[type, Callable[..., np.ndarray | None]] = {
 }
 
 
+# The literal substrings each rule's candidates are found by, declared so that one pass finds them all.
+LITERALS: dict[type, Callable[..., list[tuple[str, str, bool]]]] = {
+    r.ControlCharacters: _literals_of_control_characters,
+    r.WriteAProgram: _literals_of_write_a_program,
+    r.NeedsMedia: _literals_of_needs_media,
+    r.MergedInstructions: _literals_of_merged_instructions,
+    r.EmptyCodeBlock: _literals_of_empty_code_block,
+}
+
+
 def candidate_rows(rules, table: pa.Table) -> np.ndarray:
     """(rules x rows) bool: which rule could act on which row (a rule without a candidate function: every row)."""
     matrix = np.ones((len(rules), table.num_rows), dtype=bool)
+    scan = LiteralScan(table, [literal for rule in rules if type(rule) in LITERALS
+                               for literal in LITERALS[type(rule)](rule)])
     for i, rule in enumerate(rules):
         find = CANDIDATES.get(type(rule))
-        found = find(rule, table) if find is not None else None
+        found = find(rule, table, scan) if find is not None else None
         if found is not None:
             matrix[i] = found
     return matrix

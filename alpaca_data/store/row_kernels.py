@@ -239,21 +239,69 @@ def hash_segments(data, starts, ends, out):
 
 
 @njit(cache=True, nogil=True)
-def mark_control_rows(offsets, data, valid, marked):
-    """Mark the rows holding a control character other than tab and newline (C0, DEL, C1: U+0080-U+009F) or a
-    BOM (U+FEFF), as `filters.candidates._CONTROL_OR_BREAK` matches them."""
+def mark_rows_holding(offsets, data, valid, leads, points, marked):
+    """Mark the rows holding one of `points` (sorted code points). `leads[b]` is true for each first byte of
+    their UTF-8 forms, so a byte costs one table look-up and only those bytes are decoded. In valid UTF-8 a
+    first byte is never a continuation byte, so scanning byte by byte finds each character once."""
     for row in range(len(valid)):
         if not valid[row] or marked[row]:
             continue
         end = offsets[row + 1]
         for i in range(offsets[row], end):
             byte = data[i]
-            if (byte < 0x20 and byte != 0x09 and byte != 0x0A) or byte == 0x7F:
+            if not leads[byte]:
+                continue
+            if byte < 0x80:
+                size, point = 1, np.int64(byte)
+            elif byte < 0xE0:
+                size, point = 2, np.int64(byte & 0x1F)
+            elif byte < 0xF0:
+                size, point = 3, np.int64(byte & 0x0F)
+            else:
+                size, point = 4, np.int64(byte & 0x07)
+            if i + size > end:
+                continue
+            for k in range(1, size):
+                point = (point << 6) | (data[i + k] & 0x3F)
+            at = np.searchsorted(points, point)
+            if at < len(points) and points[at] == point:
                 marked[row] = True
                 break
-            if byte == 0xC2 and i + 1 < end and 0x80 <= data[i + 1] <= 0x9F:
-                marked[row] = True
+
+
+@njit(cache=True, nogil=True)
+def mark_literals(offsets, data, valid, firsts, needles, starts, blind, marked):
+    """marked[k, row] = True where the row holds needle k: the bytes needles[starts[k]:starts[k + 1]], ASCII
+    letters compared case-blind where blind[k]. `firsts[b]` is true for every byte a needle can start with (both
+    cases of a case-blind letter), so a byte costs one table look-up; one pass finds every needle."""
+    count = len(starts) - 1
+    for row in range(len(valid)):
+        if not valid[row]:
+            continue
+        begin, end = offsets[row], offsets[row + 1]
+        left = 0
+        for k in range(count):
+            if not marked[k, row]:
+                left += 1
+        for i in range(begin, end):
+            if left == 0:
                 break
-            if byte == 0xEF and i + 2 < end and data[i + 1] == 0xBB and data[i + 2] == 0xBF:
-                marked[row] = True
-                break
+            if not firsts[data[i]]:
+                continue
+            for k in range(count):
+                if marked[k, row]:
+                    continue
+                first, size = starts[k], starts[k + 1] - starts[k]
+                if i + size > end:
+                    continue
+                same = True
+                for j in range(size):
+                    byte, want = data[i + j], needles[first + j]
+                    if blind[k] and 0x41 <= byte <= 0x5A:
+                        byte += 0x20
+                    if byte != want:
+                        same = False
+                        break
+                if same:
+                    marked[k, row] = True
+                    left -= 1
