@@ -84,3 +84,31 @@ def test_printed_commands_are_not_wrapped_at_80_columns(run, tmp_path, monkeypat
     assert done.returncode == 0, done.stderr
     hint = [line for line in done.stderr.splitlines() if line.startswith("rejections: alpaca-data sql")]
     assert len(hint) == 1 and re.search(rf"--rev {name}@[0-9a-f]{{12}}$", hint[0]), done.stderr
+
+
+def test_each_command_loads_only_its_module_and_the_table_says_which():
+    """`alpaca-data CMD` imports the one module that registers CMD: the table must name every command of every
+    module, and a command line's subcommand is found past the global options."""
+    import typer
+
+    from alpaca_data.cli import command_named, make_app
+    from alpaca_data.commands import COMMANDS, MODULE_NAMES, modules_for
+
+    for name in MODULE_NAMES:
+        app = typer.Typer()
+        app.callback()(lambda: None)
+        module, = modules_for(next(command for command, owner in COMMANDS.items() if owner == name))
+        module.register(app)
+        assert set(typer.main.get_command(app).commands) == {c for c, owner in COMMANDS.items() if owner == name}
+    everything = set(typer.main.get_command(make_app()).commands)
+    assert everything == set(COMMANDS) and set(typer.main.get_command(make_app("filter")).commands) == \
+        {"filter", "dedup", "rules"}
+    assert command_named(["--store", "filter", "-q", "dedup", "x"]) == "dedup"
+    assert command_named(["--store=s", "--quiet", "sql", "--help"]) == "sql"
+    assert command_named(["--help"]) is None and command_named([]) is None
+
+
+def test_a_mistyped_command_is_told_among_all_of_them(run):
+    done = run("alpaca-data", "-q", "fliter")
+    assert done.returncode == 2 and "No such command 'fliter'" in done.stderr and "filter" in done.stderr
+    assert run("alpaca-data", "--store", "x", "rules", "--json").returncode == 0
