@@ -297,9 +297,20 @@ LITERALS: dict[type, Callable[..., list[tuple[str, str, bool]]]] = {
 }
 
 
+# The drop rules whose candidates (when their function gives any) are exactly the rows they drop, as long as the
+# record reaches them unchanged.
+EXACT_DROPS = (r.TooShort, r.TooLong)
+
+
 def candidate_rows(rules, table: pa.Table) -> np.ndarray:
     """(rules x rows) bool: which rule could act on which row (a rule without a candidate function: every row)."""
+    return candidates_and_exact(rules, table)[0]
+
+
+def candidates_and_exact(rules, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """candidate_rows, and for each rule whether its candidates are exactly the rows it drops (`EXACT_DROPS`)."""
     matrix = np.ones((len(rules), table.num_rows), dtype=bool)
+    exact = np.zeros(len(rules), dtype=bool)
     scan = LiteralScan(table, [literal for rule in rules if type(rule) in LITERALS
                                for literal in LITERALS[type(rule)](rule)])
     for i, rule in enumerate(rules):
@@ -307,4 +318,5 @@ def candidate_rows(rules, table: pa.Table) -> np.ndarray:
         found = find(rule, table, scan) if find is not None else None
         if found is not None:
             matrix[i] = found
-    return matrix
+            exact[i] = isinstance(rule, EXACT_DROPS)
+    return matrix, exact

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from alpaca_data.records import key_of
 
@@ -74,6 +75,25 @@ def rejections_of(reasons: Sequence[str], records: Sequence[Mapping[str, Any]], 
         **{name: pa.array([_text(record, name) for record in records], pa.string()) for name in TEXT_FIELDS},
         "score": pa.array(scores if scores is not None else [None] * count, pa.float64()),
         "most_similar": pa.array(most_similar if most_similar is not None else [None] * count, pa.string()),
+        "index": pa.array(indices, pa.int64()),
+        "request_id": pa.nulls(count, pa.string()),
+    }
+    return pa.table(columns, schema=REJECTION_SCHEMA)
+
+
+def rejections_of_rows(reason: str, table: pa.Table, indices: Sequence[int], keys: Sequence[str]) -> pa.Table:
+    """`rejections_of` for rows of `table` dropped as they are, their text taken from its string columns (a null
+    or missing field: "")."""
+    count = table.num_rows
+    texts = {name: pc.fill_null(table.column(name), "") if name in table.column_names
+             else pa.array([""] * count, pa.string()) for name in TEXT_FIELDS}
+    columns = {
+        "reason": pa.array([reason] * count, pa.string()),
+        "action": pa.array(["drop"] * count, pa.string()),
+        "key": pa.array(keys, pa.string()),
+        **{name: texts[name].cast(pa.string()) for name in TEXT_FIELDS},
+        "score": pa.nulls(count, pa.float64()),
+        "most_similar": pa.nulls(count, pa.string()),
         "index": pa.array(indices, pa.int64()),
         "request_id": pa.nulls(count, pa.string()),
     }

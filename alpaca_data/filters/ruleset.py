@@ -298,20 +298,23 @@ class RuleSet(Step):
     def check_table(self, table, records: list[dict[str, Any]]) -> list[Verdict]:
         """`check` on each row of an Arrow batch (`records`: its rows as dicts), running on each row only the
         rules that could act on it (`filters.candidates`): same verdicts, most rows meet no rule at all."""
-        touched, _ = self.check_rows(table)
+        touched, _, exact = self.check_rows(table)
+        for rows in exact.values():
+            touched.update((row, self.check(records[row])) for row in rows.tolist())  # with the rule's detail
         return [touched.get(row) or Verdict(record) for row, record in enumerate(records)]
 
-    def check_rows(self, table) -> tuple[dict[int, Verdict], dict[int, dict[str, Any]]]:
+    def check_rows(self, table) -> tuple[dict[int, Verdict], dict[int, dict[str, Any]], dict[str, np.ndarray]]:
         """`check_table`'s verdicts for the rows some rule could act on, by row (every other row is kept as it
-        is), and those rows as records: only they are read into Python."""
-        from alpaca_data.filters.candidates import candidate_rows
+        is), and those rows as records: only they are read into Python. The rows whose first candidate rule drops
+        exactly its candidates (`candidates.EXACT_DROPS`: no rule before it can act, so the record reaches it
+        as it is) are not read at all: they come as {reason: rows}, dropped as they are."""
+        from alpaca_data.filters.candidates import candidates_and_exact
         from alpaca_data.store.tables import table_to_records
 
-        matrix = candidate_rows(self.rules, table)
+        matrix, exact_rule = candidates_and_exact(self.rules, table)
         rows = np.flatnonzero(matrix.any(axis=0))
         if not rows.size:
-            return {}, {}
-        records = dict(zip(rows.tolist(), table_to_records(table.take(rows))))
+            return {}, {}, {}
         # a batch has few distinct sets of candidate rules: each is listed once. A row's set is its column of
         # the matrix packed into bytes, compared as one opaque value (`unique(axis=0)` on the boolean matrix
         # took 20x as long)
@@ -319,11 +322,23 @@ class RuleSet(Step):
         sets, pattern_of_row = np.unique(packed.view(f"V{packed.shape[1]}").reshape(-1), return_inverse=True)
         distinct = np.unpackbits(sets.view(np.uint8).reshape(len(sets), -1), axis=1, count=len(self.rules))
         which = [np.flatnonzero(pattern).tolist() for pattern in distinct]
+        pattern_of_row = pattern_of_row.reshape(-1)
+        exact: dict[str, np.ndarray] = {}
+        for pattern, rules in enumerate(which):
+            if exact_rule[rules[0]]:
+                exact[self.rules[rules[0]].name] = np.concatenate(
+                    [exact.get(self.rules[rules[0]].name, np.zeros(0, np.int64)), rows[pattern_of_row == pattern]])
+        if exact:
+            read = np.ones(len(rows), dtype=bool)
+            read[np.isin(rows, np.concatenate(list(exact.values())))] = False
+            rows, pattern_of_row = rows[read], pattern_of_row[read]
+            exact = {reason: np.sort(found) for reason, found in exact.items()}
+        records = dict(zip(rows.tolist(), table_to_records(table.take(rows))))
         verdicts = {}
-        for (row, record), pattern in zip(records.items(), pattern_of_row.reshape(-1).tolist()):
+        for (row, record), pattern in zip(records.items(), pattern_of_row.tolist()):
             verdict = self._check_some(record, which[pattern])
             verdicts[row] = verdict if verdict is not None else self.check(record)
-        return verdicts, records
+        return verdicts, records, exact
 
     def _check_some(self, record: Mapping[str, Any], which: list[int]) -> Verdict | None:
         """The rules `which` (in order), the others being unable to act; None when one changed the record,

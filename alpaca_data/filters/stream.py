@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alpaca_data.filters.exact import ExactDuplicates
-from alpaca_data.filters.report import REJECTION_SCHEMA, rejections_of
+from alpaca_data.filters.report import REJECTION_SCHEMA, rejections_of, rejections_of_rows
 from alpaca_data.filters.steps import Step, StepStats, Verdict, _summed
 from alpaca_data.store.encode import EncodedRows, FieldHashes, encode_table, record_keys
 from alpaca_data.store.tables import records_to_table, table_to_records
@@ -61,13 +61,14 @@ def prepare_batch(job: BatchJob) -> PreparedBatch:
     stats = [StepStats(step.name) for step in job.stateless]
     for step, step_stats in zip(job.stateless, stats):
         started = time.perf_counter()
+        exact: dict[str, np.ndarray] = {}
         if hasattr(step, "check_rows"):  # each row meets only the rules that could act on it, and only those
-            verdicts, originals = step.check_rows(table)  # rows are read into Python
+            verdicts, originals, exact = step.check_rows(table)  # rows are read into Python
         else:
             originals = dict(enumerate(table_to_records(table)))
             verdicts = dict(enumerate(step.check_all(list(originals.values()), progress=False)))
         step_stats.seconds += time.perf_counter() - started
-        table, positions = _apply(verdicts, originals, table, positions, step_stats, rejections)
+        table, positions = _apply(verdicts, originals, table, positions, step_stats, rejections, exact)
     hashes = FieldHashes(table)  # the instruction's serve the statistics and the dedup keys
     keys = None if job.key_fields is None else ExactDuplicates.keys_for_table(table, job.key_fields, hashes)
     return PreparedBatch(job.rows, table, positions, encode_table(table, hashes), _by_index(rejections), stats,
@@ -83,12 +84,23 @@ def _by_index(parts: list[pa.Table]) -> pa.Table:
 
 
 def _apply(verdicts: dict[int, Verdict], originals: dict[int, dict[str, Any]], table: pa.Table,
-           positions: np.ndarray, stats: StepStats, rejections: list[pa.Table]) -> tuple[pa.Table, np.ndarray]:
+           positions: np.ndarray, stats: StepStats, rejections: list[pa.Table],
+           exact: dict[str, np.ndarray] | None = None) -> tuple[pa.Table, np.ndarray]:
     """The rows a step kept (rows without a verdict: as they are; a changed record: its new values), in order;
-    its drops are added to `rejections`."""
-    stats.seen += table.num_rows - len(verdicts)
-    stats.kept += table.num_rows - len(verdicts)
+    its drops are added to `rejections`. exact: rows dropped as they are, by reason, read from the table."""
+    exact = exact or {}
+    untouched = table.num_rows - len(verdicts) - sum(len(rows) for rows in exact.values())
+    stats.seen += untouched
+    stats.kept += untouched
     keep = np.ones(table.num_rows, dtype=bool)
+    for reason, rows in exact.items():
+        stats.seen += len(rows)
+        stats.dropped[reason] += len(rows)
+        keep[rows] = False
+        dropped_rows = table.take(pa.array(rows, pa.int64()))
+        texts = [dropped_rows.column(name) if name in dropped_rows.column_names else [None] * len(rows)
+                 for name in ("instruction", "input")]
+        rejections.append(rejections_of_rows(reason, dropped_rows, positions[rows], record_keys(*texts)))
     changed: dict[int, dict[str, Any]] = {}
     dropped: list[tuple[int, Verdict]] = []
     for row, verdict in verdicts.items():

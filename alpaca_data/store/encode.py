@@ -113,11 +113,14 @@ def normalised_texts(view: TextView) -> list[bytes]:
     return texts
 
 
-def record_keys(instructions: Sequence[str | None], inputs: Sequence[str | None]) -> list[str]:
-    """`records.key_of` of many records at once: the normalisation by the row kernels, then one sha256 each."""
+def record_keys(instructions: Sequence[str | None] | pa.Array | pa.ChunkedArray,
+                inputs: Sequence[str | None] | pa.Array | pa.ChunkedArray) -> list[str]:
+    """`records.key_of` of many records at once: the normalisation by the row kernels, then one sha256 each.
+    Each side: texts, or a string column."""
     from hashlib import sha256
 
-    parts = [normalised_texts(TextView.of(pa.array(texts, pa.string()))) for texts in (instructions, inputs)]
+    parts = [normalised_texts(TextView.of(texts if isinstance(texts, (pa.Array, pa.ChunkedArray))
+                                          else pa.array(texts, pa.string()))) for texts in (instructions, inputs)]
     return [sha256(a + b"\x1f" + b).hexdigest()[:16] for a, b in zip(*parts)]
 
 
