@@ -94,22 +94,26 @@ def found_all(texts: list[str]) -> list[bool]:
 
 
 def test_rows_dropped_without_being_read_are_the_rows_check_drops_for_that_reason():
-    """check_rows leaves unread the rows whose first candidate rule drops exactly its candidates (too_short,
-    too_long): each must be a row `check` drops for that very reason, unchanged; and too_short's and too_long's
-    candidates are exactly their drops, Unicode whitespace included."""
-    records = _records() + [{"instruction": "a\u2003b\u00a0c\u3000d", "input": "", "output": "x"},
+    """check_rows leaves unread the rows their first candidate rule surely drops (too_short, too_long: all their
+    candidates; blacklist: a match on ASCII text): each must be a row `check` drops for that very reason,
+    unchanged; and too_short's and too_long's candidates are exactly their drops, Unicode whitespace included."""
+    records = _records() + [{"instruction": "Plot\x1cgo\x0bto the MAP_ please", "input": "", "output": "x"},
+                            {"instruction": "Open the FILE\x1fnow and read it", "input": "", "output": "x"},
+                            {"instruction": "a\u2003b\u00a0c\u3000d", "input": "", "output": "x"},
                             {"instruction": "one\u200btwo three", "input": "", "output": "x"},
                             {"instruction": None, "input": None, "output": "x"}]
     table = records_to_table(records)
     rows = table_to_records(table)
     ruleset = RuleSet.default()
     verdicts, read, exact = ruleset.check_rows(table)
-    assert set(exact) == {"too_short", "too_long"} and sum(map(len, exact.values())) > 100
+    assert set(exact) == {"too_short", "too_long", "blacklist"} and sum(map(len, exact.values())) > 100
     for reason, dropped in exact.items():
         for row in dropped.tolist():
             assert row not in read and row not in verdicts
             verdict = ruleset.check(rows[row])
             assert (verdict.reason, verdict.record) == (reason, rows[row]), (row, rows[row])
+    blacklisted = [row for row in range(len(rows)) if ruleset.check(rows[row]).reason == "blacklist"]
+    assert 0.5 < len(exact["blacklist"]) / len(blacklisted) < 1  # most, not the non-ASCII ones
     for rule in (ruleset["too_short"], ruleset["too_long"]):
         found = candidates_module.candidate_rows([rule], table)[0]
         assert found.tolist() == [rule.apply(row) is not None for row in rows], rule.name

@@ -297,20 +297,40 @@ LITERALS: dict[type, Callable[..., list[tuple[str, str, bool]]]] = {
 }
 
 
-# The drop rules whose candidates (when their function gives any) are exactly the rows they drop, as long as the
-# record reaches them unchanged.
-EXACT_DROPS = (r.TooShort, r.TooLong)
+def _blacklist_certain(rule: r.Blacklist, table: pa.Table, found: np.ndarray) -> np.ndarray:
+    """The rows blacklist surely drops: a field of ASCII text where RE2 finds the rule's own pattern. On ASCII
+    text `\\b`, case-blind letters and the whitespace class (`_SPACE`) are Python's, so the match is `re`'s."""
+    words = [w for w in rule.words if w.strip()]
+    pattern = "(?i)\\b(?:" + "|".join(f"[{_SPACE}]+".join(map(re.escape, w.split())) for w in words) + ")\\b"
+    certain = np.zeros(table.num_rows, dtype=bool)
+    rows = np.flatnonzero(found)
+    for name in rule.fields:
+        if not len(rows) or name not in table.column_names or not _is_text(table, name):
+            continue
+        column = table.column(name).take(rows)
+        certain[rows] |= _numpy(pc.and_(pc.string_is_ascii(column), pc.match_substring_regex(column, pattern))) & \
+            np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    return certain
+
+
+# The rows a drop rule surely drops (given the record reaches it unchanged), among its candidates: too_short's and
+# too_long's candidates are exactly their drops.
+CERTAIN: dict[type, Callable[..., np.ndarray]] = {
+    r.TooShort: lambda rule, table, found: found,
+    r.TooLong: lambda rule, table, found: found,
+    r.Blacklist: _blacklist_certain,
+}
 
 
 def candidate_rows(rules, table: pa.Table) -> np.ndarray:
     """(rules x rows) bool: which rule could act on which row (a rule without a candidate function: every row)."""
-    return candidates_and_exact(rules, table)[0]
+    return candidates_and_certain(rules, table)[0]
 
 
-def candidates_and_exact(rules, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
-    """candidate_rows, and for each rule whether its candidates are exactly the rows it drops (`EXACT_DROPS`)."""
+def candidates_and_certain(rules, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """candidate_rows, and (rules x rows) the candidates each drop rule surely drops (`CERTAIN`)."""
     matrix = np.ones((len(rules), table.num_rows), dtype=bool)
-    exact = np.zeros(len(rules), dtype=bool)
+    certain = np.zeros((len(rules), table.num_rows), dtype=bool)
     scan = LiteralScan(table, [literal for rule in rules if type(rule) in LITERALS
                                for literal in LITERALS[type(rule)](rule)])
     for i, rule in enumerate(rules):
@@ -318,5 +338,6 @@ def candidates_and_exact(rules, table: pa.Table) -> tuple[np.ndarray, np.ndarray
         found = find(rule, table, scan) if find is not None else None
         if found is not None:
             matrix[i] = found
-            exact[i] = isinstance(rule, EXACT_DROPS)
-    return matrix, exact
+            if type(rule) in CERTAIN:
+                certain[i] = CERTAIN[type(rule)](rule, table, found) & found
+    return matrix, certain
