@@ -126,14 +126,16 @@ class LiteralScan:
         if not needles:
             return
         coded = [needle.lower().encode() if blind else needle.encode() for needle, blind in needles]
-        firsts = np.zeros(256, dtype=np.bool_)
-        for code, (_, blind) in zip(coded, needles):
-            firsts[code[0]] = True
+        starting: list[list[int]] = [[] for _ in range(256)]  # byte -> the needles that can start with it
+        for k, (code, (_, blind)) in enumerate(zip(coded, needles)):
+            starting[code[0]].append(k)
             if blind and 0x61 <= code[0] <= 0x7A:
-                firsts[code[0] - 0x20] = True
+                starting[code[0] - 0x20].append(k)
+        heads = np.cumsum([0, *map(len, starting)], dtype=np.int64)
+        order = np.array([k for ks in starting for k in ks], dtype=np.int64)
         marked = np.zeros((len(needles), rows), dtype=bool)
         view = TextView.of(table.column(name))
-        kernels().mark_literals(view.offsets, view.data, view.valid, firsts,
+        kernels().mark_literals(view.offsets, view.data, view.valid, heads, order,
                                 np.frombuffer(b"".join(coded), dtype=np.uint8).copy(),
                                 np.cumsum([0, *map(len, coded)], dtype=np.int64),
                                 np.array([blind for _, blind in needles], dtype=np.bool_), marked)

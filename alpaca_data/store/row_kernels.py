@@ -270,36 +270,37 @@ def mark_rows_holding(offsets, data, valid, leads, points, marked):
 
 
 @njit(cache=True, nogil=True)
-def mark_literals(offsets, data, valid, firsts, needles, starts, blind, marked):
+def mark_literals(offsets, data, valid, heads, order, needles, starts, blind, marked):
     """marked[k, row] = True where the row holds needle k: the bytes needles[starts[k]:starts[k + 1]], ASCII
-    letters compared case-blind where blind[k]. `firsts[b]` is true for every byte a needle can start with (both
-    cases of a case-blind letter), so a byte costs one table look-up; one pass finds every needle."""
+    letters compared case-blind where blind[k]. The needles that can start with byte b are
+    order[heads[b]:heads[b + 1]] (both cases of a case-blind letter), so most bytes cost one look-up and a byte
+    is compared only with the needles it can start; one pass finds every needle."""
     count = len(starts) - 1
     for row in range(len(valid)):
         if not valid[row]:
             continue
-        begin, end = offsets[row], offsets[row + 1]
+        end = offsets[row + 1]
         left = 0
         for k in range(count):
             if not marked[k, row]:
                 left += 1
-        for i in range(begin, end):
+        for i in range(offsets[row], end):
             if left == 0:
                 break
-            if not firsts[data[i]]:
-                continue
-            for k in range(count):
+            byte = data[i]
+            for slot in range(heads[byte], heads[byte + 1]):
+                k = order[slot]
                 if marked[k, row]:
                     continue
                 first, size = starts[k], starts[k + 1] - starts[k]
                 if i + size > end:
                     continue
                 same = True
-                for j in range(size):
-                    byte, want = data[i + j], needles[first + j]
-                    if blind[k] and 0x41 <= byte <= 0x5A:
-                        byte += 0x20
-                    if byte != want:
+                for j in range(1, size):
+                    got, want = data[i + j], needles[first + j]
+                    if blind[k] and 0x41 <= got <= 0x5A:
+                        got += 0x20
+                    if got != want:
                         same = False
                         break
                 if same:
