@@ -32,13 +32,16 @@ _CONTROL_OR_BREAK_CHARS = "".join(map(chr, [*range(0x0, 0x9), *range(0xB, 0x20),
 
 
 def _column(table: pa.Table, name: str) -> pa.ChunkedArray:
+    """The field's texts, a null (or a missing field) read as "" (a column without nulls as it is: no copy)."""
     if name in table.column_names:
-        return pc.fill_null(table.column(name), "")
+        column = table.column(name)
+        return pc.fill_null(column, "") if column.null_count else column
     return pa.chunked_array([pa.array([""] * table.num_rows, pa.string())])
 
 
 def _numpy(mask) -> np.ndarray:
-    return np.asarray(pc.fill_null(mask, True).to_numpy(zero_copy_only=False), dtype=bool)
+    mask = pc.fill_null(mask, True) if mask.null_count else mask
+    return np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _any(table: pa.Table, fields, test: Callable[[pa.ChunkedArray], pa.ChunkedArray]) -> np.ndarray:
@@ -99,6 +102,7 @@ class LiteralScan:
     def __init__(self, table: pa.Table, wanted=()):
         self.table = table
         self.found: dict[tuple[str, str, bool], np.ndarray] = {}
+        self.memo: dict[str, np.ndarray] = {}  # other answers more than one rule asks for
         by_field: dict[str, dict[tuple[str, bool], None]] = {}
         for name, needle, ignore_case in wanted:
             by_field.setdefault(name, {})[(needle, bool(ignore_case))] = None
@@ -238,8 +242,11 @@ def _literals_of_write_a_program(rule: r.WriteAProgram):
 
 def _first_not_alphanumeric(rule, table: pa.Table, scan: LiteralScan) -> np.ndarray:
     """After strip() the first character is punctuation or non-ASCII only if the raw first one is no letter or
-    digit (it is that character, or whitespace)."""
-    return _numpy(pc.invert(pc.match_substring_regex(_column(table, "instruction"), "^[A-Za-z0-9]")))
+    digit (it is that character, or whitespace). Two rules ask: found once a batch."""
+    if "first_not_alphanumeric" not in scan.memo:
+        scan.memo["first_not_alphanumeric"] = _numpy(
+            pc.invert(pc.match_substring_regex(_column(table, "instruction"), "^[A-Za-z0-9]")))
+    return scan.memo["first_not_alphanumeric"].copy()
 
 
 def _needs_media(rule: r.NeedsMedia, table: pa.Table, scan: LiteralScan) -> np.ndarray:
