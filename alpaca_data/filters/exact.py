@@ -76,9 +76,10 @@ class ExactDuplicates(Step):
         return {slot: self._text[self._ends[slot - 1] if slot else 0:self._ends[slot]].decode(
             "utf-8", errors="surrogatepass") for slot in slots}
 
-    def decide_keys(self, keys: Sequence[int] | np.ndarray, instructions: Sequence[str],
+    def decide_keys(self, keys: Sequence[int] | np.ndarray, instructions: Sequence[str] | pa.ChunkedArray,
                     positions: np.ndarray | None = None) -> tuple[np.ndarray, dict[int, Verdict]]:
         """(keep mask, verdicts of the dropped by position) for records with these keys, in order.
+        instructions: the records' instructions (a column: only the few read are made Python strings).
         positions: where the records sit in the source, for `instructions_at`."""
         keys = np.asarray(keys, dtype=np.uint64)
         distinct, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
@@ -90,18 +91,20 @@ class ExactDuplicates(Step):
         dropped = np.flatnonzero(~keep).tolist()
         looked_up = self._earlier_instructions([int(self._slots[at[inverse[i]]]) for i in dropped
                                                 if known[inverse[i]]])
+        new = np.sort(first[~known])  # in record order
+        texts = _texts_at(instructions, sorted({int(first[inverse[i]]) for i in dropped if not known[inverse[i]]})
+                          + (new.tolist() if self.instructions_at is None else []))
         drops: dict[int, Verdict] = {}
         for i in dropped:
             group = inverse[i]
-            kept = looked_up[int(self._slots[at[group]])] if known[group] else instructions[first[group]]
+            kept = looked_up[int(self._slots[at[group]])] if known[group] else texts[int(first[group])]
             drops[i] = Verdict({}, "exact_duplicate", score=1.0, most_similar=kept)
-        new = np.sort(first[~known])  # in record order
         if self.instructions_at is not None:
             slots = np.asarray(positions, dtype=np.int64)[new]
         else:
             slots = np.arange(len(self._ends), len(self._ends) + len(new), dtype=np.int64)
             for i in new.tolist():
-                self._text += instructions[i].encode("utf-8", errors="surrogatepass")
+                self._text += texts[i].encode("utf-8", errors="surrogatepass")
                 self._ends.append(len(self._text))
         order = np.argsort(keys[new])
         at_new = np.searchsorted(self._keys, keys[new][order])  # a merge: O(kept) per batch, not a sort
@@ -124,3 +127,11 @@ class ExactDuplicates(Step):
 
     def settings(self) -> dict[str, Any]:
         return {"fields": list(self.fields)}
+
+
+def _texts_at(instructions: Sequence[str] | pa.ChunkedArray, rows: list[int]) -> dict[int, str]:
+    """The instructions at `rows` as Python objects."""
+    if isinstance(instructions, (pa.Array, pa.ChunkedArray)):
+        wanted = sorted(set(rows))
+        return dict(zip(wanted, instructions.take(wanted).to_pylist()))
+    return {row: instructions[row] for row in rows}

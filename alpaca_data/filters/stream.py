@@ -207,7 +207,7 @@ class StreamedPipeline:
                 break
             started = time.perf_counter()
             if index == 0 and prepared.keys is not None:
-                keep, drops = step.decide_keys(prepared.keys, table.column("instruction").to_pylist(), positions)
+                keep, drops = step.decide_keys(prepared.keys, table.column("instruction"), positions)
             else:
                 verdicts = step.check_all(table_to_records(table), progress=False)
                 keep = np.fromiter((v.kept for v in verdicts), dtype=bool, count=len(verdicts))
