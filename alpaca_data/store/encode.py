@@ -12,6 +12,7 @@ same bytes as the json module, by the json module for floats (orjson writes 1e-7
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -29,6 +30,21 @@ def kernels():
     from alpaca_data.store import row_kernels
 
     return row_kernels
+
+
+def warm_up_in_background() -> threading.Thread:
+    """Start loading the row kernels on a thread of its own: numba's first use (~0.6 s, mostly under the GIL)
+    then overlaps work that releases it, as hashing a revision's data file before reading it. Join it before
+    the kernels' first real use, or not at all."""
+    def load() -> None:
+        k = kernels()
+        k.text_counts(np.zeros(2, np.int32), np.zeros(0, np.uint8), np.zeros(1, np.bool_), np.zeros(1, np.int32),
+                      np.zeros(1, np.int32))
+        pa.array([""])  # pyarrow's first conversion from Python imports pandas
+
+    thread = threading.Thread(target=load, name="warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def has_floats(schema: pa.Schema) -> bool:
