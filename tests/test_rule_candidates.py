@@ -31,6 +31,18 @@ TRICKY = [
     {"instruction": "one\u00a0two three four", "input": "", "output": "x"},
     {"instruction": "Explain the photos ATTACHED here", "input": "", "output": "\ufeffBOM text"},
     {"instruction": "Name three fruits", "input": "Input: none.", "output": "Apple, pear, plum."},
+    # each of needs_media's patterns, case and folds, and near misses (code with < and [ but no media word)
+    *({"instruction": text, "input": "", "output": "ok"}
+      for text in ("Describe the <Photo Attached> here", "See the < SCREENSHOTS /> below now", "Read <the attachment, ok>",
+                   "Look at the [ Photo attached ] now", "Use the attached\tscreenshots please", "The photograph is attached",
+                   "Read this text ![alt](x.png) here", "Fetch the ftp://a.b/c.PDF now", "Open https://example.com now",
+                   "Describe the <\u017fcreenshot> here", "Check the [\u0130MG] there", "if a < b and c[0] > 1 then",
+                   "Print x[1] for <i> in list", "An attachment without brackets", "A photo, with no marker")),
+    # merged_instructions: every way it drops, and texts it reads but keeps
+    *({"instruction": "Answer the question below", "input": "", "output": text}
+      for text in ("Yes.\n2. Instruction: next", "Yes.\n### INSTRUCTION\nmore", "1. Input: a\n2) OUTPUT: b",
+                   "1. INPUT: a\n2. OUTPUT: b", "Sure.\nInstruction: x\nInput: y", "the input and the output",
+                   "Type your input here", "instruction manual")),
     # placeholders spelled every way `_canonical_marker` folds, and near misses
     *({"instruction": "Say it in one short word", "input": marker, "output": marker.replace("nput", "utput")}
       for marker in ("<No Input>", "[N/A]", "Output: none", "n.a.", "- none -", "No_Input", "NOINPUT!!",
@@ -49,7 +61,8 @@ def test_check_table_gives_the_verdicts_of_check_for_every_rule_set():
     records = _records()
     table = records_to_table(records)
     rows = table_to_records(table)
-    for spec in ("default", "all", "default,too_short.count_cjk=true,blacklist.words=[map;go to;ſtar]"):
+    for spec in ("default", "all", "default,too_short.count_cjk=true,blacklist.words=[map;go to;ſtar]",
+                 "needs_media,merged_instructions"):
         ruleset = RuleSet.from_spec(spec)
         assert ruleset.check_table(table, rows) == [ruleset.check(row) for row in rows], spec
     flagged = candidates_module.candidate_rows(RuleSet.default().rules, table).any(axis=0)

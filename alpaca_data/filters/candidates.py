@@ -249,27 +249,37 @@ def _first_not_alphanumeric(rule, table: pa.Table, scan: LiteralScan) -> np.ndar
     return scan.memo["first_not_alphanumeric"].copy()
 
 
+# What a match of each of NeedsMedia's patterns holds (its media words case-blind, their stems): "<" with a media
+# word or "attach", "[" with a media word, "attached", "![", "://" (a link, or a link to a media file).
+_MEDIA_STEMS = ("picture", "image", "photo", "img", "video", "audio", "screenshot")
+
+
 def _needs_media(rule: r.NeedsMedia, table: pa.Table, scan: LiteralScan) -> np.ndarray:
     mask = _may_fold_to_ascii(table, rule.fields)
-    for literal in _literals_of_needs_media(rule):
-        mask |= scan.rows(*literal)
+    for name in rule.fields:
+        media = np.zeros(table.num_rows, dtype=bool)
+        for stem in _MEDIA_STEMS:
+            media |= scan.rows(name, stem, True)
+        mask |= scan.rows(name, "attached", True) | scan.rows(name, "![") | scan.rows(name, "://") | \
+            (scan.rows(name, "<") & (media | scan.rows(name, "attach", True))) | (scan.rows(name, "[") & media)
     return mask
 
 
 def _literals_of_needs_media(rule: r.NeedsMedia):
-    # every match of the rule's patterns holds one of these (`NeedsMedia.test` asks the same first)
-    return [(name, needle, needle == "attached") for name in rule.fields for needle in ("<", "[", "://", "attached")]
+    return [(name, needle, blind) for name in rule.fields
+            for needle, blind in [("<", False), ("[", False), ("![", False), ("://", False), ("attached", True),
+                                  ("attach", True), *((stem, True) for stem in _MEDIA_STEMS)]]
 
 
 def _merged_instructions(rule: r.MergedInstructions, table: pa.Table, scan: LiteralScan) -> np.ndarray:
-    mask = np.zeros(table.num_rows, dtype=bool)
-    for literal in _literals_of_merged_instructions(rule):
-        mask |= scan.rows(*literal)
-    return mask
+    """Every way the rule drops needs "Instruction" (any case the rule spells) or numbered Input: and Output:
+    blocks; and the rule looks no further without "nstruction", "NSTRUCTION" or "nput"."""
+    found = {needle: scan.rows("output", needle) for _, needle, _ in _literals_of_merged_instructions(rule)}
+    return found["nstruction"] | found["NSTRUCTION"] | (found["nput"] & (found["utput"] | found["UTPUT"]))
 
 
 def _literals_of_merged_instructions(rule: r.MergedInstructions):
-    return [("output", needle, False) for needle in ("nstruction", "NSTRUCTION", "nput")]
+    return [("output", needle, False) for needle in ("nstruction", "NSTRUCTION", "nput", "utput", "UTPUT")]
 
 
 def _empty_code_block(rule: r.EmptyCodeBlock, table: pa.Table, scan: LiteralScan) -> np.ndarray:
