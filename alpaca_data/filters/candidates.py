@@ -132,19 +132,30 @@ class LiteralScan:
         coded = [needle.lower().encode() if blind else needle.encode() for needle, blind in needles]
         starting: list[list[int]] = [[] for _ in range(256)]  # byte -> the needles that can start with it
         for k, (code, (_, blind)) in enumerate(zip(coded, needles)):
-            starting[code[0]].append(k)
-            if blind and 0x61 <= code[0] <= 0x7A:
-                starting[code[0] - 0x20].append(k)
+            for first in _cases(code[0], blind):
+                starting[first].append(k)
         heads = np.cumsum([0, *map(len, starting)], dtype=np.int64)
         order = np.array([k for ks in starting for k in ks], dtype=np.int64)
+        pairs = np.zeros((256, 256), dtype=np.bool_)  # the first two bytes a needle can start with
+        for code, (_, blind) in zip(coded, needles):
+            for first in _cases(code[0], blind):
+                if len(code) == 1:
+                    pairs[first, :] = True
+                else:
+                    pairs[first, _cases(code[1], blind)] = True
         marked = np.zeros((len(needles), rows), dtype=bool)
         view = TextView.of(table.column(name))
-        kernels().mark_literals(view.offsets, view.data, view.valid, heads, order,
+        kernels().mark_literals(view.offsets, view.data, view.valid, pairs.reshape(-1), heads, order,
                                 np.frombuffer(b"".join(coded), dtype=np.uint8).copy(),
                                 np.cumsum([0, *map(len, coded)], dtype=np.int64),
                                 np.array([blind for _, blind in needles], dtype=np.bool_), marked)
         for k, (needle, blind) in enumerate(needles):
             self.found[(name, needle, blind)] = marked[k]
+
+
+def _cases(byte: int, blind: bool) -> list[int]:
+    """The bytes a needle's (lower-cased) byte matches: itself, and its upper case where compared case-blind."""
+    return [byte, byte - 0x20] if blind and 0x61 <= byte <= 0x7A else [byte]
 
 
 def _may_fold_to_ascii(table: pa.Table, fields) -> np.ndarray:

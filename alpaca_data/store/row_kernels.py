@@ -270,12 +270,14 @@ def mark_rows_holding(offsets, data, valid, leads, points, marked):
 
 
 @njit(cache=True, nogil=True)
-def mark_literals(offsets, data, valid, heads, order, needles, starts, blind, marked):
+def mark_literals(offsets, data, valid, pairs, heads, order, needles, starts, blind, marked):
     """marked[k, row] = True where the row holds needle k: the bytes needles[starts[k]:starts[k + 1]], ASCII
-    letters compared case-blind where blind[k]. The needles that can start with byte b are
-    order[heads[b]:heads[b + 1]] (both cases of a case-blind letter), so most bytes cost one look-up and a byte
-    is compared only with the needles it can start; one pass finds every needle."""
+    letters compared case-blind where blind[k]. pairs[256 * a + b] is true where some needle can start with the
+    bytes a, b (a one-byte needle: with a and any b); the needles that can start with byte a are
+    order[heads[a]:heads[a + 1]] (both cases of a case-blind letter). Most bytes cost one look-up of the pair
+    they start (common letters start a needle, common pairs seldom), and one pass finds every needle."""
     count = len(starts) - 1
+    size_of_data = len(data)
     for row in range(len(valid)):
         if not valid[row]:
             continue
@@ -288,6 +290,9 @@ def mark_literals(offsets, data, valid, heads, order, needles, starts, blind, ma
             if left == 0:
                 break
             byte = data[i]
+            after = data[i + 1] if i + 1 < size_of_data else 0  # past the row's end: a look-up, not a match
+            if not pairs[byte * 256 + after]:
+                continue
             for slot in range(heads[byte], heads[byte + 1]):
                 k = order[slot]
                 if marked[k, row]:
