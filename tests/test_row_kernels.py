@@ -196,3 +196,26 @@ def test_literal_scan_finds_what_arrow_match_substring_finds(seed):
     assert scan.rows("output", "").tolist() == [True] * len(texts)
     assert not scan.rows("not there", "a").any()
     assert LiteralScan(table).rows("output", "tach").tolist() == scan.rows("output", "tach").tolist()
+
+
+def test_key_table_answers_like_a_dict_through_growth_and_colliding_keys():
+    """Each key's first slot, -1 for a first; keys 0, 2**64-1 and keys equal in their low bits (one probe chain)
+    included; batches of every size, the table growing from its smallest."""
+    from alpaca_data.filters.key_table import KeyTable
+
+    rng = np.random.default_rng(7)
+    pool = np.concatenate([rng.integers(0, 2**63, 3000, dtype=np.uint64) * np.uint64(2),
+                           np.array([0, 2**64 - 1], dtype=np.uint64),
+                           (np.arange(1, 200, dtype=np.uint64) << np.uint64(40))])  # same low bits
+    keys = rng.choice(pool, 20000)
+    table, seen, position = KeyTable(capacity=1), {}, 0
+    for size in (1, 7, 0, 500, 3000, 16492):
+        batch = keys[position:position + size]
+        slots = np.arange(position, position + size, dtype=np.int64) * 3
+        expected = []
+        for key, slot in zip(batch.tolist(), slots.tolist()):
+            expected.append(seen.get(key, -1))
+            seen.setdefault(key, slot)
+        assert table.claim(batch, slots).tolist() == expected
+        position += size
+    assert position == len(keys) and len(table) == len(seen) and len(seen) > 2500

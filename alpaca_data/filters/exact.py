@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from alpaca_data.filters.key_table import KeyTable
 from alpaca_data.filters.steps import Step, Verdict
 from alpaca_data.records import normalise_text
 from alpaca_data.store.encode import FieldHashes, combined_hashes, text_hashes
@@ -32,8 +33,9 @@ class ExactDuplicates(Step):
 
     The group key is a 64-bit hash of the normalised fields (`store.encode.combined_hashes`). Keys are computed per
     record (`key_for`) or per batch in Arrow (`keys_for_table`, in a worker when streaming) and decided in order
-    (`decide_keys`, vectorised). The state is compact whatever
-    the size: the kept keys as a sorted array, and each kept instruction as UTF-8 bytes (for `most_similar`).
+    (`decide_keys`, a row kernel). The state is compact whatever the size: the kept keys in a hash table
+    (`KeyTable`), and, without a source to read them again from, each kept instruction as UTF-8 bytes (for
+    `most_similar`).
     """
 
     name = "exact_dedup"
@@ -42,10 +44,11 @@ class ExactDuplicates(Step):
         self.fields = tuple(fields)
         if not self.fields:
             raise ValueError("exact dedup needs at least one field")
-        self._keys = np.zeros(0, dtype=np.uint64)  # kept keys, sorted
-        self._slots = np.zeros(0, dtype=np.int64)  # for each kept key: its instruction's slot, or its position
-        self._text = bytearray()
-        self._ends = array("q")  # end offset of each slot's instruction in _text
+        self._table = KeyTable()  # each kept key with its slot: a source position, or a record number
+        self._seen = 0  # records decided so far
+        self._text = bytearray()  # without a source to read again: the kept instructions, in order, as UTF-8
+        self._ends = array("q")  # ... the end of each in _text
+        self._kept_records = array("q")  # ... and the record number of each
         # Set by a caller that can read kept records again (filters.stream: the source revision): kept
         # instructions are then looked up by position when a duplicate needs one, and never held.
         self.instructions_at: Callable[[list[int]], list[str]] | None = None
@@ -67,14 +70,16 @@ class ExactDuplicates(Step):
         return combined_hashes([hashes.of(name) for name in fields])
 
     def _earlier_instructions(self, slots: list[int]) -> dict[int, str]:
-        """The instructions of kept records by slot (held text) or position (`instructions_at`)."""
+        """The instructions of kept records of earlier batches, by slot: a source position (`instructions_at`)
+        or a record number (the held text)."""
         if not slots:
             return {}
+        wanted = sorted(set(slots))
         if self.instructions_at is not None:
-            wanted = sorted(set(slots))
             return dict(zip(wanted, self.instructions_at(wanted)))
-        return {slot: self._text[self._ends[slot - 1] if slot else 0:self._ends[slot]].decode(
-            "utf-8", errors="surrogatepass") for slot in slots}
+        kept = np.searchsorted(np.frombuffer(self._kept_records, dtype=np.int64), wanted).tolist()
+        return {slot: self._text[self._ends[k - 1] if k else 0:self._ends[k]].decode("utf-8", errors="surrogatepass")
+                for slot, k in zip(wanted, kept)}
 
     def decide_keys(self, keys: Sequence[int] | np.ndarray, instructions: Sequence[str] | pa.ChunkedArray,
                     positions: np.ndarray | None = None) -> tuple[np.ndarray, dict[int, Verdict]]:
@@ -82,34 +87,28 @@ class ExactDuplicates(Step):
         instructions: the records' instructions (a column: only the few read are made Python strings).
         positions: where the records sit in the source, for `instructions_at`."""
         keys = np.asarray(keys, dtype=np.uint64)
-        distinct, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        at = np.searchsorted(self._keys, distinct)
-        known = at < len(self._keys)
-        known[known] = self._keys[at[known]] == distinct[known]
-        keep = np.zeros(len(keys), dtype=bool)
-        keep[first[~known]] = True
-        dropped = np.flatnonzero(~keep).tolist()
-        looked_up = self._earlier_instructions([int(self._slots[at[inverse[i]]]) for i in dropped
-                                                if known[inverse[i]]])
-        new = np.sort(first[~known])  # in record order
-        texts = _texts_at(instructions, sorted({int(first[inverse[i]]) for i in dropped if not known[inverse[i]]})
-                          + (new.tolist() if self.instructions_at is None else []))
-        drops: dict[int, Verdict] = {}
-        for i in dropped:
-            group = inverse[i]
-            kept = looked_up[int(self._slots[at[group]])] if known[group] else texts[int(first[group])]
-            drops[i] = Verdict({}, "exact_duplicate", score=1.0, most_similar=kept)
-        if self.instructions_at is not None:
-            slots = np.asarray(positions, dtype=np.int64)[new]
+        if self.instructions_at is not None and positions is not None:
+            slots = np.asarray(positions, dtype=np.int64)  # a kept record is found again in the source
         else:
-            slots = np.arange(len(self._ends), len(self._ends) + len(new), dtype=np.int64)
-            for i in new.tolist():
-                self._text += texts[i].encode("utf-8", errors="surrogatepass")
+            slots = np.arange(self._seen, self._seen + len(keys), dtype=np.int64)  # record numbers
+        self._seen += len(keys)
+        found = self._table.claim(keys, slots)  # the slot of each key's first record, -1 for a first
+        keep = found < 0
+        dropped = np.flatnonzero(~keep)
+        named = found[dropped]
+        here = np.searchsorted(slots, named)  # a drop's first record in this very batch: its row here
+        in_batch = (here < len(slots)) & (slots[np.minimum(here, len(slots) - 1)] == named)
+        texts = _texts_at(instructions, here[in_batch].tolist()
+                          + (np.flatnonzero(keep).tolist() if self.instructions_at is None else []))
+        earlier = self._earlier_instructions(named[~in_batch].tolist())
+        drops: dict[int, Verdict] = {}
+        for i, slot, row, inside in zip(dropped.tolist(), named.tolist(), here.tolist(), in_batch.tolist()):
+            drops[i] = Verdict({}, "exact_duplicate", score=1.0, most_similar=texts[row] if inside else earlier[slot])
+        if self.instructions_at is None:  # the kept instructions are held, for the duplicates of later batches
+            for i in np.flatnonzero(keep).tolist():
+                self._text += (texts[i] or "").encode("utf-8", errors="surrogatepass")
                 self._ends.append(len(self._text))
-        order = np.argsort(keys[new])
-        at_new = np.searchsorted(self._keys, keys[new][order])  # a merge: O(kept) per batch, not a sort
-        self._keys = np.insert(self._keys, at_new, keys[new][order])
-        self._slots = np.insert(self._slots, at_new, slots[order])
+            self._kept_records.extend(slots[keep].tolist())
         return keep, drops
 
     def check(self, record: Mapping[str, Any]) -> Verdict:

@@ -224,8 +224,8 @@ class StreamedPipeline:
                     [v.reason for v in verdicts], table.take(pa.array(rows, type=pa.int64())).to_pylist(),
                     positions[rows], scores=[v.score for v in verdicts],
                     most_similar=[v.most_similar for v in verdicts]))
-            mask = pa.array(keep)
-            table, encoded, positions = table.filter(mask), encoded.select(keep), positions[keep]
+            if not keep.all():
+                table, encoded, positions = table.filter(pa.array(keep)), encoded.select(keep), positions[keep]
         rejected = _by_index(rejections)
         self.result.kept += table.num_rows
         self.result.dropped += rejected.num_rows

@@ -311,3 +311,31 @@ def mark_literals(offsets, data, valid, pairs, heads, order, needles, starts, bl
                 if same:
                     marked[k, row] = True
                     left -= 1
+
+
+# ------------------------------------------------------------------------------------------------------------
+# a set of 64-bit keys, each with a slot: exact dedup's memory of the keys it kept
+
+
+@njit(cache=True, nogil=True)
+def claim_keys(table_keys, table_slots, used, keys, slots, found):
+    """For each key in order: found[i] = the slot held for it, or -1 after it is stored with slots[i] (it is
+    the first of its key). An open-addressing table (linear probing; a power-of-two size, at most half full:
+    the caller grows it); the keys are already well-mixed hashes, so their low bits place them. Returns how
+    many keys were stored."""
+    mask = np.uint64(len(table_keys) - 1)
+    stored = 0
+    for i in range(len(keys)):
+        key = keys[i]
+        at = np.int64(key & mask)
+        while used[at] and table_keys[at] != key:
+            at = np.int64((np.uint64(at) + np.uint64(1)) & mask)
+        if used[at]:
+            found[i] = table_slots[at]
+        else:
+            used[at] = True
+            table_keys[at] = key
+            table_slots[at] = slots[i]
+            found[i] = -1
+            stored += 1
+    return stored
