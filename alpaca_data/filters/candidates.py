@@ -118,39 +118,45 @@ class LiteralScan:
 
     def _scan(self, name: str, needles: list[tuple[str, bool]]) -> None:
         table, rows = self.table, self.table.num_rows
-        for needle, blind in [(needle, blind) for needle, blind in needles if not needle]:
-            self.found[(name, needle, blind)] = np.ones(rows, dtype=bool)  # the empty string is in every text
-        needles = [(needle, blind) for needle, blind in needles if needle]
-        if name not in table.column_names or not _is_text(table, name):
-            for needle, blind in needles:
-                found = np.zeros(rows, dtype=bool) if name not in table.column_names else \
-                    _numpy(pc.match_substring(_column(table, name), needle, ignore_case=blind))
-                self.found[(name, needle, blind)] = found
-            return
+        by_kernel = name in table.column_names and _is_text(table, name)
+        for needle, blind in needles:
+            if not needle:
+                self.found[(name, needle, blind)] = np.ones(rows, dtype=bool)  # the empty string is in every text
+            elif name not in table.column_names:
+                self.found[(name, needle, blind)] = np.zeros(rows, dtype=bool)
+            elif not by_kernel or (blind and not needle.isascii()):  # the kernel folds ASCII letters only
+                self.found[(name, needle, blind)] = _numpy(
+                    pc.match_substring(_column(table, name), needle, ignore_case=blind))
+        needles = [(needle, blind) for needle, blind in needles if (name, needle, blind) not in self.found]
         if not needles:
             return
         coded = [needle.lower().encode() if blind else needle.encode() for needle, blind in needles]
-        starting: list[list[int]] = [[] for _ in range(256)]  # byte -> the needles that can start with it
-        for k, (code, (_, blind)) in enumerate(zip(coded, needles)):
-            for first in _cases(code[0], blind):
-                starting[first].append(k)
-        heads = np.cumsum([0, *map(len, starting)], dtype=np.int64)
-        order = np.array([k for ks in starting for k in ks], dtype=np.int64)
-        pairs = np.zeros((256, 256), dtype=np.bool_)  # the first two bytes a needle can start with
-        for code, (_, blind) in zip(coded, needles):
-            for first in _cases(code[0], blind):
-                if len(code) == 1:
-                    pairs[first, :] = True
-                else:
-                    pairs[first, _cases(code[1], blind)] = True
+        blinds = [blind for _, blind in needles]
         marked = np.zeros((len(needles), rows), dtype=bool)
         view = TextView.of(table.column(name))
-        kernels().mark_literals(view.offsets, view.data, view.valid, pairs.reshape(-1), heads, order,
+        kernels().mark_literals(view.offsets, view.data, view.valid, *_needle_tables(coded, blinds),
                                 np.frombuffer(b"".join(coded), dtype=np.uint8).copy(),
-                                np.cumsum([0, *map(len, coded)], dtype=np.int64),
-                                np.array([blind for _, blind in needles], dtype=np.bool_), marked)
+                                np.cumsum([0, *map(len, coded)], dtype=np.int64), np.array(blinds, dtype=np.bool_),
+                                marked)
         for k, (needle, blind) in enumerate(needles):
             self.found[(name, needle, blind)] = marked[k]
+
+
+def _needle_tables(coded: list[bytes], blinds: list[bool]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`row_kernels.mark_literals`' look-up tables for these needles: the pairs of bytes one can start with
+    (256 x 256, flat), and for each byte the needles that can start with it (heads into order)."""
+    pairs = np.zeros((256, 256), dtype=np.bool_)
+    starting: list[list[int]] = [[] for _ in range(256)]
+    for k, (code, blind) in enumerate(zip(coded, blinds)):
+        for first in _cases(code[0], blind):
+            starting[first].append(k)
+            if len(code) == 1:
+                pairs[first, :] = True
+            else:
+                pairs[first, _cases(code[1], blind)] = True
+    heads = np.cumsum([0, *map(len, starting)], dtype=np.int64)
+    order = np.array([k for ks in starting for k in ks], dtype=np.int64)
+    return pairs.reshape(-1), heads, order
 
 
 def _cases(byte: int, blind: bool) -> list[int]:
