@@ -21,17 +21,15 @@ def _import_spacy():
     whenever it is installed (1.2 s here, before the parse can start) for layers these models do not have."""
     import sys
 
-    if "thinc" in sys.modules or "torch" in sys.modules:
-        import spacy
-        from thinc.api import use_ops
-
-        return spacy, use_ops
-    sys.modules["torch"] = None  # `import torch` raises ImportError: thinc takes torch as not installed
+    hide = "thinc" not in sys.modules and "torch" not in sys.modules
+    if hide:
+        sys.modules["torch"] = None  # `import torch` raises ImportError: thinc takes torch as not installed
     try:
         import spacy
         from thinc.api import use_ops
     finally:
-        del sys.modules["torch"]  # whatever imports torch later gets it
+        if hide:
+            del sys.modules["torch"]  # whatever imports torch later gets it
     return spacy, use_ops
 
 

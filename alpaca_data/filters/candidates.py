@@ -109,6 +109,13 @@ class LiteralScan:
         for name, needles in by_field.items():
             self._scan(name, list(needles))
 
+    def any_of(self, literals) -> np.ndarray:
+        """Rows holding any of these (field, needle, ignore_case) literals."""
+        mask = np.zeros(self.table.num_rows, dtype=bool)
+        for literal in literals:
+            mask |= self.rows(*literal)
+        return mask
+
     def rows(self, name: str, needle: str, ignore_case: bool = False) -> np.ndarray:
         """Rows whose `name` field holds `needle` (a null or missing field holds nothing)."""
         key = (name, needle, bool(ignore_case))
@@ -196,10 +203,8 @@ def control_rows(table: pa.Table, fields) -> np.ndarray:
 
 
 def _control_characters(rule: r.ControlCharacters, table: pa.Table, scan: LiteralScan) -> np.ndarray:
-    mask = control_rows(table, dict.fromkeys((*rule.fields, *rule.literal_newline_fields)))
-    for name, needle, ignore_case in _literals_of_control_characters(rule):
-        mask |= scan.rows(name, needle, ignore_case)
-    return mask
+    return control_rows(table, dict.fromkeys((*rule.fields, *rule.literal_newline_fields))) | \
+        scan.any_of(_literals_of_control_characters(rule))
 
 
 def _literals_of_control_characters(rule: r.ControlCharacters):
@@ -235,22 +240,24 @@ def words(column: pa.ChunkedArray) -> np.ndarray:
     return word_counts(one_array(column))
 
 
-def _blacklist(rule: r.Blacklist, table: pa.Table, scan: LiteralScan) -> np.ndarray | None:
+def _blacklist_words(rule: r.Blacklist) -> str:
+    """The rule's words and phrases as one RE2 group of alternatives, Python's whitespace between words."""
     words = [w for w in rule.words if w.strip()]
-    if not words:
+    return "(?:" + "|".join(f"[{_SPACE}]+".join(map(re.escape, w.split())) for w in words) + ")"
+
+
+def _blacklist(rule: r.Blacklist, table: pa.Table, scan: LiteralScan) -> np.ndarray | None:
+    if not any(w.strip() for w in rule.words):
         return np.zeros(table.num_rows, dtype=bool)
-    if not all(w.isascii() for w in words):
+    if not all(w.isascii() for w in rule.words if w.strip()):
         return None
-    pattern = "(?i)(?:" + "|".join(f"[{_SPACE}]+".join(map(re.escape, w.split())) for w in words) + ")"
+    pattern = f"(?i){_blacklist_words(rule)}"
     return _any(table, rule.fields, lambda column: pc.match_substring_regex(column, pattern)) | \
         _may_fold_to_ascii(table, rule.fields)
 
 
 def _write_a_program(rule: r.WriteAProgram, table: pa.Table, scan: LiteralScan) -> np.ndarray:
-    mask = np.zeros(table.num_rows, dtype=bool)
-    for literal in _literals_of_write_a_program(rule):
-        mask |= scan.rows(*literal)
-    return mask
+    return scan.any_of(_literals_of_write_a_program(rule))
 
 
 def _literals_of_write_a_program(rule: r.WriteAProgram):
@@ -274,9 +281,7 @@ _MEDIA_STEMS = ("picture", "image", "photo", "img", "video", "audio", "screensho
 def _needs_media(rule: r.NeedsMedia, table: pa.Table, scan: LiteralScan) -> np.ndarray:
     mask = _may_fold_to_ascii(table, rule.fields)
     for name in rule.fields:
-        media = np.zeros(table.num_rows, dtype=bool)
-        for stem in _MEDIA_STEMS:
-            media |= scan.rows(name, stem, True)
+        media = scan.any_of((name, stem, True) for stem in _MEDIA_STEMS)
         mask |= scan.rows(name, "attached", True) | scan.rows(name, "![") | scan.rows(name, "://") | \
             (scan.rows(name, "<") & (media | scan.rows(name, "attach", True))) | (scan.rows(name, "[") & media)
     return mask
@@ -336,16 +341,15 @@ LITERALS: dict[type, Callable[..., list[tuple[str, str, bool]]]] = {
 def _blacklist_certain(rule: r.Blacklist, table: pa.Table, found: np.ndarray) -> np.ndarray:
     """The rows blacklist surely drops: a field of ASCII text where RE2 finds the rule's own pattern. On ASCII
     text `\\b`, case-blind letters and the whitespace class (`_SPACE`) are Python's, so the match is `re`'s."""
-    words = [w for w in rule.words if w.strip()]
-    pattern = "(?i)\\b(?:" + "|".join(f"[{_SPACE}]+".join(map(re.escape, w.split())) for w in words) + ")\\b"
+    pattern = f"(?i)\\b{_blacklist_words(rule)}\\b"
     certain = np.zeros(table.num_rows, dtype=bool)
     rows = np.flatnonzero(found)
     for name in rule.fields:
         if not len(rows) or name not in table.column_names or not _is_text(table, name):
             continue
         column = table.column(name).take(rows)
-        certain[rows] |= _numpy(pc.and_(pc.string_is_ascii(column), pc.match_substring_regex(column, pattern))) & \
-            np.asarray(column.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        matched = pc.and_(pc.string_is_ascii(column), pc.match_substring_regex(column, pattern))
+        certain[rows] |= _numpy(pc.fill_null(matched, False))  # a null field matches nothing
     return certain
 
 

@@ -87,7 +87,7 @@ class ExactDuplicates(Step):
         instructions: the records' instructions (a column: only the few read are made Python strings).
         positions: where the records sit in the source, for `instructions_at`."""
         keys = np.asarray(keys, dtype=np.uint64)
-        if self.instructions_at is not None and positions is not None:
+        if self.instructions_at is not None:
             slots = np.asarray(positions, dtype=np.int64)  # a kept record is found again in the source
         else:
             slots = np.arange(self._seen, self._seen + len(keys), dtype=np.int64)  # record numbers

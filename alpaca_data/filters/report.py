@@ -67,33 +67,31 @@ def rejections_of(reasons: Sequence[str], records: Sequence[Mapping[str, Any]], 
                   most_similar: Sequence[str | None] | None = None) -> pa.Table:
     """Many rejections at once, built a column at a time: the table `rejections_table` makes of their
     `make_rejection` rows, without a dict per row (a filter at 1M drops 200K records)."""
-    count = len(records)
-    columns = {
-        "reason": pa.array(reasons, pa.string()),
-        "action": pa.array(["drop"] * count, pa.string()),
-        "key": pa.array(keys if keys is not None else [key_of(record) for record in records], pa.string()),
-        **{name: pa.array([_text(record, name) for record in records], pa.string()) for name in TEXT_FIELDS},
-        "score": pa.array(scores if scores is not None else [None] * count, pa.float64()),
-        "most_similar": pa.array(most_similar if most_similar is not None else [None] * count, pa.string()),
-        "index": pa.array(indices, pa.int64()),
-        "request_id": pa.nulls(count, pa.string()),
-    }
-    return pa.table(columns, schema=REJECTION_SCHEMA)
+    texts = {name: pa.array([_text(record, name) for record in records], pa.string()) for name in TEXT_FIELDS}
+    return _rejections(pa.array(reasons, pa.string()), texts, indices,
+                       keys if keys is not None else [key_of(record) for record in records], scores, most_similar)
 
 
 def rejections_of_rows(reason: str, table: pa.Table, indices: Sequence[int], keys: Sequence[str]) -> pa.Table:
     """`rejections_of` for rows of `table` dropped as they are, their text taken from its string columns (a null
     or missing field: "")."""
     count = table.num_rows
-    texts = {name: pc.fill_null(table.column(name), "") if name in table.column_names
+    texts = {name: pc.fill_null(table.column(name), "").cast(pa.string()) if name in table.column_names
              else pa.array([""] * count, pa.string()) for name in TEXT_FIELDS}
+    return _rejections(pa.array([reason] * count, pa.string()), texts, indices, keys)
+
+
+def _rejections(reasons: pa.Array, texts: Mapping[str, pa.Array | pa.ChunkedArray], indices: Sequence[int],
+                keys: Sequence[str], scores: Sequence[float | None] | None = None,
+                most_similar: Sequence[str | None] | None = None) -> pa.Table:
+    count = len(reasons)
     columns = {
-        "reason": pa.array([reason] * count, pa.string()),
+        "reason": reasons,
         "action": pa.array(["drop"] * count, pa.string()),
         "key": pa.array(keys, pa.string()),
-        **{name: texts[name].cast(pa.string()) for name in TEXT_FIELDS},
-        "score": pa.nulls(count, pa.float64()),
-        "most_similar": pa.nulls(count, pa.string()),
+        **texts,
+        "score": pa.array(scores, pa.float64()) if scores is not None else pa.nulls(count, pa.float64()),
+        "most_similar": pa.array(most_similar, pa.string()) if most_similar is not None else pa.nulls(count, pa.string()),
         "index": pa.array(indices, pa.int64()),
         "request_id": pa.nulls(count, pa.string()),
     }

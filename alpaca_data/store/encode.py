@@ -271,8 +271,7 @@ def encode_table(table: pa.Table | pa.RecordBatch, hashes: FieldHashes | None = 
     columns = [table.column(name) for name in CORE_FIELDS]
     built = None if has_floats(table.schema) else canonical_json(table)
     if built is None:
-        lines = canonical_lines(table_to_records(table), has_floats(table.schema))
-        built = (b"\n".join(lines) + b"\n" if lines else b"", _line_ends(lines))
+        built = _joined(canonical_lines(table_to_records(table), has_floats(table.schema)))
     return _encoded(*built, *columns, hashes.of("instruction") if hashes is not None else None)
 
 
@@ -284,11 +283,13 @@ def one_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 def encode_lines(lines: list[bytes], instructions: pa.Array, inputs: pa.Array, outputs: pa.Array) -> EncodedRows:
     """The rows' canonical JSON `lines` and their statistics, counted on the core columns."""
-    return _encoded(b"\n".join(lines) + b"\n" if lines else b"", _line_ends(lines), instructions, inputs, outputs)
+    return _encoded(*_joined(lines), instructions, inputs, outputs)
 
 
-def _line_ends(lines: list[bytes]) -> np.ndarray:
-    return np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)) + 1)
+def _joined(lines: list[bytes]) -> tuple[bytes, np.ndarray]:
+    """Lines as one buffer, each ending in a newline, and where each ends."""
+    ends = np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)) + 1)
+    return (b"\n".join(lines) + b"\n" if lines else b""), ends
 
 
 def _encoded(canonical: bytes | np.ndarray, ends: np.ndarray, instructions: pa.Array, inputs: pa.Array,

@@ -6,7 +6,9 @@ Python objects, in one pass over the bytes, without the GIL:
 - canonical JSON lines, byte for byte what `records.canonical_bytes` writes (sorted keys, compact, UTF-8, the
   escapes of `json.dumps(ensure_ascii=False)`), built a column at a time into one buffer;
 - words as `len(text.split())` counts them (Python's whitespace, Unicode included) and characters;
-- the normal form of ASCII text (`records.normalise_text`: lower case, whitespace collapsed), joined over fields.
+- the normal form of ASCII text (`records.normalise_text`: lower case, whitespace collapsed), and its hash;
+- for the filter rules' candidates: the rows holding given characters, or given literal substrings;
+- exact dedup's table of kept keys.
 
 The callers (`store.encode`) turn Arrow arrays into the numpy views these take.
 """
@@ -246,23 +248,11 @@ def mark_rows_holding(offsets, data, valid, leads, points, marked):
     for row in range(len(valid)):
         if not valid[row] or marked[row]:
             continue
-        end = offsets[row + 1]
-        for i in range(offsets[row], end):
+        for i in range(offsets[row], offsets[row + 1]):
             byte = data[i]
             if not leads[byte]:
                 continue
-            if byte < 0x80:
-                size, point = 1, np.int64(byte)
-            elif byte < 0xE0:
-                size, point = 2, np.int64(byte & 0x1F)
-            elif byte < 0xF0:
-                size, point = 3, np.int64(byte & 0x0F)
-            else:
-                size, point = 4, np.int64(byte & 0x07)
-            if i + size > end:
-                continue
-            for k in range(1, size):
-                point = (point << 6) | (data[i + k] & 0x3F)
+            point = np.int64(byte) if byte < 0x80 else np.int64(_code_at(data, i))
             at = np.searchsorted(points, point)
             if at < len(points) and points[at] == point:
                 marked[row] = True
