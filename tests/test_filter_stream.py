@@ -105,3 +105,17 @@ def test_streamed_diff_counts_and_examples_equal_the_record_by_record_reference(
                                 "unchanged": len(after) - len(added) - len(changed)}
     assert (result.added, result.removed, result.changed) == (added[:4], removed[:4], changed[:4])
     assert len(changed) > 4 and len(removed) > 4
+
+
+@pytest.mark.parametrize("tail", [0, 30])
+def test_dedup_batches_whose_drops_all_point_to_earlier_batches_or_that_drop_nothing(store, monkeypatch, tail):
+    """Batches with no duplicate of a record of their own: none at all (tail 0), or only of records far back."""
+    distinct = [dict(r, n=i) for i, r in enumerate(corpus_records("gsm8k_train_alpaca")[:400])]
+    records = distinct + [dict(r, n=-1 - i) for i, r in enumerate(distinct[:tail])]
+    store.commit("plain", records, message="no duplicate within a batch")
+    expected = Pipeline([ExactDuplicates()]).run(records, progress=False)
+    monkeypatch.setenv("ALPACA_WORKERS", "2")
+    outcome = revision_module.dedup_revision(store, "plain@main", dataset="plain-out", progress=False)
+    assert store.read_records(outcome.commit.manifest) == expected.kept
+    assert _rejections(store, outcome.commit) == [{**row, "request_id": None} for row in expected.rejections]
+    assert outcome.pipeline.counts == ({"exact_duplicate": tail} if tail else {})

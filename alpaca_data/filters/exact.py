@@ -132,5 +132,5 @@ def _texts_at(instructions: Sequence[str] | pa.ChunkedArray, rows: list[int]) ->
     """The instructions at `rows` as Python objects."""
     if isinstance(instructions, (pa.Array, pa.ChunkedArray)):
         wanted = sorted(set(rows))
-        return dict(zip(wanted, instructions.take(wanted).to_pylist()))
+        return dict(zip(wanted, instructions.take(pa.array(wanted, pa.int64())).to_pylist()))
     return {row: instructions[row] for row in rows}
